@@ -1,0 +1,118 @@
+"""Errors and the handlers that give every failure the SPEC's `{"errors": [...]}` shape."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("ticketing.errors")
+
+
+class AppError(Exception):
+    """An error a client caused or may see; rendered as `{"errors": [{message, field?}]}`."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def serialize(self) -> list[dict[str, str]]:
+        item = {"message": self.message}
+        if self.field:
+            item["field"] = self.field
+        return [item]
+
+
+class BadRequestError(AppError):
+    status_code = 400
+
+
+class NotAuthorizedError(AppError):
+    status_code = 401
+
+    def __init__(self, message: str = "Not authorized") -> None:
+        super().__init__(message)
+
+
+class NotFoundError(AppError):
+    status_code = 404
+
+    def __init__(self, message: str = "Not Found") -> None:
+        super().__init__(message)
+
+
+class UpstreamError(AppError):
+    """A dependency we cannot do without (a payment provider) failed; not the client's fault."""
+
+    def __init__(self, message: str, *, status_code: int = 502) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def error_body(message: str, field: str | None = None) -> dict[str, list[dict[str, str]]]:
+    item = {"message": message}
+    if field:
+        item["field"] = field
+    return {"errors": [item]}
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        kind = err.get("type", "")
+        field = ".".join(loc)
+        if kind == "json_invalid":
+            message, field = "Request body must be valid JSON", ""
+        elif kind == "missing" and not field:
+            message = "Request body is required"
+        elif kind in ("model_type", "model_attributes_type", "dict_type") and not field:
+            message = "Request body must be a JSON object"
+        else:
+            # Our field validators raise PydanticCustomError with the SPEC's exact message;
+            # anything else (a query parameter of the wrong type, say) keeps pydantic's text.
+            message = str(err.get("msg", "Invalid value"))
+        key = (message, field)
+        if key in seen:
+            continue
+        seen.add(key)
+        item = {"message": message}
+        if field:
+            item["field"] = field
+        out.append(item)
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves the service as `{"errors": [...]}`; traces go to the log only."""
+
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse({"errors": exc.serialize()}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"errors": _validation_errors(exc)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = "Not Found" if exc.status_code == 404 else str(exc.detail)
+        headers: Any = getattr(exc, "headers", None)
+        return JSONResponse(error_body(message), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"path": request.url.path, "method": request.method},
+        )
+        return JSONResponse(error_body("Something went wrong on our side"), status_code=500)

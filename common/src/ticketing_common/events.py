@@ -1,0 +1,192 @@
+"""Every integration event of the SPEC, in one place, serialised one way everywhere.
+
+An event travels as JSON: an envelope (`id`, `subject`, `occurredAt`, `schemaVersion`) around the
+payload (`data`). Event names use colons (`ticket:created`); NATS subjects use dots
+(`ticket.created`). `id` doubles as JetStream's `Nats-Msg-Id`, so a re-published event is dropped
+by the server's de-duplication and, past its window, by the handlers' idempotency.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+SCHEMA_VERSION = 1
+
+
+class Subject(StrEnum):
+    USER_CREATED = "user:created"
+    USER_UPDATED = "user:updated"
+    TICKET_CREATED = "ticket:created"
+    TICKET_UPDATED = "ticket:updated"
+    ORDER_CREATED = "order:created"
+    ORDER_CANCELLED = "order:cancelled"
+    EXPIRATION_COMPLETE = "expiration:complete"
+    PAYMENT_CREATED = "payment:created"
+
+    @property
+    def wire(self) -> str:
+        """The NATS subject: `ticket:created` -> `ticket.created`."""
+        return self.value.replace(":", ".")
+
+    @classmethod
+    def from_wire(cls, wire: str) -> Subject:
+        return cls(wire.replace(".", ":", 1))
+
+
+class OrderStatus(StrEnum):
+    CREATED = "created"
+    CANCELLED = "cancelled"
+    AWAITING_PAYMENT = "awaiting:payment"
+    COMPLETE = "complete"
+
+
+class EventData(BaseModel):
+    """Payload base: camelCase on the wire, snake_case in Python, strict about unknown shape."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    subject: ClassVar[Subject]
+
+
+class UserCreated(EventData):
+    subject = Subject.USER_CREATED
+    id: str
+    email: str
+
+
+class UserUpdated(EventData):
+    subject = Subject.USER_UPDATED
+    id: str
+    email: str
+    version: int
+
+
+class TicketCreated(EventData):
+    subject = Subject.TICKET_CREATED
+    id: str
+    version: int
+    title: str
+    price: float
+    user_id: str
+
+
+class TicketUpdated(EventData):
+    subject = Subject.TICKET_UPDATED
+    id: str
+    version: int
+    title: str
+    price: float
+    user_id: str
+    order_id: str | None = None
+
+
+class OrderTicketRef(EventData):
+    id: str
+    price: float
+
+
+class OrderCreated(EventData):
+    subject = Subject.ORDER_CREATED
+    id: str
+    version: int
+    status: OrderStatus
+    user_id: str
+    expires_at: datetime
+    ticket: OrderTicketRef
+
+
+class OrderCancelledTicketRef(EventData):
+    id: str
+
+
+class OrderCancelled(EventData):
+    subject = Subject.ORDER_CANCELLED
+    id: str
+    version: int
+    ticket: OrderCancelledTicketRef
+
+
+class ExpirationComplete(EventData):
+    subject = Subject.EXPIRATION_COMPLETE
+    order_id: str
+
+
+class PaymentCreated(EventData):
+    subject = Subject.PAYMENT_CREATED
+    id: str
+    order_id: str
+    stripe_id: str
+
+
+EVENT_TYPES: dict[Subject, type[EventData]] = {
+    cls.subject: cls
+    for cls in (
+        UserCreated,
+        UserUpdated,
+        TicketCreated,
+        TicketUpdated,
+        OrderCreated,
+        OrderCancelled,
+        ExpirationComplete,
+        PaymentCreated,
+    )
+}
+
+D = TypeVar("D", bound=EventData)
+
+
+class Event(BaseModel, Generic[D]):
+    """The envelope. `data` is the typed payload of `subject`."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    subject: Subject
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    schema_version: int = SCHEMA_VERSION
+    data: D
+
+
+class EventDecodeError(ValueError):
+    """Bytes on the bus that are not a valid event: retrying cannot help, dead-letter it."""
+
+
+def new_event(data: D) -> Event[D]:
+    return Event[D](subject=data.subject, data=data)
+
+
+def encode(event: Event[Any]) -> bytes:
+    return event.model_dump_json(by_alias=True).encode()
+
+
+def to_document(event: Event[Any]) -> dict[str, Any]:
+    """The event as stored in an outbox: plain JSON types, so every Mongo stores it alike."""
+    return event.model_dump(mode="json", by_alias=True)
+
+
+def from_document(doc: dict[str, Any]) -> Event[Any]:
+    return decode_obj(doc)
+
+
+def decode_obj(obj: Any) -> Event[Any]:
+    try:
+        subject = Subject(obj["subject"])
+        model = EVENT_TYPES[subject]
+        return Event[model].model_validate(obj)  # type: ignore[valid-type]
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise EventDecodeError(f"not a valid event: {exc}") from exc
+
+
+def decode(raw: bytes) -> Event[Any]:
+    import json
+
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventDecodeError(f"not JSON: {exc}") from exc
+    return decode_obj(obj)

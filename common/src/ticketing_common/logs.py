@@ -1,0 +1,39 @@
+"""Structured logs: one JSON line per record, with the service name and ids passed in `extra`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+
+class _ServiceFilter(logging.Filter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        return True
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_ServiceFilter(service))
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{service}{name}{message}",
+            style="{",
+            rename_fields={"levelname": "level", "asctime": "time", "name": "logger"},
+        )
+    )
+    handler.set_name("ticketing")
+    root = logging.getLogger()
+    # Replace only our own handler, so calling this twice (or under pytest's capture) is safe.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "ticketing"] + [handler]
+    root.setLevel(level.upper())
+    # Uvicorn's access log would be a second, unstructured format; route it through ours.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True

@@ -1,0 +1,90 @@
+"""Mongo helpers on PyMongo's AsyncMongoClient.
+
+Written to the subset that real MongoDB, mongomock (unit tests) and nx-27017 (the local stack)
+all get right: string ids for cross-service references, single-document atomic updates for
+anything that must be race-free, no transactions, no partial indexes, no $lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.errors import OperationFailure
+
+log = logging.getLogger("ticketing.mongo")
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    collection: str
+    keys: list[tuple[str, int]]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def connect(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
+    """One client per process: it pools connections and must be reused, never per request."""
+    return AsyncMongoClient(
+        url,
+        appname=app_name,
+        tz_aware=True,
+        serverSelectionTimeoutMS=3000,
+        connectTimeoutMS=3000,
+    )
+
+
+async def ensure_indexes(db: Any, specs: list[IndexSpec]) -> None:
+    for spec in specs:
+        try:
+            await db[spec.collection].create_index(spec.keys, **spec.options)
+        except OperationFailure:
+            # nx-27017 (the local stack's Mongo) cannot index `_id` inside a compound key; real
+            # MongoDB can. Keep the rest of the key there so the query is still indexed.
+            keys = [k for k in spec.keys if k[0] != "_id"]
+            if not keys or keys == spec.keys:
+                raise
+            log.warning("index without _id", extra={"collection": spec.collection})
+            await db[spec.collection].create_index(keys, **spec.options)
+
+
+def parse_object_id(value: str) -> ObjectId | None:
+    """A malformed id is an unknown id (404), never an error (flaw 8)."""
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None
+
+
+def as_utc(value: datetime) -> datetime:
+    """Some Mongo backends hand back naive datetimes; everything we store is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def versioned_update(
+    collection: Any,
+    *,
+    id: Any,
+    version: int,
+    update: Document,
+    extra_filter: Document | None = None,
+) -> Document | None:
+    """Apply `update` only if the document is still at `version`, and bump it by one.
+
+    Optimistic concurrency: a stale writer matches nothing and gets None back. Single-document
+    and atomic on every backend, so no transaction is needed.
+    """
+    update = dict(update)
+    update["$inc"] = {**update.get("$inc", {}), "version": 1}
+    doc: Document | None = await collection.find_one_and_update(
+        {"_id": id, "version": version, **(extra_filter or {})},
+        update,
+        return_document=ReturnDocument.AFTER,
+    )
+    return doc

@@ -1,0 +1,44 @@
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from ticketing_common.bus import Bus, InMemoryBus, JetStreamBus
+from ticketing_common.bus.memory import InMemoryBroker
+from ticketing_common.testing import ServerProcess, nats_process
+
+BusFactory = Callable[..., Bus]
+
+
+@pytest.fixture(params=["memory", pytest.param("nats", marks=pytest.mark.connected)])
+async def make_bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BusFactory]:
+    """Build buses (one per simulated process) on the fake or on a real nats-server."""
+    created: list[Bus] = []
+    server: ServerProcess | None = None
+    broker = InMemoryBroker()
+    if request.param == "nats":
+        server = nats_process(tmp_path / "nats")
+        server.start()
+
+    def factory(service: str = "svc", *, ack_wait: float = 5.0, max_deliver: int = 3) -> Bus:
+        bus: Bus
+        if server is None:
+            bus = InMemoryBus(
+                service, broker=broker, ack_wait=ack_wait, max_deliver=max_deliver, retry_delay=0.05
+            )
+        else:
+            bus = JetStreamBus(
+                f"nats://{server.url}",
+                service,
+                ack_wait=ack_wait,
+                max_deliver=max_deliver,
+                retry_delay=0.05,
+            )
+        created.append(bus)
+        return bus
+
+    factory.server = server  # type: ignore[attr-defined]
+    yield factory
+    for bus in created:
+        await bus.close()
+    if server is not None:
+        server.stop()

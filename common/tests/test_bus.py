@@ -1,0 +1,204 @@
+"""One behaviour suite for both buses: the in-memory fake and a real nats-server.
+
+Every test runs twice (`[memory]` and `[nats]`); the fake is only trusted because it passes
+the same assertions as the real thing.
+"""
+
+import asyncio
+import collections
+from collections.abc import Callable
+from typing import Any
+
+from ticketing_common.bus import Bus, RetryLater
+from ticketing_common.events import Event, TicketCreated, new_event
+from ticketing_common.testing import eventually, started
+
+BusFactory = Callable[..., Bus]
+
+
+def ticket(n: int = 1, version: int = 0) -> Event[TicketCreated]:
+    return new_event(
+        TicketCreated(id=f"t{n}", version=version, title="show", price=10.0, user_id="u")
+    )
+
+
+class Recorder:
+    """A handler that records deliveries and fails as told."""
+
+    def __init__(self, fail_times: int = 0, always_fail: bool = False) -> None:
+        self.fail_times = fail_times
+        self.always_fail = always_fail
+        self.seen: list[Event[Any]] = []
+        self.attempts: collections.Counter[str] = collections.Counter()
+
+    async def __call__(self, event: Event[Any]) -> None:
+        self.attempts[event.id] += 1
+        if self.always_fail or self.attempts[event.id] <= self.fail_times:
+            raise RuntimeError("boom")
+        self.seen.append(event)
+
+
+async def test_a_published_event_reaches_the_subscriber(make_bus: BusFactory) -> None:
+    consumer, producer = make_bus("orders"), make_bus("tickets")
+    rec = Recorder()
+    consumer.subscribe(ticket().subject, rec)
+    await started(consumer)
+    await started(producer)
+    event = ticket()
+    await producer.publish(event)
+    await eventually(lambda: _async(rec.seen == [event]))
+
+
+async def test_a_failing_handler_gets_the_message_again(make_bus: BusFactory) -> None:
+    bus = make_bus("orders", max_deliver=5)
+    rec = Recorder(fail_times=2)
+    bus.subscribe(ticket().subject, rec)
+    await started(bus)
+    event = ticket()
+    await bus.publish(event)
+    await eventually(lambda: _async(len(rec.seen) == 1))
+    assert rec.attempts[event.id] == 3
+    assert await bus.dead_letters() == []
+
+
+async def test_a_message_that_keeps_failing_is_dead_lettered_after_max_deliver(
+    make_bus: BusFactory,
+) -> None:
+    bus = make_bus("orders", max_deliver=3)
+    poison = Recorder(always_fail=True)
+    bus.subscribe(ticket().subject, poison)
+    await started(bus)
+    bad = ticket(1)
+    await bus.publish(bad)
+
+    async def dead() -> bool:
+        letters = await bus.dead_letters()
+        return len(letters) == 1 and letters[0].deliveries == 3
+
+    await eventually(dead, timeout=10)
+    letter = (await bus.dead_letters())[0]
+    assert letter.durable == "orders-ticket-created"
+    assert b'"t1"' in letter.payload
+    assert "boom" in letter.error
+    assert poison.attempts[bad.id] == 3
+    # The flow continues: later messages are delivered as usual.
+    poison.always_fail = False
+    good = ticket(2)
+    await bus.publish(good)
+    await eventually(lambda: _async([e.id for e in poison.seen] == [good.id]))
+    assert poison.attempts[bad.id] == 3  # never delivered again
+
+
+async def test_bytes_that_are_not_an_event_are_dead_lettered(make_bus: BusFactory) -> None:
+    bus = make_bus("orders", max_deliver=2)
+    rec = Recorder()
+    bus.subscribe(ticket().subject, rec)
+    await started(bus)
+    await bus.publish_raw("ticket.created", b"{not json", msg_id="poison-1")
+    await bus.publish(ticket(7))
+
+    async def dead() -> bool:
+        return len(await bus.dead_letters()) == 1
+
+    await eventually(dead, timeout=10)
+    assert (await bus.dead_letters())[0].payload == b"{not json"
+    await eventually(lambda: _async(len(rec.seen) == 1))
+
+
+async def test_retry_later_waits_for_the_earlier_event(make_bus: BusFactory) -> None:
+    """The version rule: a newer version waits (nak) until the one before it has landed."""
+    bus = make_bus("orders", max_deliver=20)
+    applied: list[int] = []
+
+    async def apply_in_order(event: Event[Any]) -> None:
+        expected = applied[-1] + 1 if applied else 0
+        if event.data.version > expected:
+            raise RetryLater("earlier version still on its way")
+        if event.data.version == expected:
+            applied.append(event.data.version)
+
+    bus.subscribe(ticket().subject, apply_in_order)
+    await started(bus)
+    for version in (2, 1, 0):
+        await bus.publish(ticket(1, version))
+    await eventually(lambda: _async(applied == [0, 1, 2]), timeout=10)
+
+
+async def test_the_same_event_id_is_stored_once(make_bus: BusFactory) -> None:
+    bus = make_bus("orders")
+    rec = Recorder()
+    bus.subscribe(ticket().subject, rec)
+    await started(bus)
+    event = ticket()
+    await bus.publish(event)
+    await bus.publish(event)
+    await bus.publish(ticket(2))
+    await eventually(lambda: _async(len(rec.seen) == 2))
+    assert [e.id for e in rec.seen].count(event.id) == 1
+
+
+async def test_two_processes_of_one_service_share_the_work(make_bus: BusFactory) -> None:
+    first, second, producer = make_bus("orders"), make_bus("orders"), make_bus("tickets")
+    rec_a, rec_b = Recorder(), Recorder()
+    first.subscribe(ticket().subject, rec_a)
+    second.subscribe(ticket().subject, rec_b)
+    for bus in (first, second, producer):
+        await started(bus)
+    events = [ticket(n) for n in range(30)]
+    for event in events:
+        await producer.publish(event)
+    await eventually(lambda: _async(len(rec_a.seen) + len(rec_b.seen) == 30), timeout=10)
+    ids = [e.id for e in rec_a.seen + rec_b.seen]
+    assert sorted(ids) == sorted(e.id for e in events)  # each once, none twice
+
+
+async def test_a_durable_consumer_gets_what_was_published_while_it_was_away(
+    make_bus: BusFactory,
+) -> None:
+    producer = make_bus("tickets")
+    before = make_bus("orders")
+    rec = Recorder()
+    before.subscribe(ticket().subject, rec)
+    await started(producer)
+    await started(before)
+    await producer.publish(ticket(1))
+    await eventually(lambda: _async(len(rec.seen) == 1))
+    await before.close()
+    await producer.publish(ticket(2))  # nobody of "orders" is listening now
+    after = make_bus("orders")
+    rec_after = Recorder()
+    after.subscribe(ticket().subject, rec_after)
+    await started(after)
+    await eventually(lambda: _async([e.data.id for e in rec_after.seen] == ["t2"]))
+
+
+async def test_an_unacked_message_is_redelivered_after_ack_wait(make_bus: BusFactory) -> None:
+    stuck_bus, helper_bus, producer = (
+        make_bus("orders", ack_wait=1.0),
+        make_bus("orders", ack_wait=1.0),
+        make_bus("tickets"),
+    )
+    release = asyncio.Event()
+    handled_by: list[str] = []
+
+    async def hangs(event: Event[Any]) -> None:
+        handled_by.append("stuck")
+        await release.wait()
+
+    async def works(event: Event[Any]) -> None:
+        handled_by.append("helper")
+
+    stuck_bus.subscribe(ticket().subject, hangs)
+    await started(stuck_bus)
+    await started(producer)
+    await producer.publish(ticket())
+    await eventually(lambda: _async(handled_by == ["stuck"]))
+    helper_bus.subscribe(ticket().subject, works)
+    await started(helper_bus)
+    # Not acked within ack_wait: JetStream hands it to the other subscriber.
+    await eventually(lambda: _async("helper" in handled_by), timeout=10)
+    release.set()
+
+
+async def _async(value: bool) -> bool:
+    return value

@@ -1,0 +1,35 @@
+"""The auth service: `uvicorn --factory ticketing_auth.main:create_app`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from ticketing_common.bus import Bus
+from ticketing_common.logs import configure_logging
+from ticketing_common.service import Runtime, ServiceSpec, create_service_app
+
+from ticketing_auth import passwords, repository
+from ticketing_auth.api.routes import users
+from ticketing_auth.settings import Settings, get_settings
+
+
+async def _startup(_: Runtime) -> None:
+    await passwords.warm_up()
+
+
+SPEC = ServiceSpec(
+    name="auth",
+    routers=[users.router],
+    indexes=repository.INDEXES,
+    outbox_collections=[repository.USERS],
+    on_startup=_startup,
+)
+
+
+def create_app(
+    settings: Settings | None = None, *, mongo: Any = None, bus: Bus | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(SPEC.name, settings.log_level)
+    return create_service_app(SPEC, settings, mongo=mongo, bus=bus)

@@ -1,0 +1,16 @@
+"""Auth settings: the common ones, named for this service."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from ticketing_common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "auth"
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()
