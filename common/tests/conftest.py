@@ -1,7 +1,9 @@
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
 from ticketing_common.bus import Bus, InMemoryBus, JetStreamBus
 from ticketing_common.bus.memory import InMemoryBroker
 from ticketing_common.testing import ServerProcess, nats_process
@@ -41,4 +43,26 @@ async def make_bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     for bus in created:
         await bus.close()
     if server is not None:
+        server.stop()
+
+
+@pytest.fixture(params=["mongomock", pytest.param("nx", marks=pytest.mark.connected)])
+async def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """A database on the in-memory Mongo and on nx-27017 through the real driver."""
+    if request.param == "mongomock":
+        from mongomock_motor import AsyncMongoMockClient
+
+        yield AsyncMongoMockClient(tz_aware=True)["test"]
+        return
+    from pymongo import AsyncMongoClient
+
+    from ticketing_common.testing import nx_process
+
+    server = nx_process(tmp_path / "mongo")
+    server.start()
+    client: AsyncMongoClient[Any] = AsyncMongoClient(f"mongodb://{server.url}", tz_aware=True)
+    try:
+        yield client["test"]
+    finally:
+        await client.close()
         server.stop()

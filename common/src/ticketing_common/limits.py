@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+TOO_LARGE = "Request body too large"
 
 
 class BodySizeLimit:
@@ -35,7 +38,9 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    # An HTTPException, because FastAPI re-raises those from body parsing (and
+                    # turns anything else into a 400); our handler renders the 413.
+                    raise HTTPException(413, TOO_LARGE)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -46,13 +51,14 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not response_started:
-                await self._reject(send)
+        except HTTPException as exc:
+            if exc.status_code != 413 or response_started:
+                raise
+            await self._reject(send)
 
     @staticmethod
     async def _reject(send: Send) -> None:
-        body = json.dumps({"errors": [{"message": "Request body too large"}]}).encode()
+        body = json.dumps({"errors": [{"message": TOO_LARGE}]}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -64,7 +70,3 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass

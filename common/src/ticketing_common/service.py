@@ -42,6 +42,8 @@ class Runtime:
 
 Subscriptions = Callable[[Runtime], Mapping[Subject, Handler]]
 Hook = Callable[[Runtime], Awaitable[None]]
+# A readiness check: returns a problem ("redis: down") or None when fine.
+ReadinessCheck = Callable[[Runtime], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class ServiceSpec:
     subscriptions: Subscriptions | None = None
     on_startup: Hook | None = None
     on_shutdown: Hook | None = None
+    # Expiration keeps its state in Redis and has no Mongo database.
+    uses_mongo: bool = True
+    readiness_checks: list[ReadinessCheck] = field(default_factory=list)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -68,7 +73,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 DbDep = Annotated[Any, Depends(get_db)]
 
 
-def _health_router() -> APIRouter:
+def _health_router(spec: ServiceSpec) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
@@ -80,12 +85,17 @@ def _health_router() -> APIRouter:
     async def readyz(runtime: RuntimeDep) -> JSONResponse:
         """Ready: Mongo and NATS are reachable."""
         problems: list[str] = []
-        try:
-            await runtime.db.command("ping")
-        except Exception as exc:
-            problems.append(f"mongo: {type(exc).__name__}")
+        if runtime.db is not None:
+            try:
+                await runtime.db.command("ping")
+            except Exception as exc:
+                problems.append(f"mongo: {type(exc).__name__}")
         if not await runtime.bus.ready():
             problems.append("nats: not connected")
+        for check in spec.readiness_checks:
+            problem = await check(runtime)
+            if problem:
+                problems.append(problem)
         if problems:
             return JSONResponse(error_body("Not ready: " + ", ".join(problems)), status_code=503)
         return JSONResponse({"status": "ready"})
@@ -102,9 +112,12 @@ def create_service_app(
 ) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = mongo if mongo is not None else connect(settings.mongo_url, app_name=spec.name)
-        db = client[settings.mongo_db]
-        await ensure_indexes(db, spec.indexes)
+        client: Any = None
+        db: Any = None
+        if spec.uses_mongo:
+            client = mongo if mongo is not None else connect(settings.mongo_url, app_name=spec.name)
+            db = client[settings.mongo_db]
+            await ensure_indexes(db, spec.indexes)
         the_bus: Bus = (
             bus
             if bus is not None
@@ -136,13 +149,13 @@ def create_service_app(
             await the_bus.close()
             if spec.on_shutdown is not None:
                 await spec.on_shutdown(runtime)
-            if mongo is None:
+            if mongo is None and client is not None:
                 await client.close()
 
     app = FastAPI(title=f"ticketing-{spec.name}", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    app.include_router(_health_router())
+    app.include_router(_health_router(spec))
     for router in spec.routers:
         app.include_router(router)
     return app

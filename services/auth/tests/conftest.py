@@ -2,6 +2,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from ticketing_auth.main import create_app
 from ticketing_auth.settings import Settings
 from ticketing_common.bus.memory import InMemoryBus

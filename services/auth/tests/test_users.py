@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jwt
 import pytest
+
 from ticketing_auth.settings import Settings
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
@@ -250,3 +251,19 @@ async def test_a_token_without_expiry_is_not_signed_in(
 async def test_an_alg_none_token_is_not_signed_in(client: httpx.AsyncClient) -> None:
     token = jwt.encode({"sub": "abc", "email": "x@y.co", "exp": 9999999999}, None, algorithm="none")
     assert await _currentuser_with(client, token) == {"currentUser": None}
+
+
+async def test_malformed_json_and_huge_bodies_are_client_errors(client: httpx.AsyncClient) -> None:
+    res = await client.post(
+        "/api/users/signup", content=b"{bad", headers={"content-type": "application/json"}
+    )
+    assert res.status_code == 400
+    assert res.json() == {"errors": [{"message": "Request body must be valid JSON"}]}
+    res = await client.post(
+        "/api/users/signup",
+        json={"email": "a@b.co", "password": "x" * (1024 * 1024)},
+    )
+    assert res.status_code == 413
+    assert res.json() == {"errors": [{"message": "Request body too large"}]}
+    res = await client.get("/api/users/nope")
+    assert (res.status_code, res.json()) == (404, {"errors": [{"message": "Not Found"}]})

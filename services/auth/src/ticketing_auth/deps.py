@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
-from ticketing_common.auth import CurrentUser, OptionalUser
-from ticketing_common.service import DbDep, RuntimeDep
 
 from ticketing_auth.settings import Settings, get_settings
+from ticketing_common.auth import CurrentUser, OptionalUser
+from ticketing_common.service import DbDep, RuntimeDep
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 

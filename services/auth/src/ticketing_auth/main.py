@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from ticketing_common.bus import Bus
-from ticketing_common.logs import configure_logging
-from ticketing_common.service import Runtime, ServiceSpec, create_service_app
 
 from ticketing_auth import passwords, repository
 from ticketing_auth.api.routes import users
 from ticketing_auth.settings import Settings, get_settings
+from ticketing_common.bus import Bus
+from ticketing_common.logs import configure_logging
+from ticketing_common.service import Runtime, ServiceSpec, create_service_app
 
 
 async def _startup(_: Runtime) -> None:

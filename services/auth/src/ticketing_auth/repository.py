@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
+
 from ticketing_common.events import UserCreated, new_event
 from ticketing_common.mongo import Document, IndexSpec
 from ticketing_common.outbox import outbox_fields

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator
+
 from ticketing_common.validation import EmailField, RequestBody, text_check
 
 PASSWORD_MESSAGE = "Password must be between 8 and 128 characters"  # noqa: S105 - a message

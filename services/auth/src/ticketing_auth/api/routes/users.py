@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 from pymongo.errors import DuplicateKeyError
-from ticketing_common.auth import clear_session_cookie, issue_token, set_session_cookie
-from ticketing_common.errors import BadRequestError
 
 from ticketing_auth import passwords, repository
 from ticketing_auth.deps import OptionalUser, RuntimeDep
 from ticketing_auth.schemas import CurrentUserResponse, UserCreate, UserPublic, UserSignin
+from ticketing_common.auth import clear_session_cookie, issue_token, set_session_cookie
+from ticketing_common.errors import BadRequestError
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 

@@ -1,0 +1,53 @@
+from typing import Any
+
+from bson import ObjectId
+
+from ticketing_common.mongo import IndexSpec, ensure_indexes, parse_object_id, versioned_update
+
+
+async def test_versioned_update_bumps_by_one_and_rejects_a_stale_write(any_db: Any) -> None:
+    coll = any_db["tickets"]
+    await coll.insert_one({"_id": "t1", "title": "a", "version": 0})
+    first = await versioned_update(coll, id="t1", version=0, update={"$set": {"title": "b"}})
+    assert first is not None
+    assert (first["title"], first["version"]) == ("b", 1)
+    # A writer that read version 0 before the change above must fail, not overwrite.
+    stale = await versioned_update(coll, id="t1", version=0, update={"$set": {"title": "c"}})
+    assert stale is None
+    second = await versioned_update(coll, id="t1", version=1, update={"$set": {"title": "d"}})
+    assert second is not None
+    assert second["version"] == 2
+    doc = await coll.find_one({"_id": "t1"})
+    assert (doc["title"], doc["version"]) == ("d", 2)
+
+
+async def test_versioned_update_honours_an_extra_condition(any_db: Any) -> None:
+    coll = any_db["tickets"]
+    await coll.insert_one({"_id": "t1", "orderId": "o1", "version": 3})
+    blocked = await versioned_update(
+        coll, id="t1", version=3, update={"$set": {"x": 1}}, extra_filter={"orderId": None}
+    )
+    assert blocked is None
+
+
+async def test_indexes_are_created_on_every_backend(any_db: Any) -> None:
+    specs = [
+        IndexSpec("tickets", [("orderId", 1), ("_id", -1)]),
+        IndexSpec("users", [("email", 1)], {"unique": True}),
+    ]
+    await ensure_indexes(any_db, specs)
+    await ensure_indexes(any_db, specs)  # idempotent at every start
+    names = [i["name"] async for i in await _list_indexes(any_db["tickets"])]
+    assert any("orderId" in n for n in names)
+
+
+async def _list_indexes(coll: Any) -> Any:
+    cursor = coll.list_indexes()
+    return await cursor if hasattr(cursor, "__await__") else cursor
+
+
+def test_malformed_object_ids_parse_to_none() -> None:
+    oid = ObjectId()
+    assert parse_object_id(str(oid)) == oid
+    for bad in ("", "123", "zzzzzzzzzzzzzzzzzzzzzzzz", "x" * 100):
+        assert parse_object_id(bad) is None

@@ -1,0 +1,35 @@
+import pytest
+from pydantic import ValidationError
+
+from ticketing_common.settings import DEV_JWT_KEY, ServiceSettings
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONGO_URL", "mongodb://db.example:27017")
+    monkeypatch.setenv("NATS_MAX_DELIVER", "7")
+    monkeypatch.setenv("COOKIE_SECURE", "false")
+    settings = ServiceSettings(service_name="tickets")
+    assert settings.mongo_url == "mongodb://db.example:27017"
+    assert settings.nats_max_deliver == 7
+    assert settings.cookie_secure is False
+    assert settings.mongo_db == "tickets"
+
+
+def test_local_development_gets_a_dev_jwt_key() -> None:
+    assert ServiceSettings(environment="development").jwt_secret == DEV_JWT_KEY
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_outside_development_jwt_key_is_required(
+    monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
+    monkeypatch.delenv("JWT_KEY", raising=False)
+    with pytest.raises(ValidationError, match="JWT_KEY must be set"):
+        ServiceSettings(environment=environment)  # type: ignore[arg-type]
+    monkeypatch.setenv("JWT_KEY", "k" * 40)
+    assert ServiceSettings(environment=environment).jwt_secret == "k" * 40  # type: ignore[arg-type]
+
+
+def test_the_secret_is_not_in_the_repr() -> None:
+    settings = ServiceSettings(jwt_key="super-secret-value-0123456789abcdef")  # type: ignore[arg-type]
+    assert "super-secret-value" not in repr(settings)
