@@ -1,0 +1,1 @@
+"""Ticketing expiration service."""

@@ -1,0 +1,1 @@
+"""Ticketing tickets service."""

@@ -1,0 +1,1 @@
+"""A Stripe-compatible fake for dev and tests."""
