@@ -51,3 +51,10 @@ def test_malformed_object_ids_parse_to_none() -> None:
     assert parse_object_id(str(oid)) == oid
     for bad in ("", "123", "zzzzzzzzzzzzzzzzzzzzzzzz", "x" * 100):
         assert parse_object_id(bad) is None
+
+
+async def test_a_compound_index_with_id_does_not_break_inserts(any_db: Any) -> None:
+    """nx-27017 accepts such an index on an empty collection, then refuses every insert."""
+    await ensure_indexes(any_db, [IndexSpec("fresh", [("orderId", 1), ("_id", -1)])])
+    await any_db["fresh"].insert_one({"_id": ObjectId(), "orderId": None})
+    assert await any_db["fresh"].find_one({"orderId": None}) is not None

@@ -104,6 +104,17 @@ async def test_events_added_during_a_flush_are_not_lost(any_db: Any, bus: InMemo
     assert (doc[OUTBOX], bool(doc[PENDING])) == ([], False)
 
 
+async def test_a_document_inserted_without_events_can_take_them_later(
+    any_db: Any, bus: InMemoryBus
+) -> None:
+    doc_id = await insert(any_db)
+    assert not (await any_db[COLL].find_one({"_id": doc_id}))[PENDING]
+    await any_db[COLL].update_one(
+        {"_id": doc_id}, with_outbox({"$set": {"title": "b"}}, updated(1))
+    )
+    assert await OutboxRelay(bus, any_db, [COLL]).sweep() == 1
+
+
 async def test_a_republished_event_is_stored_once(any_db: Any, bus: InMemoryBus) -> None:
     """A publish whose confirmation was lost is retried; the bus de-duplicates by event id."""
     event = created()
@@ -123,3 +134,14 @@ async def test_kick_publishes_without_waiting_for_the_sweep(any_db: Any, bus: In
         await asyncio.sleep(0.005)
     await relay.close()
     assert len(bus.published) == 1
+
+
+async def test_with_outbox_keeps_the_callers_own_add_to_set(any_db: Any, bus: InMemoryBus) -> None:
+    doc_id = ObjectId()
+    # Arrays exist from the insert on: nx-27017's $addToSet does nothing on a missing field.
+    await any_db[COLL].insert_one({"_id": doc_id, "tags": [], **outbox_fields()})
+    update = with_outbox({"$addToSet": {"tags": "a"}, "$set": {"title": "b"}}, updated(1))
+    await any_db[COLL].update_one({"_id": doc_id}, update)
+    doc = await any_db[COLL].find_one({"_id": doc_id})
+    assert doc["tags"] == ["a"]
+    assert len(doc[OUTBOX]) == 1

@@ -7,7 +7,6 @@ anything that must be race-free, no transactions, no partial indexes, no $lookup
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,9 +14,6 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import AsyncMongoClient, ReturnDocument
-from pymongo.errors import OperationFailure
-
-log = logging.getLogger("ticketing.mongo")
 
 Document = dict[str, Any]
 
@@ -40,18 +36,25 @@ def connect(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
     )
 
 
+async def _is_nx_27017(db: Any) -> bool:
+    """nx-27017 (the local stack's Mongo) says so in buildInfo; real MongoDB and mongomock not."""
+    try:
+        info = await db.command("buildInfo")
+    except Exception:
+        return False
+    return bool(info.get("process") == "nx_27017")
+
+
 async def ensure_indexes(db: Any, specs: list[IndexSpec]) -> None:
+    # nx-27017 cannot index `_id` inside a compound key: it accepts the index on an empty
+    # collection and then rejects every insert. There, keep the rest of the key (the query stays
+    # indexed); real MongoDB gets the full key.
+    drop_id = await _is_nx_27017(db)
     for spec in specs:
-        try:
-            await db[spec.collection].create_index(spec.keys, **spec.options)
-        except OperationFailure:
-            # nx-27017 (the local stack's Mongo) cannot index `_id` inside a compound key; real
-            # MongoDB can. Keep the rest of the key there so the query is still indexed.
-            keys = [k for k in spec.keys if k[0] != "_id"]
-            if not keys or keys == spec.keys:
-                raise
-            log.warning("index without _id", extra={"collection": spec.collection})
-            await db[spec.collection].create_index(keys, **spec.options)
+        keys = spec.keys
+        if drop_id and len(keys) > 1:
+            keys = [k for k in keys if k[0] != "_id"]
+        await db[spec.collection].create_index(keys, **spec.options)
 
 
 def parse_object_id(value: str) -> ObjectId | None:

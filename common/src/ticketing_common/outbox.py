@@ -30,8 +30,13 @@ PENDING = "_outboxPending"
 
 
 def outbox_fields(*events: Event[Any]) -> dict[str, Any]:
-    """Fields to add to a document being inserted."""
-    return {OUTBOX: [to_document(e) for e in events], PENDING: True}
+    """Fields for a document being inserted, with its events or none.
+
+    Every document that may ever carry events must be inserted with these (even with no
+    events): nx-27017's $addToSet does nothing on a missing array, so a later `with_outbox`
+    would silently drop its event there.
+    """
+    return {OUTBOX: [to_document(e) for e in events], PENDING: bool(events)}
 
 
 def with_outbox(update: dict[str, Any], *events: Event[Any]) -> dict[str, Any]:
@@ -40,7 +45,10 @@ def with_outbox(update: dict[str, Any], *events: Event[Any]) -> dict[str, Any]:
     merged["$set"] = {**merged.get("$set", {}), PENDING: True}
     # $addToSet, not $push: nx-27017 stores $push-ed sub-documents as JSON strings, and event ids
     # are unique, so the set semantics change nothing.
-    merged["$addToSet"] = {OUTBOX: {"$each": [to_document(e) for e in events]}}
+    merged["$addToSet"] = {
+        **merged.get("$addToSet", {}),
+        OUTBOX: {"$each": [to_document(e) for e in events]},
+    }
     return merged
 
 

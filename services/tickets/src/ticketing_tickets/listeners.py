@@ -1,0 +1,117 @@
+"""Reserve and release tickets from order events.
+
+order:created and order:cancelled come from separate durable consumers, so they arrive in any
+order and possibly more than once. The ticket itself remembers what has been applied: `orderId`
+(the live reservation) and the list of cancelled orders, so every handler can tell a duplicate
+(return), an event that came too early (RetryLater) and one to apply. Each state change and its
+ticket:updated are one conditional write; losing a race to another writer means re-reading and
+deciding again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ticketing_common.bus import Handler, RetryLater
+from ticketing_common.events import Event, OrderCancelled, OrderCreated, Subject
+from ticketing_common.mongo import Document
+from ticketing_common.service import Runtime
+from ticketing_tickets import repository
+
+log = logging.getLogger("ticketing.tickets.listeners")
+
+# Rounds of read-decide-write before handing the event back to the bus; each lost round means
+# another writer's change to the same ticket went through.
+ATTEMPTS = 10
+
+
+class UnknownTicketError(LookupError):
+    """An order refers to a ticket this service never had: a bug upstream, not a delay."""
+
+
+async def _load(db: Any, *, ticket_id: str, order_id: str, subject: Subject) -> Document:
+    ticket = await repository.get_ticket(db, ticket_id=ticket_id)
+    if ticket is None:
+        # Orders only sells tickets it learned from our ticket:created, so waiting cannot help;
+        # failing sends the event to the dead letters after the last delivery.
+        log.error(
+            "order refers to an unknown ticket",
+            extra={"subject": str(subject), "ticket_id": ticket_id, "order_id": order_id},
+        )
+        raise UnknownTicketError(f"unknown ticket {ticket_id!r} in {subject} of order {order_id}")
+    return ticket
+
+
+async def reserve(runtime: Runtime, data: OrderCreated) -> None:
+    """Reserve the ticket for the new order, unless that order is already gone."""
+    order_id, ticket_id = data.id, data.ticket.id
+    for _ in range(ATTEMPTS):
+        ticket = await _load(
+            runtime.db, ticket_id=ticket_id, order_id=order_id, subject=Subject.ORDER_CREATED
+        )
+        if ticket["orderId"] == order_id:
+            return  # duplicate delivery
+        if order_id in (ticket.get(repository.RELEASED) or []):
+            return  # its order:cancelled came first: the order is dead, nothing to hold
+        if ticket["orderId"] is not None:
+            # The previous order's cancellation has not reached us yet; Orders only creates an
+            # order for a ticket it saw free, so that cancellation is on its way.
+            raise RetryLater(f"ticket {ticket_id} still held by order {ticket['orderId']}")
+        reserved = await repository.reserve_ticket(runtime.db, ticket=ticket, order_id=order_id)
+        if reserved is not None:
+            runtime.relay.kick(repository.TICKETS, reserved["_id"])
+            log.info(
+                "ticket reserved",
+                extra={
+                    "ticket_id": ticket_id,
+                    "order_id": order_id,
+                    "version": reserved["version"],
+                },
+            )
+            return
+    raise RetryLater(f"ticket {ticket_id} kept changing")
+
+
+async def release(runtime: Runtime, data: OrderCancelled) -> None:
+    """Free the ticket if this order holds it; either way remember the order is cancelled."""
+    order_id, ticket_id = data.id, data.ticket.id
+    for _ in range(ATTEMPTS):
+        ticket = await _load(
+            runtime.db, ticket_id=ticket_id, order_id=order_id, subject=Subject.ORDER_CANCELLED
+        )
+        if ticket["orderId"] == order_id:
+            released = await repository.release_ticket(runtime.db, ticket=ticket, order_id=order_id)
+            if released is not None:
+                runtime.relay.kick(repository.TICKETS, released["_id"])
+                log.info(
+                    "ticket released",
+                    extra={
+                        "ticket_id": ticket_id,
+                        "order_id": order_id,
+                        "version": released["version"],
+                    },
+                )
+                return
+            continue
+        if order_id in (ticket.get(repository.RELEASED) or []):
+            return  # duplicate delivery
+        # Not held by this order: its order:created is still on its way (or never reserved).
+        if await repository.remember_released(runtime.db, ticket=ticket, order_id=order_id):
+            log.info(
+                "cancelled order remembered before its reservation",
+                extra={"ticket_id": ticket_id, "order_id": order_id},
+            )
+            return
+    raise RetryLater(f"ticket {ticket_id} kept changing")
+
+
+def subscriptions(runtime: Runtime) -> Mapping[Subject, Handler]:
+    async def on_order_created(event: Event[Any]) -> None:
+        await reserve(runtime, event.data)
+
+    async def on_order_cancelled(event: Event[Any]) -> None:
+        await release(runtime, event.data)
+
+    return {Subject.ORDER_CREATED: on_order_created, Subject.ORDER_CANCELLED: on_order_cancelled}
