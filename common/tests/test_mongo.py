@@ -1,8 +1,16 @@
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from bson import ObjectId
 
-from ticketing_common.mongo import IndexSpec, ensure_indexes, parse_object_id, versioned_update
+from ticketing_common.mongo import (
+    IndexSpec,
+    as_utc,
+    ensure_indexes,
+    parse_object_id,
+    versioned_update,
+)
 
 
 async def test_versioned_update_bumps_by_one_and_rejects_a_stale_write(any_db: Any) -> None:
@@ -58,3 +66,17 @@ async def test_a_compound_index_with_id_does_not_break_inserts(any_db: Any) -> N
     await ensure_indexes(any_db, [IndexSpec("fresh", [("orderId", 1), ("_id", -1)])])
     await any_db["fresh"].insert_one({"_id": ObjectId(), "orderId": None})
     assert await any_db["fresh"].find_one({"orderId": None}) is not None
+
+
+def test_as_utc_reads_every_backends_datetimes() -> None:
+    aware = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    assert as_utc(aware) == aware
+    assert as_utc(aware.replace(tzinfo=None)) == aware  # mongomock: naive UTC
+    assert as_utc("2026-01-02 03:04:05.678000") == aware  # nx-27017 after a $set
+    assert as_utc(aware.astimezone(timezone(timedelta(hours=2)))) == aware
+
+
+@pytest.mark.parametrize("bad", ["yesterday", 12, None])
+def test_as_utc_refuses_what_is_not_a_datetime(bad: object) -> None:
+    with pytest.raises(ValueError):
+        as_utc(bad)  # type: ignore[arg-type]

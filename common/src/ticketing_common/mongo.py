@@ -65,8 +65,17 @@ def parse_object_id(value: str) -> ObjectId | None:
         return None
 
 
-def as_utc(value: datetime) -> datetime:
-    """Some Mongo backends hand back naive datetimes; everything we store is UTC."""
+def as_utc(value: datetime | str) -> datetime:
+    """A stored datetime as an aware UTC datetime, whichever backend read it.
+
+    mongomock hands back naive datetimes, and nx-27017 returns a datetime written by `$set` as
+    a string (`2026-01-02 03:04:05.678000`, UTC without an offset). Raises ValueError for
+    anything else.
+    """
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise ValueError(f"not a stored datetime: {value!r}")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

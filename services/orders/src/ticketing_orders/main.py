@@ -1,0 +1,30 @@
+"""The orders service: `uvicorn --factory ticketing_orders.main:create_app`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from ticketing_common.bus import Bus
+from ticketing_common.logs import configure_logging
+from ticketing_common.service import ServiceSpec, create_service_app
+from ticketing_orders import listeners, repository
+from ticketing_orders.api.routes import orders
+from ticketing_orders.settings import Settings, get_settings
+
+SPEC = ServiceSpec(
+    name="orders",
+    routers=[orders.router],
+    indexes=repository.INDEXES,
+    outbox_collections=[repository.ORDERS],
+    subscriptions=listeners.subscriptions,
+)
+
+
+def create_app(
+    settings: Settings | None = None, *, mongo: Any = None, bus: Bus | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(SPEC.name, settings.log_level)
+    return create_service_app(SPEC, settings, mongo=mongo, bus=bus)

@@ -1,0 +1,453 @@
+"""The reference app's orders listener tests, ported, plus ours: duplicates, disorder, races."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from bson import ObjectId
+from fastapi import FastAPI
+
+from ticketing_common.bus import RetryLater
+from ticketing_common.bus.memory import InMemoryBus
+from ticketing_common.events import (
+    Event,
+    EventData,
+    ExpirationComplete,
+    PaymentCreated,
+    Subject,
+    TicketCreated,
+    TicketUpdated,
+    new_event,
+)
+from ticketing_common.testing import eventually
+from ticketing_orders import listeners
+from ticketing_orders.settings import Settings
+
+UserHeaders = Callable[..., dict[str, str]]
+TicketFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def db(mongo: Any, settings: Settings) -> Any:
+    return mongo[settings.mongo_db]
+
+
+async def deliver(app: FastAPI, data: EventData) -> None:
+    """Hand one event straight to this service's handler, as the bus would."""
+    handler = listeners.subscriptions(app.state.runtime)[data.subject]
+    await handler(new_event(data))
+
+
+async def publish(bus: InMemoryBus, *items: EventData) -> None:
+    for data in items:
+        await bus.publish(new_event(data))
+    await bus.drain()
+
+
+async def published(bus: InMemoryBus, subject: Subject, count: int) -> list[Event[Any]]:
+    async def check() -> list[Event[Any]]:
+        events = bus.published_on(subject)
+        assert len(events) == count, events
+        return events
+
+    if count == 0:
+        await bus.drain()
+        assert bus.published_on(subject) == []
+        return []
+    return await eventually(check)
+
+
+async def no_dead_letters(bus: InMemoryBus) -> None:
+    assert await bus.dead_letters() == []
+
+
+def created(ticket_id: str, title: str = "concert", price: float = 10.0) -> TicketCreated:
+    return TicketCreated(id=ticket_id, version=0, title=title, price=price, user_id="seller")
+
+
+def updated(
+    ticket_id: str, version: int, title: str = "", price: float = 10.0, order_id: str | None = None
+) -> TicketUpdated:
+    return TicketUpdated(
+        id=ticket_id,
+        version=version,
+        title=title or f"v{version}",
+        price=price,
+        user_id="seller",
+        order_id=order_id,
+    )
+
+
+def expired(order_id: str) -> ExpirationComplete:
+    return ExpirationComplete(order_id=order_id)
+
+
+def paid(order_id: str, payment_id: str = "pay-1") -> PaymentCreated:
+    return PaymentCreated(id=payment_id, order_id=order_id, stripe_id="ch_1")
+
+
+async def place_order(
+    client: httpx.AsyncClient, headers: dict[str, str], ticket_id: str
+) -> dict[str, Any]:
+    res = await client.post("/api/orders", json={"ticketId": ticket_id}, headers=headers)
+    assert res.status_code == 201, res.text
+    body: dict[str, Any] = res.json()
+    return body
+
+
+async def order_status(db: Any, order_id: str) -> tuple[str, int]:
+    doc = await db["orders"].find_one({"_id": ObjectId(order_id)})
+    return doc["status"], doc["version"]
+
+
+# --- ticket:created -----------------------------------------------------------------------------
+
+
+async def test_ticket_created_adds_the_ticket_to_the_replica(
+    client: httpx.AsyncClient, bus: InMemoryBus, db: Any
+) -> None:
+    ticket_id = str(ObjectId())
+    await publish(bus, created(ticket_id, title="Opera", price=19.99))
+    assert await db["tickets"].find_one({"_id": ticket_id}) == {
+        "_id": ticket_id,
+        "title": "Opera",
+        "priceCents": 1999,
+        "version": 0,
+        "reservedBy": None,
+        "reservedAt": None,
+    }
+    await no_dead_letters(bus)
+
+
+async def test_a_duplicate_ticket_created_changes_nothing(
+    client: httpx.AsyncClient, bus: InMemoryBus, db: Any
+) -> None:
+    ticket_id = str(ObjectId())
+    await publish(bus, created(ticket_id, title="first"), created(ticket_id, title="second"))
+    doc = await db["tickets"].find_one({"_id": ticket_id})
+    assert doc["title"] == "first"
+    assert await db["tickets"].count_documents({}) == 1
+    await no_dead_letters(bus)
+
+
+# --- ticket:updated -----------------------------------------------------------------------------
+
+
+async def test_ticket_updated_applies_the_next_version(
+    client: httpx.AsyncClient, bus: InMemoryBus, db: Any
+) -> None:
+    ticket_id = str(ObjectId())
+    await publish(bus, created(ticket_id), updated(ticket_id, 1, title="new", price=25.5))
+    doc = await db["tickets"].find_one({"_id": ticket_id})
+    assert (doc["title"], doc["priceCents"], doc["version"]) == ("new", 2550, 1)
+    await no_dead_letters(bus)
+
+
+async def test_ticket_updated_waits_for_a_skipped_version(
+    client: httpx.AsyncClient, bus: InMemoryBus, db: Any
+) -> None:
+    """v2 arrives before v1: v2 is deferred, applied after v1, and the replica ends at v2."""
+    ticket_id = str(ObjectId())
+    await publish(bus, created(ticket_id), updated(ticket_id, 2), updated(ticket_id, 1))
+    doc = await db["tickets"].find_one({"_id": ticket_id})
+    assert (doc["title"], doc["version"]) == ("v2", 2)
+    await no_dead_letters(bus)
+
+
+async def test_ticket_updated_from_the_future_is_retried_later(
+    app: FastAPI, client: httpx.AsyncClient, db: Any
+) -> None:
+    ticket_id = str(ObjectId())
+    await deliver(app, created(ticket_id))
+    with pytest.raises(RetryLater):
+        await deliver(app, updated(ticket_id, 2))
+    assert (await db["tickets"].find_one({"_id": ticket_id}))["version"] == 0
+
+
+async def test_ticket_updated_before_ticket_created_is_retried_later(
+    app: FastAPI, client: httpx.AsyncClient, bus: InMemoryBus, db: Any
+) -> None:
+    ticket_id = str(ObjectId())
+    with pytest.raises(RetryLater):
+        await deliver(app, updated(ticket_id, 1))
+    # Through the bus the deferred update lands once the replica exists.
+    await bus.publish(new_event(updated(ticket_id, 1)))
+    await bus.publish(new_event(created(ticket_id)))
+    await bus.drain()
+    assert (await db["tickets"].find_one({"_id": ticket_id}))["version"] == 1
+    await no_dead_letters(bus)
+
+
+async def test_an_old_or_duplicate_ticket_updated_is_ignored(
+    app: FastAPI, client: httpx.AsyncClient, db: Any
+) -> None:
+    ticket_id = str(ObjectId())
+    await deliver(app, created(ticket_id))
+    await deliver(app, updated(ticket_id, 1, title="one"))
+    await deliver(app, updated(ticket_id, 2, title="two"))
+    await deliver(app, updated(ticket_id, 1, title="stale"))
+    await deliver(app, updated(ticket_id, 2, title="dupe"))
+    doc = await db["tickets"].find_one({"_id": ticket_id})
+    assert (doc["title"], doc["version"]) == ("two", 2)
+
+
+async def test_ticket_updated_never_touches_the_reservation(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    bus: InMemoryBus,
+    db: Any,
+) -> None:
+    ticket_id = await ticket_on_sale()
+    placed = await place_order(client, user_headers(), ticket_id)
+    # The tickets service records the reservation and publishes it; then a release with no order.
+    await publish(bus, updated(ticket_id, 1, order_id=placed["id"]), updated(ticket_id, 2))
+    doc = await db["tickets"].find_one({"_id": ticket_id})
+    assert (doc["version"], doc["reservedBy"]) == (2, placed["id"])
+    res = await client.post("/api/orders", json={"ticketId": ticket_id}, headers=user_headers())
+    assert res.status_code == 400
+
+
+async def test_the_order_shows_the_replicas_current_ticket(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    bus: InMemoryBus,
+) -> None:
+    me = user_headers()
+    ticket_id = await ticket_on_sale(title="old")
+    placed = await place_order(client, me, ticket_id)
+    await publish(bus, updated(ticket_id, 1, title="renamed", price=12.5))
+    shown = (await client.get(f"/api/orders/{placed['id']}", headers=me)).json()
+    assert shown["ticket"] == {"id": ticket_id, "title": "renamed", "price": 12.5, "version": 1}
+
+
+# --- expiration:complete ------------------------------------------------------------------------
+
+
+async def test_expiration_complete_cancels_the_order_and_publishes(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    bus: InMemoryBus,
+    db: Any,
+) -> None:
+    ticket_id = await ticket_on_sale()
+    placed = await place_order(client, user_headers(), ticket_id)
+    await publish(bus, expired(placed["id"]))
+    assert await order_status(db, placed["id"]) == ("cancelled", 1)
+    (event,) = await published(bus, Subject.ORDER_CANCELLED, 1)
+    assert (event.data.id, event.data.version, event.data.ticket.id) == (placed["id"], 1, ticket_id)
+    await no_dead_letters(bus)
+
+
+async def test_an_expired_order_frees_the_ticket_for_the_next_buyer(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    bus: InMemoryBus,
+) -> None:
+    ticket_id = await ticket_on_sale()
+    placed = await place_order(client, user_headers(), ticket_id)
+    await publish(bus, expired(placed["id"]))
+    await place_order(client, user_headers(), ticket_id)
+
+
+async def test_expiration_complete_leaves_a_complete_order_alone(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    bus: InMemoryBus,
+    db: Any,
+) -> None:
+    ticket_id = await ticket_on_sale()
+    placed = await place_order(client, user_headers(), ticket_id)
+    # One publish at a time: each subject has its own consumer, so together they could race.
+    await publish(bus, paid(placed["id"]))
+    await publish(bus, expired(placed["id"]))
+    assert await order_status(db, placed["id"]) == ("complete", 1)
+    await published(bus, Subject.ORDER_CANCELLED, 0)
+    # The paid order keeps its ticket.
+    res = await client.post("/api/orders", json={"ticketId": ticket_id}, headers=user_headers())
+    assert res.status_code == 400
+    await no_dead_letters(bus)
+
+
+async def test_expiration_complete_for_an_unknown_or_malformed_order_is_acked(
+    client: httpx.AsyncClient, bus: InMemoryBus
+) -> None:
+    await publish(bus, expired(str(ObjectId())), expired("nope"))
+    await published(bus, Subject.ORDER_CANCELLED, 0)
+    await no_dead_letters(bus)
+
+
+# --- payment:created ----------------------------------------------------------------------------
+
+
+async def test_payment_created_completes_the_order(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    bus: InMemoryBus,
+    db: Any,
+) -> None:
+    me = user_headers()
+    placed = await place_order(client, me, await ticket_on_sale())
+    await publish(bus, paid(placed["id"]))
+    assert await order_status(db, placed["id"]) == ("complete", 1)
+    shown = (await client.get(f"/api/orders/{placed['id']}", headers=me)).json()
+    assert (shown["status"], shown["version"]) == ("complete", 1)
+    await no_dead_letters(bus)
+
+
+async def test_a_cancelled_order_never_becomes_complete(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    bus: InMemoryBus,
+    db: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    me = user_headers()
+    placed = await place_order(client, me, await ticket_on_sale())
+    assert (await client.delete(f"/api/orders/{placed['id']}", headers=me)).status_code == 204
+    await publish(bus, paid(placed["id"]))
+    assert await order_status(db, placed["id"]) == ("cancelled", 1)
+    assert any("refund" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    await no_dead_letters(bus)
+
+
+async def test_payment_created_for_an_unknown_or_malformed_order_is_acked(
+    client: httpx.AsyncClient, bus: InMemoryBus
+) -> None:
+    await publish(bus, paid(str(ObjectId())), paid("nope", payment_id="pay-2"))
+    await no_dead_letters(bus)
+
+
+# --- every handler, each event twice and out of order -------------------------------------------
+
+
+async def test_every_handler_copes_with_duplicates_and_disorder(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    bus: InMemoryBus,
+    db: Any,
+) -> None:
+    ticket_id = str(ObjectId())
+    # Ticket events: updates before the creation, each twice, in reverse order.
+    ticket_events: list[EventData] = [
+        updated(ticket_id, 3, title="three"),
+        updated(ticket_id, 2),
+        updated(ticket_id, 1),
+        created(ticket_id),
+    ]
+    for data in ticket_events + ticket_events:
+        await bus.publish(new_event(data))
+    await bus.drain()
+    ticket = await db["tickets"].find_one({"_id": ticket_id})
+    assert (ticket["title"], ticket["version"]) == ("three", 3)
+
+    # Order events, each twice, handed to the handlers in a set order (through the bus, events
+    # of different subjects race): one order is paid and then expires; another expires and then
+    # a late payment arrives.
+    first = await place_order(client, user_headers(), ticket_id)
+    for data in (paid(first["id"]), expired(first["id"])) * 2:
+        await deliver(app, data)
+    assert await order_status(db, first["id"]) == ("complete", 1)
+
+    other_ticket = str(ObjectId())
+    await publish(bus, created(other_ticket))
+    second = await place_order(client, user_headers(), other_ticket)
+    for data in (expired(second["id"]), paid(second["id"], payment_id="pay-2")) * 2:
+        await deliver(app, data)
+    assert await order_status(db, second["id"]) == ("cancelled", 1)
+
+    (event,) = await published(bus, Subject.ORDER_CANCELLED, 1)
+    assert event.data.id == second["id"]
+    await no_dead_letters(bus)
+
+
+async def test_payment_and_expiry_racing_end_consistently(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    bus: InMemoryBus,
+    db: Any,
+) -> None:
+    """Whichever lands first wins; the order is never both paid and announced cancelled."""
+    placed = await place_order(client, user_headers(), await ticket_on_sale())
+    await publish(bus, paid(placed["id"]), expired(placed["id"]))
+    status, version = await order_status(db, placed["id"])
+    assert version == 1
+    cancelled = await published(bus, Subject.ORDER_CANCELLED, 1 if status == "cancelled" else 0)
+    assert status in ("complete", "cancelled")
+    assert len(cancelled) == (status == "cancelled")
+    await no_dead_letters(bus)
+
+
+# --- reservations a crash left behind -----------------------------------------------------------
+
+
+async def test_a_reservation_of_a_cancelled_order_is_taken_over(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    db: Any,
+) -> None:
+    """The process died between cancelling the order and releasing the ticket."""
+    ticket_id = await ticket_on_sale()
+    placed = await place_order(client, user_headers(), ticket_id)
+    await db["orders"].update_one(
+        {"_id": ObjectId(placed["id"])}, {"$set": {"status": "cancelled"}}
+    )
+    nxt = await place_order(client, user_headers(), ticket_id)
+    ticket = await db["tickets"].find_one({"_id": ticket_id})
+    assert ticket["reservedBy"] == nxt["id"]
+
+
+async def test_a_reservation_without_an_order_is_taken_over_only_when_stale(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    db: Any,
+) -> None:
+    """The process died between reserving the ticket and inserting the order."""
+    ticket_id = await ticket_on_sale()
+    ghost = str(ObjectId())
+    now = datetime.now(UTC)
+    await db["tickets"].update_one(
+        {"_id": ticket_id}, {"$set": {"reservedBy": ghost, "reservedAt": now}}
+    )
+    res = await client.post("/api/orders", json={"ticketId": ticket_id}, headers=user_headers())
+    assert res.status_code == 400  # may be a request still inserting its order
+
+    await db["tickets"].update_one(
+        {"_id": ticket_id}, {"$set": {"reservedAt": now - timedelta(seconds=31)}}
+    )
+    placed = await place_order(client, user_headers(), ticket_id)
+    assert (await db["tickets"].find_one({"_id": ticket_id}))["reservedBy"] == placed["id"]
+
+
+async def test_a_failed_order_insert_releases_the_reservation(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ticket_id = await ticket_on_sale()
+    orders = db["orders"]
+
+    async def broken_insert(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("mongo went away")
+
+    monkeypatch.setattr(type(orders), "insert_one", broken_insert)
+    res = await client.post("/api/orders", json={"ticketId": ticket_id}, headers=user_headers())
+    assert res.status_code == 500
+    assert (await db["tickets"].find_one({"_id": ticket_id}))["reservedBy"] is None
+    monkeypatch.undo()
+    await place_order(client, user_headers(), ticket_id)
