@@ -33,6 +33,8 @@ PASSTHROUGH = (
     "LOG_LEVEL",
     "NATS_MAX_DELIVER",
     "NATS_ACK_WAIT_SECONDS",
+    "NATS_RETRY_DELAY_SECONDS",
+    "OUTBOX_SWEEP_SECONDS",
 )
 
 
@@ -343,6 +345,19 @@ class Stack:
         except httpx.HTTPError:
             return False
         return res.status_code == 200
+
+    def clone(self, name: str, new_name: str) -> Proc:
+        """A second process of a service (own port, same databases and bus), started and ready."""
+        original = self.procs[name]
+        port = free_port()
+        args = list(original.args)
+        if original.port is not None and "--port" in args:
+            args[args.index("--port") + 1] = str(port)
+        proc = Proc(new_name, args, env=dict(original.env), port=port, ready_path=original.ready_path)
+        self.procs[new_name] = proc
+        self.spawn(new_name)
+        self.wait_ready(new_name)
+        return proc
 
     def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs[name]

@@ -1,1 +1,10 @@
-"""A Stripe-compatible fake for dev and tests."""
+"""A Stripe-compatible fake for dev and tests: PaymentIntents over HTTP, on loopback.
+
+The payments service points the official Stripe SDK at it with STRIPE_API_BASE, so no test and
+no local run needs the internet or a Stripe account (flaw 9 of the app this replaces).
+"""
+
+from ticketing_fakestripe.app import FakeState, create_app
+from ticketing_fakestripe.server import FakeStripeServer
+
+__all__ = ["FakeState", "FakeStripeServer", "create_app"]
