@@ -78,5 +78,5 @@ def test_as_utc_reads_every_backends_datetimes() -> None:
 
 @pytest.mark.parametrize("bad", ["yesterday", 12, None])
 def test_as_utc_refuses_what_is_not_a_datetime(bad: object) -> None:
-    with pytest.raises(ValueError, match="datetime|isoformat"):
+    with pytest.raises(ValueError, match=r"datetime|isoformat"):
         as_utc(bad)  # type: ignore[arg-type]
