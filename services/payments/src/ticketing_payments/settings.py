@@ -1,0 +1,77 @@
+"""Payments settings: the common ones, plus where and how to reach Stripe.
+
+The real Stripe API is used only with a real key and no STRIPE_API_BASE. Development and tests
+set STRIPE_API_BASE to the fake (`python -m ticketing_fakestripe`) on loopback, with a placeholder
+test key, so nothing needs the internet or a Stripe account.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import SecretStr, model_validator
+
+from ticketing_common.settings import ServiceSettings
+
+# The key sent to the fake; it accepts any `sk_test_` key, Stripe accepts none of these.
+PLACEHOLDER_STRIPE_KEY = "sk_test_local"
+# Where local development finds the fake when nothing is configured (stripe-mock's port).
+DEV_STRIPE_API_BASE = "http://127.0.0.1:12111"
+
+
+class Settings(ServiceSettings):
+    service_name: str = "payments"
+
+    stripe_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+    # One Stripe call: timeout per attempt and retries of connection errors, 409s and 5xx (the
+    # SDK resends with the same idempotency key, so a retry never charges twice).
+    stripe_timeout_seconds: float = 15.0
+    stripe_max_network_retries: int = 2
+    # How long a payment attempt holds its order against a second, concurrent attempt. Longer
+    # than the slowest Stripe call (validated below), so a live attempt never loses it.
+    payment_lease_seconds: float = 60.0
+
+    @model_validator(mode="after")
+    def _stripe_target(self) -> Settings:
+        key = self.stripe_key.get_secret_value() if self.stripe_key is not None else None
+        if self.stripe_api_base is None:
+            if key is None:
+                if self.environment != "development":
+                    raise ValueError(
+                        "STRIPE_KEY must be set outside local development "
+                        "(or STRIPE_API_BASE, to use a Stripe fake)"
+                    )
+                object.__setattr__(self, "stripe_api_base", DEV_STRIPE_API_BASE)
+            elif key == PLACEHOLDER_STRIPE_KEY:
+                raise ValueError(
+                    f"STRIPE_KEY {PLACEHOLDER_STRIPE_KEY} only works with STRIPE_API_BASE (a fake)"
+                )
+        elif key is not None and "_live_" in key:
+            # A live secret must only ever be sent to Stripe itself.
+            raise ValueError("a live STRIPE_KEY cannot be used with STRIPE_API_BASE")
+        if self.stripe_key is None:
+            object.__setattr__(self, "stripe_key", SecretStr(PLACEHOLDER_STRIPE_KEY))
+        if self.payment_lease_seconds <= self.slowest_stripe_call_seconds:
+            raise ValueError(
+                "PAYMENT_LEASE_SECONDS must exceed the slowest Stripe call "
+                f"({self.slowest_stripe_call_seconds:.0f}s with these timeouts and retries)"
+            )
+        return self
+
+    @property
+    def slowest_stripe_call_seconds(self) -> float:
+        attempts = self.stripe_max_network_retries + 1
+        # The SDK sleeps at most 0.5 * 2**(n-1) seconds (capped at 5) before retry n.
+        backoff = sum(min(0.5 * 2.0 ** (n - 1), 5.0) for n in range(1, attempts))
+        return attempts * self.stripe_timeout_seconds + backoff
+
+    @property
+    def stripe_secret(self) -> str:
+        assert self.stripe_key is not None  # filled by the validator
+        return self.stripe_key.get_secret_value()
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

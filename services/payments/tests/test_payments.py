@@ -1,0 +1,432 @@
+"""The reference app's payments tests, ported, plus ours on top. Stripe is the fake, over HTTP."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from bson import ObjectId
+
+from ticketing_common.bus.memory import InMemoryBus
+from ticketing_common.events import Event, OrderCancelled, OrderCreated, OrderStatus, Subject
+from ticketing_common.testing import eventually, free_port, running, session_cookie
+from ticketing_fakestripe import FakeStripeServer
+from ticketing_payments.main import create_app
+from ticketing_payments.settings import Settings
+
+PlaceOrder = Callable[..., Awaitable[str]]
+UNAVAILABLE = {"message": "Payment provider unavailable, please try again"}
+
+
+async def pay(client: httpx.AsyncClient, order_id: str, token: str = "tok_visa") -> httpx.Response:  # noqa: S107
+    return await client.post("/api/payments", json={"token": token, "orderId": order_id})
+
+
+def only_error(response: httpx.Response) -> dict[str, str]:
+    body = response.json()
+    assert list(body) == ["errors"]
+    assert len(body["errors"]) == 1, body
+    error: dict[str, str] = body["errors"][0]
+    return error
+
+
+def charges_of(fake: FakeStripeServer, order_id: str) -> list[dict[str, Any]]:
+    """The PaymentIntents Stripe holds for one order (it carries the order id as metadata)."""
+    return [pi for pi in fake.state.intents() if pi["metadata"].get("orderId") == order_id]
+
+
+def succeeded(fake: FakeStripeServer, order_id: str) -> list[dict[str, Any]]:
+    return [pi for pi in charges_of(fake, order_id) if pi["status"] == "succeeded"]
+
+
+async def payments_of(db: Any, order_id: str) -> list[dict[str, Any]]:
+    return [p async for p in db["payments"].find({"orderId": order_id}).limit(10)]
+
+
+# --- the reference app's tests -------------------------------------------------------------------
+
+
+async def test_returns_404_when_purchasing_an_order_that_does_not_exist(
+    client: httpx.AsyncClient,
+) -> None:
+    res = await pay(client, str(ObjectId()))
+    assert res.status_code == 404
+    assert only_error(res) == {"message": "Not Found"}
+
+
+async def test_returns_401_when_purchasing_an_order_that_does_not_belong_to_the_user(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer
+) -> None:
+    order_id = await place_order(user_id=str(ObjectId()))
+    res = await pay(client, order_id)
+    assert res.status_code == 401
+    assert fake_stripe.state.requests == 0
+
+
+async def test_returns_400_when_purchasing_a_cancelled_order(
+    client: httpx.AsyncClient,
+    place_order: PlaceOrder,
+    bus: InMemoryBus,
+    cancelled_event: Callable[..., Event[OrderCancelled]],
+    fake_stripe: FakeStripeServer,
+) -> None:
+    order_id = await place_order()
+    await bus.publish(cancelled_event(order_id))
+    await bus.drain()
+    res = await pay(client, order_id)
+    assert res.status_code == 400
+    assert only_error(res) == {"message": "Cannot pay for a cancelled order"}
+    assert fake_stripe.state.requests == 0
+
+
+async def test_returns_201_with_valid_inputs_and_charges_the_price_in_cents(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
+) -> None:
+    price = 37
+    order_id = await place_order(price=price)
+    res = await pay(client, order_id)
+    assert res.status_code == 201
+    assert set(res.json()) == {"id"}
+    [charge] = charges_of(fake_stripe, order_id)
+    assert charge["amount"] == price * 100
+    assert charge["currency"] == "usd"
+    assert charge["status"] == "succeeded"
+    [payment] = await payments_of(db, order_id)
+    assert str(payment["_id"]) == res.json()["id"]
+    assert payment["stripeId"] == charge["id"]
+
+
+# --- validation and auth -------------------------------------------------------------------------
+
+
+async def test_requires_a_signed_in_user(
+    client: httpx.AsyncClient, place_order: PlaceOrder
+) -> None:
+    order_id = await place_order()
+    client.cookies.clear()
+    res = await pay(client, order_id)
+    assert res.status_code == 401
+    assert only_error(res) == {"message": "Not authorized"}
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"orderId": "abc"}, {"message": "Token must be provided", "field": "token"}),
+        ({"token": "", "orderId": "abc"}, {"message": "Token must be provided", "field": "token"}),
+        ({"token": 12, "orderId": "abc"}, {"message": "Token must be provided", "field": "token"}),
+        ({"token": "tok_visa"}, {"message": "OrderId must be provided", "field": "orderId"}),
+        (
+            {"token": "tok_visa", "orderId": " "},
+            {"message": "OrderId must be provided", "field": "orderId"},
+        ),
+        (
+            {"token": "card_123", "orderId": "abc"},
+            {
+                "message": "Token must be a card token (tok_...) or a payment method (pm_...)",
+                "field": "token",
+            },
+        ),
+    ],
+)
+async def test_validates_the_body(
+    client: httpx.AsyncClient, body: dict[str, Any], error: dict[str, str]
+) -> None:
+    res = await client.post("/api/payments", json=body)
+    assert res.status_code == 400
+    assert only_error(res) == error
+
+
+async def test_an_empty_body_names_both_fields(client: httpx.AsyncClient) -> None:
+    res = await client.post("/api/payments", json={})
+    assert res.status_code == 400
+    assert {e["field"] for e in res.json()["errors"]} == {"token", "orderId"}
+
+
+@pytest.mark.parametrize("order_id", ["not-an-id", "x" * 200, "{'$ne': 1}"])
+async def test_a_malformed_order_id_is_404(client: httpx.AsyncClient, order_id: str) -> None:
+    res = await pay(client, order_id)
+    assert res.status_code == 404
+
+
+# --- amounts -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("price", "cents"), [(19.99, 1999), (0.5, 50), (20.1, 2010), (1000000.0, 100000000)]
+)
+async def test_prices_with_cents_are_charged_as_exact_integer_cents(
+    client: httpx.AsyncClient,
+    place_order: PlaceOrder,
+    fake_stripe: FakeStripeServer,
+    db: Any,
+    price: float,
+    cents: int,
+) -> None:
+    order_id = await place_order(price=price)
+    res = await pay(client, order_id)
+    assert res.status_code == 201
+    [charge] = charges_of(fake_stripe, order_id)
+    assert charge["amount"] == cents
+    assert isinstance(charge["amount"], int)
+    [payment] = await payments_of(db, order_id)
+    assert (payment["amountCents"], payment["currency"]) == (cents, "usd")
+
+
+async def test_a_price_below_stripes_minimum_is_refused_with_stripes_message(
+    client: httpx.AsyncClient, place_order: PlaceOrder, db: Any
+) -> None:
+    order_id = await place_order(price=0.49)
+    res = await pay(client, order_id)
+    assert res.status_code == 400
+    assert only_error(res) == {"message": "Amount must be at least $0.50 usd"}
+    assert await payments_of(db, order_id) == []
+
+
+# --- cards ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["tok_visa", "pm_card_visa"])
+async def test_card_tokens_and_payment_methods_are_charged(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, token: str
+) -> None:
+    order_id = await place_order()
+    assert (await pay(client, order_id, token)).status_code == 201
+    assert len(succeeded(fake_stripe, order_id)) == 1
+
+
+@pytest.mark.parametrize("token", ["tok_chargeDeclined", "pm_card_chargeDeclined"])
+async def test_a_declined_card_is_400_with_stripes_reason_and_nothing_stored(
+    client: httpx.AsyncClient,
+    place_order: PlaceOrder,
+    fake_stripe: FakeStripeServer,
+    bus: InMemoryBus,
+    db: Any,
+    token: str,
+) -> None:
+    order_id = await place_order()
+    res = await pay(client, order_id, token)
+    assert res.status_code == 400
+    assert only_error(res) == {"message": "Your card was declined."}
+    assert await payments_of(db, order_id) == []
+    assert succeeded(fake_stripe, order_id) == []
+    assert bus.published_on(Subject.PAYMENT_CREATED) == []
+
+
+async def test_after_a_decline_another_card_pays(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
+) -> None:
+    order_id = await place_order()
+    assert (await pay(client, order_id, "tok_chargeDeclined")).status_code == 400
+    assert (await pay(client, order_id, "tok_visa")).status_code == 201
+    assert [c["status"] for c in charges_of(fake_stripe, order_id)] == [
+        "requires_payment_method",
+        "succeeded",
+    ]
+    assert len(await payments_of(db, order_id)) == 1
+
+
+async def test_the_same_declined_card_again_replays_the_decline(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer
+) -> None:
+    order_id = await place_order()
+    for _ in range(2):
+        res = await pay(client, order_id, "tok_chargeDeclined")
+        assert only_error(res) == {"message": "Your card was declined."}
+    assert len(charges_of(fake_stripe, order_id)) == 1  # one attempt at Stripe, replayed
+
+
+async def test_an_unknown_payment_method_is_400_with_stripes_message(
+    client: httpx.AsyncClient, place_order: PlaceOrder
+) -> None:
+    order_id = await place_order()
+    res = await pay(client, order_id, "pm_nope")
+    assert res.status_code == 400
+    assert only_error(res) == {"message": "No such PaymentMethod: 'pm_nope'"}
+
+
+# --- Stripe failing ------------------------------------------------------------------------------
+
+
+async def test_stripe_failing_longer_than_the_sdk_retries_is_502_then_a_retry_pays_once(
+    client: httpx.AsyncClient,
+    place_order: PlaceOrder,
+    fake_stripe: FakeStripeServer,
+    bus: InMemoryBus,
+    db: Any,
+) -> None:
+    order_id = await place_order()
+    fake_stripe.state.fail_next(3)  # one attempt + the SDK's two retries, all 500
+    res = await pay(client, order_id)
+    assert res.status_code == 502
+    assert only_error(res) == UNAVAILABLE
+    assert fake_stripe.state.requests == 3
+    assert await payments_of(db, order_id) == []
+    assert charges_of(fake_stripe, order_id) == []
+
+    res = await pay(client, order_id)  # the buyer tries again: the lease was released
+    assert res.status_code == 201
+    assert len(succeeded(fake_stripe, order_id)) == 1
+    assert len(charges_of(fake_stripe, order_id)) == 1
+    assert len(await payments_of(db, order_id)) == 1
+
+
+async def test_one_stripe_500_is_retried_by_the_sdk_and_charges_once(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer
+) -> None:
+    order_id = await place_order()
+    fake_stripe.state.fail_next(1)
+    res = await pay(client, order_id)
+    assert res.status_code == 201
+    assert fake_stripe.state.requests == 2
+    assert len(charges_of(fake_stripe, order_id)) == 1
+
+
+async def test_stripe_rate_limiting_is_502(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
+) -> None:
+    order_id = await place_order()
+    fake_stripe.state.fail_next(1, status=429)
+    res = await pay(client, order_id)
+    assert res.status_code == 502
+    assert only_error(res) == UNAVAILABLE
+    assert await payments_of(db, order_id) == []
+
+
+async def test_stripe_unreachable_is_502_and_nothing_stored(
+    settings: Settings,
+    mongo: Any,
+    bus: InMemoryBus,
+    db: Any,
+    created_event: Callable[..., Event[OrderCreated]],
+) -> None:
+    nowhere = settings.model_copy(update={"stripe_api_base": f"http://127.0.0.1:{free_port()}"})
+    event = created_event(user_id="buyer")
+    async with running(create_app(nowhere, mongo=mongo, bus=bus)) as client:
+        client.cookies.update(session_cookie(settings, user_id="buyer"))
+        await bus.publish(event)
+        await bus.drain()
+        res = await pay(client, event.data.id)
+    assert res.status_code == 502
+    assert only_error(res) == UNAVAILABLE
+    assert await payments_of(db, event.data.id) == []
+
+
+# --- orders that cannot be paid ------------------------------------------------------------------
+
+
+async def test_paying_a_paid_order_again_is_400_and_charges_once(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
+) -> None:
+    order_id = await place_order()
+    assert (await pay(client, order_id)).status_code == 201
+    for token in ("tok_visa", "pm_card_visa"):
+        res = await pay(client, order_id, token)
+        assert res.status_code == 400
+        assert only_error(res) == {"message": "Order has already been paid"}
+    assert len(charges_of(fake_stripe, order_id)) == 1
+    assert len(await payments_of(db, order_id)) == 1
+
+
+async def test_paying_a_complete_order_is_400(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer
+) -> None:
+    order_id = await place_order(status=OrderStatus.COMPLETE)
+    res = await pay(client, order_id)
+    assert res.status_code == 400
+    assert only_error(res) == {"message": "Order has already been paid"}
+    assert fake_stripe.state.requests == 0
+
+
+async def test_paying_an_expired_order_is_400(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer
+) -> None:
+    order_id = await place_order(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    res = await pay(client, order_id)
+    assert res.status_code == 400
+    assert only_error(res) == {"message": "Order has expired"}
+    assert fake_stripe.state.requests == 0
+
+
+async def test_concurrent_payments_with_different_cards_charge_once(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
+) -> None:
+    """A double click, even with another card: Stripe's idempotency alone would not stop it."""
+    order_id = await place_order()
+    results = await asyncio.gather(
+        pay(client, order_id, "tok_visa"),
+        pay(client, order_id, "pm_card_visa"),
+        pay(client, order_id, "tok_mastercard"),
+    )
+    assert sorted(r.status_code for r in results) == [201, 400, 400]
+    for res in results:
+        if res.status_code == 400:
+            assert only_error(res)["message"] in {
+                "Payment already in progress",
+                "Order has already been paid",
+            }
+    assert len(charges_of(fake_stripe, order_id)) == 1
+    assert len(await payments_of(db, order_id)) == 1
+
+
+async def test_a_second_attempt_while_the_first_is_charging_is_refused(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer
+) -> None:
+    order_id = await place_order()
+    # The first attempt spends about a second in the SDK's back-off, holding the lease.
+    fake_stripe.state.fail_next(2)
+    first = asyncio.create_task(pay(client, order_id, "tok_visa"))
+    await eventually(_requests_at_least(fake_stripe, 1))
+    second = await pay(client, order_id, "pm_card_visa")
+    assert second.status_code == 400
+    assert only_error(second) == {"message": "Payment already in progress"}
+    assert (await first).status_code == 201
+    assert len(charges_of(fake_stripe, order_id)) == 1
+
+
+def _requests_at_least(fake: FakeStripeServer, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return fake.state.requests >= n
+
+    return check
+
+
+# --- the event -----------------------------------------------------------------------------------
+
+
+async def test_payment_created_is_published_through_the_outbox(
+    client: httpx.AsyncClient,
+    place_order: PlaceOrder,
+    fake_stripe: FakeStripeServer,
+    bus: InMemoryBus,
+    db: Any,
+) -> None:
+    order_id = await place_order(price=19.99)
+    res = await pay(client, order_id)
+
+    async def published() -> bool:
+        return len(bus.published_on(Subject.PAYMENT_CREATED)) == 1
+
+    await eventually(published)
+    event = bus.published_on(Subject.PAYMENT_CREATED)[0]
+    [charge] = charges_of(fake_stripe, order_id)
+    assert event.data.id == res.json()["id"]
+    assert event.data.order_id == order_id
+    assert event.data.stripe_id == charge["id"]
+
+    async def outbox_emptied() -> bool:
+        [payment] = await payments_of(db, order_id)
+        return payment["_outbox"] == [] and payment["_outboxPending"] is False
+
+    await eventually(outbox_emptied)
+
+
+async def test_the_app_charges_through_the_configured_api_base(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer
+) -> None:
+    """With STRIPE_API_BASE set, the charge lands on the fake (and only there, see test_charges)."""
+    order_id = await place_order()
+    assert (await pay(client, order_id)).status_code == 201
+    assert fake_stripe.state.requests == 1
