@@ -1,0 +1,91 @@
+"""The expiry job, run by the RQ worker when an order's time is up.
+
+It publishes expiration:complete with an event id derived from the order id: a retried or
+duplicated job publishes the same id, which JetStream drops within its de-duplication window
+(and orders ignores an expiry of an order that is no longer `created` anyway). A failed publish
+raises, so RQ retries the job.
+
+Each run opens its own short NATS connection: the default RQ worker forks a fresh process per job,
+so no connection could outlive a job anyway, and an expiry is one message per order; the cost is
+a few milliseconds against a deadline of a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+
+from redis import Redis
+from rq import get_current_job
+
+from ticketing_common.bus import JetStreamBus
+from ticketing_common.events import Event, ExpirationComplete, Subject
+from ticketing_common.mongo import as_utc
+from ticketing_expiration import repository
+from ticketing_expiration.settings import get_settings
+
+log = logging.getLogger("ticketing.expiration")
+
+# RQ's schedule has whole-second resolution (scores and clock are truncated to the second), so
+# a job can reach a worker up to a second before its expiresAt; it waits out the rest rather
+# than cancel an order early.
+MAX_EARLY_SECONDS = 1.0
+
+
+def expiration_event(order_id: str) -> Event[ExpirationComplete]:
+    return Event[ExpirationComplete](
+        id=repository.event_id_for(order_id),
+        subject=Subject.EXPIRATION_COMPLETE,
+        data=ExpirationComplete(order_id=order_id),
+    )
+
+
+async def publish_expiration(nats_url: str, order_id: str, *, connect_timeout: float) -> None:
+    """Publish expiration:complete and wait for JetStream's ack; raise if that fails."""
+    bus = JetStreamBus(nats_url, "expiration")
+    await bus.start()
+    try:
+        try:
+            await bus.wait_connected(connect_timeout)
+        except TimeoutError:
+            raise ConnectionError(f"NATS not reachable within {connect_timeout}s") from None
+        await bus.publish(expiration_event(order_id))
+    finally:
+        await bus.close()
+
+
+def expire(
+    order_id: str,
+    expires_at: datetime,
+    *,
+    redis: Redis,
+    nats_url: str,
+    connect_timeout: float,
+) -> str:
+    """Publish the order's expiry unless it was cancelled meanwhile; what happened, as text."""
+    early = (expires_at - datetime.now(UTC)).total_seconds()
+    if early > 0:
+        time.sleep(min(early, MAX_EARLY_SECONDS))
+    if repository.is_cancelled(redis, order_id=order_id):
+        log.info("order cancelled, no expiry published", extra={"order": order_id})
+        return "cancelled"
+    asyncio.run(publish_expiration(nats_url, order_id, connect_timeout=connect_timeout))
+    lag = (datetime.now(UTC) - expires_at).total_seconds()
+    log.info("expiration published", extra={"order": order_id, "lag_seconds": round(lag, 3)})
+    return "published"
+
+
+def expire_order(order_id: str, expires_at: str) -> str:
+    """The RQ job (see `repository.EXPIRE_JOB`): arguments as JSON-serialised at scheduling."""
+    settings = get_settings()
+    job = get_current_job()
+    redis: Redis = job.connection if job is not None else repository.connect(settings.redis_url)
+    return expire(
+        order_id,
+        as_utc(datetime.fromisoformat(expires_at)),
+        redis=redis,
+        nats_url=settings.nats_url,
+        connect_timeout=settings.nats_connect_timeout_seconds,
+    )

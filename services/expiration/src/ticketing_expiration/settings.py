@@ -1,0 +1,37 @@
+"""Expiration settings: the common ones plus Redis, the RQ queue and the worker's timings."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from ticketing_common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "expiration"
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue_name: str = "expiration"
+
+    # An order:created that cannot be scheduled (Redis down) is nak-ed and offered again with a
+    # linearly growing delay; the common default of 5 deliveries would dead-letter it after a
+    # few seconds of Redis outage and its order would never expire. 40 deliveries ride out
+    # about 6 minutes (0.5 s x 1+2+...+39).
+    nats_max_deliver: int = 40
+
+    # How long the job waits for NATS before failing; a failed job is retried by RQ.
+    nats_connect_timeout_seconds: float = 5.0
+
+    # RQ's scheduler dies with its Redis connection (a Redis restart) and the worker revives it
+    # only from its maintenance tasks, which it runs at most every `maintenance_interval` and
+    # only between two blocking dequeues (each `worker_ttl - 15` s long): both kept short so
+    # scheduled expiries resume within a few seconds of Redis coming back.
+    worker_maintenance_interval_seconds: int = 2
+    worker_dequeue_timeout_seconds: int = 1
+    # RQ logs every job and every maintenance run at INFO; ours logs each expiry itself.
+    worker_log_level: str = "WARNING"
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

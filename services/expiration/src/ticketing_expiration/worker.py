@@ -1,0 +1,121 @@
+"""The RQ worker that runs the expiry jobs: `python -m ticketing_expiration.worker`.
+
+One process runs the worker and, forked from it, RQ's scheduler, which moves due jobs from the
+schedule to the queue every second (RQ's fixed interval; its lock TTLs must be whole seconds).
+Several worker processes may run: one of them holds the scheduler lock, the others take it over
+within a minute if it dies. Reads REDIS_URL and NATS_URL (and the rest of `Settings`).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from types import FrameType
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Worker
+from rq.serializers import JSONSerializer
+
+from ticketing_common.logs import configure_logging
+from ticketing_expiration import repository
+from ticketing_expiration.settings import Settings, get_settings
+
+log = logging.getLogger("ticketing.expiration")
+
+# RQ derives its blocking dequeue timeout from the worker TTL: `worker_ttl - 15` seconds.
+_RQ_TTL_MARGIN = 15
+
+
+class ExpirationWorker(Worker):
+    """RQ's forking worker, remembering whether it was told to stop (SIGTERM/SIGINT)."""
+
+    # RQ backs off up to a minute between attempts to reach a lost Redis, and the scheduler is
+    # only revived once it is reached again: expiries due meanwhile would wait that long.
+    max_connection_wait_time = 2.0
+    stop_signalled = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_signalled = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+
+def build_worker(redis: Redis, settings: Settings) -> ExpirationWorker:
+    return ExpirationWorker(
+        [repository.make_queue(redis, settings.queue_name)],
+        connection=redis,
+        serializer=JSONSerializer,
+        maintenance_interval=settings.worker_maintenance_interval_seconds,
+        worker_ttl=_RQ_TTL_MARGIN + settings.worker_dequeue_timeout_seconds,
+        job_monitoring_interval=5,
+    )
+
+
+class _Stop:
+    requested = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+
+def _wait_for_redis(redis: Redis, stop: _Stop) -> bool:
+    """Block until Redis answers (True) or a stop is requested (False)."""
+    delay = 0.2
+    while not stop.requested:
+        try:
+            redis.ping()
+            return True
+        except RedisError as exc:
+            log.warning("redis not reachable, retrying", extra={"error": repr(exc)})
+        deadline = time.monotonic() + delay
+        while not stop.requested and time.monotonic() < deadline:
+            time.sleep(0.05)
+        delay = min(delay * 2, 5.0)
+    return False
+
+
+def run(settings: Settings) -> None:
+    """Run the worker until SIGTERM/SIGINT, starting it again whenever it gives up on Redis.
+
+    RQ's worker leaves its loop on some Redis errors (a restart at the wrong moment); this keeps
+    the process, and so the expiries, going without waiting for a supervisor to restart it.
+    """
+    redis = repository.connect(settings.redis_url)
+    stop = _Stop()
+    while True:
+        # Between two runs of the worker its own signal handlers are not in force.
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        if not _wait_for_redis(redis, stop):
+            return
+        try:
+            worker = build_worker(redis, settings)
+        except RedisError as exc:
+            log.warning("worker could not register, retrying", extra={"error": repr(exc)})
+            continue
+        log.info("worker starting", extra={"queue": settings.queue_name, "worker": worker.name})
+        try:
+            worker.work(with_scheduler=True, logging_level=settings.worker_log_level)
+        except RedisError as exc:
+            # Redis lost while the worker starts its scheduler, outside RQ's own error handling.
+            log.warning("worker lost redis", extra={"error": repr(exc)})
+        if worker.stop_signalled or stop.requested:
+            log.info("worker stopped")
+            return
+        log.warning("worker left its loop, starting it again", extra={"worker": worker.name})
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("expiration-worker", settings.log_level)
+    # Each job's short-lived NATS connection would log a connect and a "disconnected" warning;
+    # a failed publish is the job's exception, which RQ logs and retries.
+    logging.getLogger("ticketing.bus").setLevel(logging.ERROR)
+    run(settings)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
