@@ -15,6 +15,8 @@ class _ServiceFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
+        # Uvicorn adds an ANSI-coloured copy of its message; in JSON it is only noise.
+        record.__dict__.pop("color_message", None)
         return True
 
 

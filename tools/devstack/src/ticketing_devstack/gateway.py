@@ -69,7 +69,8 @@ def create_app(
             )
         out = Response(content=upstream.content, status_code=upstream.status_code)
         for key, value in upstream.headers.multi_items():
-            if key.lower() not in HOP_BY_HOP and key.lower() != "content-encoding":
+            # httpx already decoded the body; the gateway's own server sets date and server.
+            if key.lower() not in HOP_BY_HOP | {"content-encoding", "date", "server"}:
                 out.headers.append(key, value)
         return out
 

@@ -353,7 +353,9 @@ class Stack:
         args = list(original.args)
         if original.port is not None and "--port" in args:
             args[args.index("--port") + 1] = str(port)
-        proc = Proc(new_name, args, env=dict(original.env), port=port, ready_path=original.ready_path)
+        proc = Proc(
+            new_name, args, env=dict(original.env), port=port, ready_path=original.ready_path
+        )
         self.procs[new_name] = proc
         self.spawn(new_name)
         self.wait_ready(new_name)

@@ -1,0 +1,419 @@
+"""End to end: the real processes on free ports, driven only over HTTP through the gateway.
+
+One stack serves the whole module; each fault test leaves it running and consistent. After
+every test the databases are checked across services (`checks.problems`).
+"""
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import nats
+import pytest
+
+from ticketing_common.testing import free_port
+from ticketing_devstack.checks import mongo_urls, problems, snapshot
+from ticketing_devstack.client import User
+from ticketing_devstack.stack import Stack
+
+pytestmark = pytest.mark.connected
+
+EXPIRY = 6  # seconds: short, so the expiry test is quick, yet long enough to pay first
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("stack")
+    import os
+
+    env = {
+        **os.environ,
+        "ORDER_EXPIRATION_SECONDS": str(EXPIRY),
+        "JWT_KEY": "e2e-jwt-key-0123456789abcdef0123456789",
+        "NATS_MAX_DELIVER": "4",
+        "NATS_RETRY_DELAY_SECONDS": "0.2",
+        "OUTBOX_SWEEP_SECONDS": "0.5",
+        "LOG_LEVEL": "INFO",
+    }
+    for key in ("MONGO_URL", "NATS_URL", "REDIS_URL", "STRIPE_KEY"):
+        env.pop(key, None)
+    stack = Stack(base / "data", gateway_port=free_port(), env=env, log_dir=base / "logs")
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+async def user_factory(stack: Stack) -> AsyncIterator[Callable[[], Any]]:
+    users: list[User] = []
+
+    async def make() -> User:
+        user = await User(stack.urls["gateway"]).signup()
+        users.append(user)
+        return user
+
+    yield make
+    for user in users:
+        await user.__aexit__()
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = await check()
+            if result:
+                return result
+        except (AssertionError, httpx.HTTPError):
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def assert_consistent(stack: Stack, timeout: float = 30.0) -> None:
+    """Once quiet, every service agrees: nothing lost, nothing applied twice."""
+    last: list[str] = []
+
+    async def consistent() -> bool:
+        nonlocal last
+        last = problems(await snapshot(mongo_urls(stack.urls)))
+        return not last
+
+    try:
+        await eventually(consistent, timeout)
+    except TimeoutError:
+        raise AssertionError("inconsistent: " + "; ".join(last[:10])) from None
+
+
+async def ticket_state(user: User, ticket_id: str) -> dict[str, Any]:
+    ticket: dict[str, Any] = await user.get(f"/api/tickets/{ticket_id}")
+    return ticket
+
+
+async def order_when_replicated(buyer: User, ticket_id: str) -> httpx.Response:
+    """Order as soon as orders has seen the ticket (its replica is fed by events)."""
+
+    async def attempt() -> httpx.Response | None:
+        res = await buyer.order(ticket_id)
+        return None if res.status_code == 404 else res
+
+    res: httpx.Response = await eventually(attempt)
+    return res
+
+
+# --- the journey ---------------------------------------------------------------------------------
+
+
+async def test_sell_buy_pay_complete(stack: Stack, user_factory: Callable[[], Any]) -> None:
+    seller, buyer = await user_factory(), await user_factory()
+    ticket = await seller.sell("Jazz night", 19.99)
+    assert ticket["id"] in [t["id"] for t in await buyer.get("/api/tickets")]
+
+    res = await order_when_replicated(buyer, ticket["id"])
+    assert res.status_code == 201, res.text
+    order = res.json()
+    assert order["status"] == "created"
+    assert order["ticket"]["price"] == 19.99
+
+    async def reserved() -> bool:
+        return (await ticket_state(buyer, ticket["id"]))["orderId"] == order["id"]
+
+    await eventually(reserved)
+    assert ticket["id"] not in [t["id"] for t in await buyer.get("/api/tickets")]
+
+    async def payable() -> httpx.Response | None:
+        res = await buyer.pay(order["id"])
+        return None if res.status_code == 404 else res
+
+    paid = await eventually(payable)
+    assert paid.status_code == 201, paid.text
+
+    async def complete() -> bool:
+        return (await buyer.get(f"/api/orders/{order['id']}"))["status"] == "complete"
+
+    await eventually(complete)
+    assert (await buyer.http.delete(f"/api/orders/{order['id']}")).status_code == 400
+    assert (await buyer.pay(order["id"])).status_code == 400  # never twice
+    stripe = await buyer.http.get(
+        f"{stack.urls['stripe']}/v1/payment_intents",
+        params={"limit": 100},
+        headers={"Authorization": "Bearer sk_test_local"},
+    )
+    amounts = [pi["amount"] for pi in stripe.json()["data"] if pi["status"] == "succeeded"]
+    assert 1999 in amounts
+    await assert_consistent(stack)
+
+
+async def test_cancel_releases_the_ticket(stack: Stack, user_factory: Callable[[], Any]) -> None:
+    seller, buyer, next_buyer = await user_factory(), await user_factory(), await user_factory()
+    ticket = await seller.sell()
+    order = (await order_when_replicated(buyer, ticket["id"])).json()
+    res = await buyer.http.delete(f"/api/orders/{order['id']}")
+    assert res.status_code == 204
+
+    async def released() -> bool:
+        state = await ticket_state(seller, ticket["id"])
+        return state["orderId"] is None and state["version"] == 2
+
+    await eventually(released)
+    assert (await next_buyer.order(ticket["id"])).status_code == 201
+    await assert_consistent(stack)
+
+
+async def test_an_unpaid_order_expires_and_the_ticket_comes_back(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    seller, buyer = await user_factory(), await user_factory()
+    ticket = await seller.sell()
+    order = (await order_when_replicated(buyer, ticket["id"])).json()
+    created = time.monotonic()
+
+    async def cancelled() -> bool:
+        return (await buyer.get(f"/api/orders/{order['id']}"))["status"] == "cancelled"
+
+    await eventually(cancelled, timeout=EXPIRY + 15)
+    assert time.monotonic() - created >= EXPIRY - 1
+
+    async def listed_again() -> bool:
+        return ticket["id"] in [t["id"] for t in await buyer.get("/api/tickets")]
+
+    await eventually(listed_again)
+    res = await buyer.pay(order["id"])
+    assert res.status_code == 400
+    await assert_consistent(stack)
+
+
+async def replicated(stack: Stack, ticket_id: str, version: int = 0) -> None:
+    """Wait until orders' replica has the ticket at `version` (read from its database)."""
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_urls(stack.urls)["orders"])
+    try:
+
+        async def seen() -> bool:
+            doc = await client["orders"]["tickets"].find_one({"_id": ticket_id})
+            return doc is not None and doc["version"] >= version
+
+        await eventually(seen)
+    finally:
+        await client.close()
+
+
+async def test_twenty_buyers_one_ticket_exactly_one_wins(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    seller = await user_factory()
+    buyers = [await user_factory() for _ in range(20)]
+    ticket = await seller.sell()
+    await replicated(stack, ticket["id"])
+    results = await asyncio.gather(*(b.order(ticket["id"]) for b in buyers))
+    assert sorted(r.status_code for r in results) == [201] + [400] * 19
+    losers = [r.json() for r in results if r.status_code == 400]
+    assert all(r == {"errors": [{"message": "Ticket is already reserved"}]} for r in losers)
+    await assert_consistent(stack)
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+async def stream_events(stack: Stack, subject: str) -> list[dict[str, Any]]:
+    """Every message on `subject` (wildcards allowed), read back from JetStream."""
+    nc = await nats.connect(stack.urls["nats"])
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(
+            subject,
+            config=nats.js.api.ConsumerConfig(
+                ack_policy=nats.js.api.AckPolicy.NONE, inactive_threshold=5.0
+            ),
+        )
+        out: list[dict[str, Any]] = []
+        while True:
+            try:
+                msgs = await sub.fetch(batch=500, timeout=1)
+            except nats.errors.TimeoutError:
+                break
+            for msg in msgs:
+                try:
+                    out.append({**json.loads(msg.data), "wire": msg.subject})
+                except ValueError:
+                    out.append({"wire": msg.subject, "raw": msg.data})
+        await sub.unsubscribe()
+        return out
+    finally:
+        await nc.close()
+
+
+async def buy_until_answered(buyer: User, ticket_id: str) -> httpx.Response:
+    """A client that retries while the service is unreachable (502) or not yet aware (404)."""
+
+    async def attempt() -> httpx.Response | None:
+        res = await buyer.order(ticket_id)
+        return None if res.status_code in (404, 502, 503) else res
+
+    res: httpx.Response = await eventually(attempt, timeout=60)
+    return res
+
+
+async def test_kill_9_orders_mid_stream_loses_nothing(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    seller = await user_factory()
+    buyers = [await user_factory() for _ in range(12)]
+    tickets = [await seller.sell(f"stream {i}") for i in range(12)]
+    for t in tickets:
+        await replicated(stack, t["id"])
+    accepted: dict[str, str] = {}
+
+    async def stream() -> None:
+        for buyer, ticket in zip(buyers, tickets, strict=True):
+            res = await buy_until_answered(buyer, ticket["id"])
+            if res.status_code == 201:
+                accepted[ticket["id"]] = res.json()["id"]
+
+    task = asyncio.create_task(stream())
+    await eventually(lambda: _true(len(accepted) >= 4))
+    stack.kill("orders", signal.SIGKILL)
+    stack.restart("orders")
+    await task
+    assert len(accepted) >= 11  # at most the one in flight at the kill may have lost its answer
+
+    async def reserved_by_accepted() -> bool:
+        for ticket_id, order_id in accepted.items():
+            if (await ticket_state(seller, ticket_id))["orderId"] != order_id:
+                return False
+        return True
+
+    await eventually(reserved_by_accepted)
+    await assert_consistent(stack)
+
+
+async def test_nats_restart_during_traffic_services_recover_by_themselves(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    pids = {name: stack.procs[name].popen.pid for name in ("auth", "tickets", "orders", "payments")}  # type: ignore[union-attr]
+    seller, buyer = await user_factory(), await user_factory()
+    sold: list[dict[str, Any]] = []
+
+    async def traffic() -> None:
+        for i in range(10):
+            sold.append(await seller.sell(f"during restart {i}"))
+
+    task = asyncio.create_task(traffic())
+    await eventually(lambda: _true(len(sold) >= 3))
+    stack.restart("nats")
+    await task
+    for ticket in sold:
+        res = await buy_until_answered(buyer, ticket["id"])
+        assert res.status_code == 201, res.text
+    assert pids == {n: stack.procs[n].popen.pid for n in pids}  # type: ignore[union-attr]
+    await assert_consistent(stack)
+
+
+async def test_a_ticket_created_while_nats_is_down_reaches_orders_when_it_is_back(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    seller, buyer = await user_factory(), await user_factory()
+    stack.kill("nats")
+    try:
+        ticket = await seller.sell("offline sale")  # the API answers with the bus down
+    finally:
+        stack.spawn("nats")
+        stack.wait_ready("nats")
+    res = await buy_until_answered(buyer, ticket["id"])
+    assert res.status_code == 201, res.text
+    await assert_consistent(stack)
+
+
+async def test_pending_expirations_survive_a_redis_restart(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    seller, buyer = await user_factory(), await user_factory()
+    tickets = [await seller.sell(f"expiring {i}") for i in range(3)]
+    orders = []
+    for t in tickets:
+        res = await buy_until_answered(buyer, t["id"])
+        assert res.status_code == 201
+        orders.append(res.json())
+
+    async def scheduled() -> bool:
+        # expiration has consumed the order:created events (nothing pending for it)
+        events = await stream_events(stack, "order.created")
+        ids = {e["data"]["id"] for e in events if "data" in e}
+        return all(o["id"] in ids for o in orders)
+
+    await eventually(scheduled)
+    stack.restart("redis")
+
+    async def all_cancelled() -> bool:
+        states = [(await buyer.get(f"/api/orders/{o['id']}"))["status"] for o in orders]
+        return all(s == "cancelled" for s in states)
+
+    await eventually(all_cancelled, timeout=EXPIRY + 30)
+    await assert_consistent(stack)
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_flow_continues(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    nc = await nats.connect(stack.urls["nats"])
+    try:
+        await nc.jetstream().publish(
+            "ticket.created", b"\x00 not an event", headers={"Nats-Msg-Id": f"poison-{time.time()}"}
+        )
+    finally:
+        await nc.close()
+
+    async def dead_lettered() -> bool:
+        letters = await stream_events(stack, "deadletter.orders.>")
+        return any(e.get("raw") == b"\x00 not an event" for e in letters)
+
+    await eventually(dead_lettered, timeout=30)
+    seller, buyer = await user_factory(), await user_factory()
+    ticket = await seller.sell("after the poison")
+    res = await buy_until_answered(buyer, ticket["id"])
+    assert res.status_code == 201
+    await assert_consistent(stack)
+
+
+async def test_two_orders_processes_handle_every_event_once(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    stack.clone("orders", "orders-2")
+    try:
+        seller = await user_factory()
+        buyers = [await user_factory() for _ in range(8)]
+        tickets = [await seller.sell(f"twin {i}") for i in range(8)]
+        orders = []
+        for buyer, ticket in zip(buyers, tickets, strict=True):
+            res = await buy_until_answered(buyer, ticket["id"])
+            assert res.status_code == 201
+            orders.append((buyer, res.json()))
+        for buyer, order in orders[:4]:
+            assert (await buyer.http.delete(f"/api/orders/{order['id']}")).status_code == 204
+
+        async def settled() -> bool:
+            states = [await ticket_state(seller, t["id"]) for t in tickets]
+            return [s["version"] for s in states] == [2] * 4 + [1] * 4
+
+        await eventually(settled)
+        events = await stream_events(stack, "order.>")
+        ours = {o["id"] for _, o in orders}
+        created = [e["data"]["id"] for e in events if e["wire"] == "order.created"]
+        cancelled = [e["data"]["id"] for e in events if e["wire"] == "order.cancelled"]
+        assert sorted(i for i in created if i in ours) == sorted(ours)
+        assert sorted(i for i in cancelled if i in ours) == sorted(o["id"] for _, o in orders[:4])
+        await assert_consistent(stack)
+    finally:
+        stack.kill("orders-2")
+        del stack.procs["orders-2"]
+
+
+async def _true(value: bool) -> bool:
+    return value
