@@ -33,6 +33,10 @@ pytest: $(SYNCED)
 
 bootstrap: $(SYNCED)
 
+# Benchmarks, not timed tests: the whole stack on free ports, figures printed.
+bench: $(SYNCED)
+	$(BIN)/python -m ticketing_devstack.bench $(BENCH_ARGS)
+
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"

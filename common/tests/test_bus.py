@@ -9,8 +9,10 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from ticketing_common.bus import Bus, RetryLater
-from ticketing_common.events import Event, TicketCreated, new_event
+from ticketing_common.events import Event, TicketCreated, encode, new_event
 from ticketing_common.testing import eventually, started
 
 BusFactory = Callable[..., Bus]
@@ -202,3 +204,38 @@ async def test_an_unacked_message_is_redelivered_after_ack_wait(make_bus: BusFac
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_published_events_survive_a_server_restart(make_bus: BusFactory) -> None:
+    """Streams are on disk (flaw 6): what was published before a restart is delivered after."""
+    server = make_bus.server  # type: ignore[attr-defined]
+    if server is None:
+        pytest.skip("the in-memory fake has no server to restart")
+    producer = make_bus("tickets")
+    await started(producer)
+    events = [ticket(n) for n in range(3)]
+    for event in events:
+        await producer.publish(event)
+    await producer.close()
+    server.restart()
+    consumer = make_bus("orders")
+    rec = Recorder()
+    consumer.subscribe(ticket().subject, rec)
+    await started(consumer)
+    await eventually(lambda: _async([e.id for e in rec.seen] == [e.id for e in events]), timeout=10)
+
+
+async def test_redelivery_backs_off_exponentially_up_to_a_cap_then_dead_letters() -> None:
+    from ticketing_common.bus.base import MAX_RETRY_DELAY, Verdict, decide
+
+    async def later(event: Event[Any]) -> None:
+        raise RetryLater("an earlier version is on its way")
+
+    payload = encode(ticket())
+    decisions = [
+        await decide(later, payload, delivered=n, max_deliver=10, retry_delay=0.5, context={})
+        for n in range(1, 11)
+    ]
+    assert [d.verdict for d in decisions] == [Verdict.NAK] * 9 + [Verdict.DEAD]
+    assert [d.delay for d in decisions[:7]] == [0.5, 1, 2, 4, 8, 16, MAX_RETRY_DELAY]
+    assert "earlier version" in decisions[-1].error

@@ -21,6 +21,7 @@ from ticketing_common.bus import Bus, Handler, JetStreamBus
 from ticketing_common.errors import error_body, install_error_handlers
 from ticketing_common.events import Subject
 from ticketing_common.limits import BodySizeLimit
+from ticketing_common.logs import configure_logging
 from ticketing_common.mongo import IndexSpec, connect, ensure_indexes
 from ticketing_common.outbox import OutboxRelay
 from ticketing_common.settings import ServiceSettings
@@ -110,6 +111,8 @@ def create_service_app(
     mongo: Any = None,
     bus: Bus | None = None,
 ) -> FastAPI:
+    configure_logging(spec.name, settings.log_level)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client: Any = None

@@ -32,8 +32,10 @@ class ServiceSettings(BaseSettings):
     # How long JetStream waits for an ack before redelivering, and how many deliveries a message
     # gets before it is dead-lettered (flaw 3: the old app redelivered failures forever).
     nats_ack_wait_seconds: float = 30.0
-    nats_max_deliver: int = 5
-    # Delay before an out-of-order event (a version from the future) is offered again.
+    # With the retry delay doubling from 0.5 s up to 30 s, 20 deliveries give an out-of-order
+    # event (or a dependency that is briefly down) about 7 minutes before it is dead-lettered.
+    nats_max_deliver: int = 20
+    # First delay before a failed or out-of-order event is offered again; doubles each time.
     nats_retry_delay_seconds: float = 0.5
 
     jwt_key: SecretStr | None = None

@@ -45,6 +45,17 @@ async def test_signup_returns_201_and_sets_the_session_cookie(client: httpx.Asyn
     assert "max-age=86400" in cookie
 
 
+async def test_the_session_token_expires_with_the_cookie(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    res = await signup(client)
+    token = res.cookies["session"]
+    claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == settings.jwt_ttl_seconds == 86400
+    assert claims["sub"] == res.json()["id"]
+    assert "password" not in claims
+
+
 @pytest.mark.parametrize("email", ["alskdflaskjfd", "", "a@b", "a b@c.com", "@b.co"])
 async def test_signup_rejects_an_invalid_email(client: httpx.AsyncClient, email: str) -> None:
     res = await signup(client, email=email)

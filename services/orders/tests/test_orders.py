@@ -340,3 +340,12 @@ async def test_cancel_returns_404_for_an_unknown_or_malformed_id(
 
 async def test_cancel_requires_sign_in(client: httpx.AsyncClient) -> None:
     assert (await client.delete(f"/api/orders/{ObjectId()}")).status_code == 401
+
+
+def test_orders_hold_a_ticket_for_15_minutes_unless_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ORDER_EXPIRATION_SECONDS", raising=False)
+    assert Settings().order_expiration_seconds == 15 * 60
+    monkeypatch.setenv("ORDER_EXPIRATION_SECONDS", "10")
+    assert Settings().order_expiration_seconds == 10

@@ -34,8 +34,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         **os.environ,
         "ORDER_EXPIRATION_SECONDS": str(EXPIRY),
         "JWT_KEY": "e2e-jwt-key-0123456789abcdef0123456789",
-        "NATS_MAX_DELIVER": "4",
-        "NATS_RETRY_DELAY_SECONDS": "0.2",
+        # 0.1 s doubling 8 times: ~25 s for an out-of-order event, and a quick poison test.
+        "NATS_MAX_DELIVER": "8",
+        "NATS_RETRY_DELAY_SECONDS": "0.1",
         "OUTBOX_SWEEP_SECONDS": "0.5",
         "LOG_LEVEL": "INFO",
     }
@@ -374,7 +375,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_flow_continues(
         letters = await stream_events(stack, "deadletter.orders.>")
         return any(e.get("raw") == b"\x00 not an event" for e in letters)
 
-    await eventually(dead_lettered, timeout=30)
+    await eventually(dead_lettered, timeout=60)
     seller, buyer = await user_factory(), await user_factory()
     ticket = await seller.sell("after the poison")
     res = await buy_until_answered(buyer, ticket["id"])
@@ -417,3 +418,22 @@ async def test_two_orders_processes_handle_every_event_once(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_data_survives_database_restarts(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    seller = await user_factory()
+    ticket = await seller.sell("kept on disk")
+    for name in ("mongo-auth", "mongo-tickets"):
+        stack.restart(name)
+
+    async def signed_in_again() -> bool:
+        res = await seller.http.post(
+            "/api/users/signin", json={"email": seller.email, "password": "password123"}
+        )
+        return res.status_code == 200
+
+    await eventually(signed_in_again)
+    assert (await ticket_state(seller, ticket["id"]))["title"] == "kept on disk"
+    await assert_consistent(stack)

@@ -24,6 +24,8 @@ log = logging.getLogger("ticketing.bus")
 
 Handler = Callable[[Event[Any]], Awaitable[None]]
 
+MAX_RETRY_DELAY = 30.0
+
 
 class RetryLater(Exception):
     """Raised by a handler that cannot apply an event yet; the bus offers it again later."""
@@ -99,8 +101,10 @@ async def decide(
             extra={**context, "delivered": delivered, "error": error},
         )
         return Decision(Verdict.DEAD, error=error)
-    # Linear backoff: enough for an in-flight earlier event to land, bounded by max_deliver.
-    return Decision(Verdict.NAK, delay=retry_delay * delivered, error=error)
+    # Exponential backoff, capped: an earlier event held up by a slow or restarting consumer gets
+    # minutes to land before its successor gives up, yet the number of tries stays bounded.
+    delay = min(retry_delay * 2 ** (delivered - 1), MAX_RETRY_DELAY)
+    return Decision(Verdict.NAK, delay=delay, error=error)
 
 
 class Bus(Protocol):

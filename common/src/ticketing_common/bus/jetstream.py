@@ -225,8 +225,12 @@ class JetStreamBus:
                         stream=stream_for(subject.wire),
                         config=config,
                     )
-                msgs = await sub.fetch(batch=10, timeout=2)
-            except nats.errors.TimeoutError:
+                # batch=1: with a larger batch, nats-py's lingering pull holds the first message
+                # that arrives on an idle consumer until the rest of the batch or the timeout
+                # (seen as ~1 s stalls); one message per pull keeps delivery immediate.
+                msgs = await sub.fetch(batch=1, timeout=2)
+            except (TimeoutError, nats.errors.TimeoutError):
+                # An idle pull (nats-py raises either type for it): pull again.
                 continue
             except asyncio.CancelledError:
                 raise

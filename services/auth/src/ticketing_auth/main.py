@@ -10,7 +10,6 @@ from ticketing_auth import passwords, repository
 from ticketing_auth.api.routes import users
 from ticketing_auth.settings import Settings, get_settings
 from ticketing_common.bus import Bus
-from ticketing_common.logs import configure_logging
 from ticketing_common.service import Runtime, ServiceSpec, create_service_app
 
 
@@ -30,6 +29,4 @@ SPEC = ServiceSpec(
 def create_app(
     settings: Settings | None = None, *, mongo: Any = None, bus: Bus | None = None
 ) -> FastAPI:
-    settings = settings or get_settings()
-    configure_logging(SPEC.name, settings.log_level)
-    return create_service_app(SPEC, settings, mongo=mongo, bus=bus)
+    return create_service_app(SPEC, settings or get_settings(), mongo=mongo, bus=bus)

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from redis import Redis
 
 from ticketing_common.bus import Bus
-from ticketing_common.logs import configure_logging
 from ticketing_common.service import Runtime, ServiceSpec, create_service_app
 from ticketing_expiration import listeners, repository
 from ticketing_expiration.settings import Settings, get_settings
@@ -69,7 +68,5 @@ def create_app(
     bus: Bus | None = None,
     redis: Redis | None = None,
 ) -> FastAPI:
-    settings = settings or get_settings()
-    configure_logging(SPEC.name, settings.log_level)
     spec = SPEC if redis is None else build_spec(redis)
-    return create_service_app(spec, settings, mongo=mongo, bus=bus)
+    return create_service_app(spec, settings or get_settings(), mongo=mongo, bus=bus)

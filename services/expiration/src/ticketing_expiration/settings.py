@@ -14,9 +14,8 @@ class Settings(ServiceSettings):
     queue_name: str = "expiration"
 
     # An order:created that cannot be scheduled (Redis down) is nak-ed and offered again with a
-    # linearly growing delay; the common default of 5 deliveries would dead-letter it after a
-    # few seconds of Redis outage and its order would never expire. 40 deliveries ride out
-    # about 6 minutes (0.5 s x 1+2+...+39).
+    # doubling delay (capped at 30 s); a dead-lettered one would be an order that never
+    # expires, so this service rides out about 17 minutes of Redis outage, not the common 7.
     nats_max_deliver: int = 40
 
     # How long the job waits for NATS before failing; a failed job is retried by RQ.

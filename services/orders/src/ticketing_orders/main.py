@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import FastAPI
 
 from ticketing_common.bus import Bus
-from ticketing_common.logs import configure_logging
 from ticketing_common.service import ServiceSpec, create_service_app
 from ticketing_orders import listeners, repository
 from ticketing_orders.api.routes import orders
@@ -25,6 +24,4 @@ SPEC = ServiceSpec(
 def create_app(
     settings: Settings | None = None, *, mongo: Any = None, bus: Bus | None = None
 ) -> FastAPI:
-    settings = settings or get_settings()
-    configure_logging(SPEC.name, settings.log_level)
-    return create_service_app(SPEC, settings, mongo=mongo, bus=bus)
+    return create_service_app(SPEC, settings or get_settings(), mongo=mongo, bus=bus)

@@ -24,6 +24,8 @@ from typing import IO
 
 import httpx
 
+from ticketing_common.servers import find_binary, free_port
+
 SERVICES = ("auth", "tickets", "orders", "payments", "expiration")
 MONGO_SERVICES = ("auth", "tickets", "orders", "payments")
 PASSTHROUGH = (
@@ -36,23 +38,6 @@ PASSTHROUGH = (
     "NATS_RETRY_DELAY_SECONDS",
     "OUTBOX_SWEEP_SECONDS",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def binary(name: str) -> str:
-    local = Path(sys.executable).parent / name
-    if local.exists():
-        return str(local)
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} is not installed")
-    return found
 
 
 def redis_binary() -> str:
@@ -117,7 +102,7 @@ class Stack:
                     Proc(
                         f"mongo-{svc}",
                         [
-                            binary("nx-27017"),
+                            find_binary("nx-27017"),
                             "--host",
                             "127.0.0.1",
                             "-p",
@@ -141,7 +126,7 @@ class Stack:
                 Proc(
                     "nats",
                     [
-                        binary("nats-server"),
+                        find_binary("nats-server"),
                         "-a",
                         "127.0.0.1",
                         "-p",
