@@ -6,11 +6,11 @@ from ticketing_common.settings import DEV_JWT_KEY, ServiceSettings
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MONGO_URL", "mongodb://db.example:27017")
-    monkeypatch.setenv("NATS_MAX_DELIVER", "7")
+    monkeypatch.setenv("NATS_MAX_DELIVER", "12")
     monkeypatch.setenv("COOKIE_SECURE", "false")
     settings = ServiceSettings(service_name="tickets")
     assert settings.mongo_url == "mongodb://db.example:27017"
-    assert settings.nats_max_deliver == 7
+    assert settings.nats_max_deliver == 12
     assert settings.cookie_secure is False
     assert settings.mongo_db == "tickets"
 
@@ -33,3 +33,12 @@ def test_outside_development_jwt_key_is_required(
 def test_the_secret_is_not_in_the_repr() -> None:
     settings = ServiceSettings(jwt_key="super-secret-value-0123456789abcdef")  # type: ignore[arg-type]
     assert "super-secret-value" not in repr(settings)
+
+
+def test_retries_must_outlast_the_redelivery_of_a_lost_message() -> None:
+    default = ServiceSettings()
+    assert default.nats_retry_budget_seconds > 2 * default.nats_ack_wait_seconds
+    with pytest.raises(ValidationError, match="NATS_MAX_DELIVER"):
+        ServiceSettings(nats_max_deliver=8, nats_retry_delay_seconds=0.1, nats_ack_wait_seconds=30)
+    ok = ServiceSettings(nats_max_deliver=9, nats_retry_delay_seconds=0.1, nats_ack_wait_seconds=5)
+    assert ok.nats_retry_budget_seconds == pytest.approx(25.5)

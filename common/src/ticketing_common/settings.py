@@ -50,6 +50,28 @@ class ServiceSettings(BaseSettings):
 
     max_body_bytes: int = 64 * 1024
 
+    @property
+    def nats_retry_budget_seconds(self) -> float:
+        """How long an event can keep being offered again before it is dead-lettered."""
+        from ticketing_common.bus.base import MAX_RETRY_DELAY
+
+        return sum(
+            min(self.nats_retry_delay_seconds * 2**n, MAX_RETRY_DELAY)
+            for n in range(self.nats_max_deliver - 1)
+        )
+
+    @model_validator(mode="after")
+    def _retries_outlast_a_lost_delivery(self) -> ServiceSettings:
+        # A delivery lost with a crashed process comes back only after ack_wait; an event that
+        # waits for it (the next version) must still be retrying then, or it is dead-lettered
+        # and the replica is stuck one version behind.
+        if self.nats_retry_budget_seconds <= 2 * self.nats_ack_wait_seconds:
+            raise ValueError(
+                "NATS_MAX_DELIVER and NATS_RETRY_DELAY_SECONDS must give retries that last more "
+                "than twice NATS_ACK_WAIT_SECONDS"
+            )
+        return self
+
     @model_validator(mode="after")
     def _secrets_required_outside_development(self) -> ServiceSettings:
         if self.jwt_key is None:

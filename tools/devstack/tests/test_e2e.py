@@ -34,8 +34,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         **os.environ,
         "ORDER_EXPIRATION_SECONDS": str(EXPIRY),
         "JWT_KEY": "e2e-jwt-key-0123456789abcdef0123456789",
-        # 0.1 s doubling 8 times: ~25 s for an out-of-order event, and a quick poison test.
-        "NATS_MAX_DELIVER": "8",
+        # A delivery lost with a killed process returns after 5 s; an event waiting for it
+        # retries for ~25 s (0.1 s doubling), which also keeps the poison test short.
+        "NATS_ACK_WAIT_SECONDS": "5",
+        "NATS_MAX_DELIVER": "9",
         "NATS_RETRY_DELAY_SECONDS": "0.1",
         "OUTBOX_SWEEP_SECONDS": "0.5",
         "LOG_LEVEL": "INFO",
