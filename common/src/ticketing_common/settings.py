@@ -55,9 +55,11 @@ class ServiceSettings(BaseSettings):
         """How long an event can keep being offered again before it is dead-lettered."""
         from ticketing_common.bus.base import MAX_RETRY_DELAY
 
-        return sum(
-            min(self.nats_retry_delay_seconds * 2**n, MAX_RETRY_DELAY)
-            for n in range(self.nats_max_deliver - 1)
+        return float(
+            sum(
+                min(self.nats_retry_delay_seconds * 2.0**n, MAX_RETRY_DELAY)
+                for n in range(self.nats_max_deliver - 1)
+            )
         )
 
     @model_validator(mode="after")
