@@ -240,7 +240,7 @@ async def stream_events(stack: Stack, subject: str) -> list[dict[str, Any]]:
         while True:
             try:
                 msgs = await sub.fetch(batch=500, timeout=1)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass or the builtin one
                 break
             for msg in msgs:
                 try:

@@ -185,7 +185,7 @@ class JetStreamBus:
             while True:
                 try:
                     msgs = await sub.fetch(batch=100, timeout=0.5)
-                except nats.errors.TimeoutError:
+                except TimeoutError:
                     break
                 for m in msgs:
                     h = m.headers or {}
@@ -229,8 +229,8 @@ class JetStreamBus:
                 # that arrives on an idle consumer until the rest of the batch or the timeout
                 # (seen as ~1 s stalls); one message per pull keeps delivery immediate.
                 msgs = await sub.fetch(batch=1, timeout=2)
-            except (TimeoutError, nats.errors.TimeoutError):
-                # An idle pull (nats-py raises either type for it): pull again.
+            except TimeoutError:
+                # An idle pull (nats-py raises its own subclass or the builtin): pull again.
                 continue
             except asyncio.CancelledError:
                 raise
