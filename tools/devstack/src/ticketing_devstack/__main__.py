@@ -24,7 +24,10 @@ def main() -> int:
     def on_signal(signum: int, _: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Set explicitly: a shell that starts us in the background ignores SIGINT, and then Python
+    # would not raise KeyboardInterrupt on Ctrl-C / kill -INT; SIGHUP is a closed terminal.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     started = time.monotonic()
     try:
         stack.start()

@@ -366,14 +366,20 @@ class Stack:
             self.wait_ready(name)
 
     def stop(self) -> None:
-        for name in reversed(list(self.procs)):
-            proc = self.procs[name]
-            if proc.alive():
-                assert proc.popen is not None
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.popen.pid, signal.SIGTERM)
-        for name in reversed(list(self.procs)):
-            self.kill(name)
+        """Stop everything: the services first, then the servers they use (so that nothing
+        logs a lost connection on the way out), each phase all at once."""
+        servers = {"nats", "redis", "stripe"}
+        apps = [n for n in self.procs if n not in servers and not n.startswith("mongo-")]
+        infra = [n for n in self.procs if n not in apps]
+        for phase in (apps, infra):
+            for name in phase:
+                proc = self.procs[name]
+                if proc.alive():
+                    assert proc.popen is not None
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.popen.pid, signal.SIGTERM)
+            for name in phase:
+                self.kill(name)
 
     def __iter__(self) -> Iterator[Proc]:
         return iter(self.procs.values())
