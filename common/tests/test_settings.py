@@ -8,11 +8,20 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("MONGO_URL", "mongodb://db.example:27017")
     monkeypatch.setenv("NATS_MAX_DELIVER", "12")
     monkeypatch.setenv("COOKIE_SECURE", "false")
-    settings = ServiceSettings(service_name="tickets")
+    settings = ServiceSettings(service_name="tickets", environment="development")
     assert settings.mongo_url == "mongodb://db.example:27017"
     assert settings.nats_max_deliver == 12
     assert settings.cookie_secure is False
     assert settings.mongo_db == "tickets"
+
+
+def test_an_unset_environment_is_production_and_needs_a_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ENVIRONMENT", raising=False)
+    monkeypatch.delenv("JWT_KEY", raising=False)
+    with pytest.raises(ValidationError, match="JWT_KEY must be set"):
+        ServiceSettings()
 
 
 def test_local_development_gets_a_dev_jwt_key() -> None:
@@ -36,9 +45,19 @@ def test_the_secret_is_not_in_the_repr() -> None:
 
 
 def test_retries_must_outlast_the_redelivery_of_a_lost_message() -> None:
-    default = ServiceSettings()
+    default = ServiceSettings(environment="development")
     assert default.nats_retry_budget_seconds > 2 * default.nats_ack_wait_seconds
     with pytest.raises(ValidationError, match="NATS_MAX_DELIVER"):
-        ServiceSettings(nats_max_deliver=8, nats_retry_delay_seconds=0.1, nats_ack_wait_seconds=30)
-    ok = ServiceSettings(nats_max_deliver=9, nats_retry_delay_seconds=0.1, nats_ack_wait_seconds=5)
+        ServiceSettings(
+            environment="development",
+            nats_max_deliver=8,
+            nats_retry_delay_seconds=0.1,
+            nats_ack_wait_seconds=30,
+        )
+    ok = ServiceSettings(
+        environment="development",
+        nats_max_deliver=9,
+        nats_retry_delay_seconds=0.1,
+        nats_ack_wait_seconds=5,
+    )
     assert ok.nats_retry_budget_seconds == pytest.approx(25.5)

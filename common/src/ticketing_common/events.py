@@ -153,7 +153,8 @@ class Event(BaseModel, Generic[D]):
 
 
 class EventDecodeError(ValueError):
-    """Bytes on the bus that are not a valid event: retrying cannot help, dead-letter it."""
+    """Bytes on the bus that are not a valid event (the bus retries it like any failure, up to
+    max_deliver, then dead-letters it)."""
 
 
 def new_event(data: D) -> Event[D]:

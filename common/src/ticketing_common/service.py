@@ -23,7 +23,7 @@ from ticketing_common.events import Subject
 from ticketing_common.limits import BodySizeLimit
 from ticketing_common.logs import configure_logging
 from ticketing_common.mongo import IndexSpec, connect, ensure_indexes
-from ticketing_common.outbox import OutboxRelay
+from ticketing_common.outbox import PENDING, OutboxRelay
 from ticketing_common.settings import ServiceSettings
 
 log = logging.getLogger("ticketing.service")
@@ -120,7 +120,9 @@ def create_service_app(
         if spec.uses_mongo:
             client = mongo if mongo is not None else connect(settings.mongo_url, app_name=spec.name)
             db = client[settings.mongo_db]
-            await ensure_indexes(db, spec.indexes)
+            # The relay's sweep looks for pending events every second: indexed, not a scan.
+            outbox_indexes = [IndexSpec(c, [(PENDING, 1)]) for c in spec.outbox_collections]
+            await ensure_indexes(db, [*spec.indexes, *outbox_indexes])
         the_bus: Bus = (
             bus
             if bus is not None

@@ -22,7 +22,9 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     service_name: str = "service"
-    environment: Literal["development", "test", "production"] = "development"
+    # Fail closed: a deployment that forgets ENVIRONMENT is production, so it cannot fall back
+    # to the public development JWT key. `make up` and the tests say what they are.
+    environment: Literal["development", "test", "production"] = "production"
     log_level: str = "INFO"
 
     mongo_url: str = "mongodb://127.0.0.1:27017"

@@ -22,7 +22,13 @@ import pytest
 from bson import ObjectId
 
 from ticketing_common.auth import issue_token
-from ticketing_common.servers import find_binary, free_port, wait_port
+from ticketing_common.servers import (
+    free_port,
+    nats_args,
+    nx_args,
+    redis_args,
+    wait_port,
+)
 from ticketing_common.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -88,42 +94,22 @@ class ServerProcess:
 def nats_process(data_dir: Path, port: int | None = None) -> ServerProcess:
     port = port or free_port()
     return ServerProcess(
-        "nats",
-        [
-            find_binary("nats-server"),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-js",
-            "-sd",
-            str(data_dir),
-        ],
-        port,
-        data_dir.parent / f"nats-{port}.log",
+        "nats", nats_args(port, data_dir), port, data_dir.parent / f"nats-{port}.log"
     )
 
 
 def nx_process(data_dir: Path, port: int | None = None) -> ServerProcess:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
+    return ServerProcess("mongo", nx_args(port, data_dir), port, data_dir.parent / f"nx-{port}.out")
+
+
+def redis_process(data_dir: Path, port: int | None = None) -> ServerProcess:
+    """A real redis-server with append-only persistence, as deployed."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
     return ServerProcess(
-        "mongo",
-        [
-            find_binary("nx-27017"),
-            "--host",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--log-file",
-            str(data_dir.parent / f"nx-{port}.log"),
-            "--pid-file",
-            str(data_dir.parent / f"nx-{port}.pid"),
-        ],
-        port,
-        data_dir.parent / f"nx-{port}.out",
+        "redis", redis_args(port, data_dir), port, data_dir.parent / f"redis-{port}.log"
     )
 
 
@@ -131,6 +117,15 @@ def nx_process(data_dir: Path, port: int | None = None) -> ServerProcess:
 def nats_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A real nats-server with JetStream on a free port, its store in the test's tmp dir."""
     server = nats_process(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A real redis-server with append-only persistence on a free port."""
+    server = redis_process(tmp_path / "redis")
     server.start()
     yield server
     server.stop()

@@ -211,7 +211,7 @@ async def test_ticket_updated_never_touches_the_reservation(
     assert res.status_code == 400
 
 
-async def test_the_order_shows_the_replicas_current_ticket(
+async def test_the_order_shows_the_current_ticket_at_the_price_it_charges(
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     ticket_on_sale: TicketFactory,
@@ -222,7 +222,14 @@ async def test_the_order_shows_the_replicas_current_ticket(
     placed = await place_order(client, me, ticket_id)
     await publish(bus, updated(ticket_id, 1, title="renamed", price=12.5))
     shown = (await client.get(f"/api/orders/{placed['id']}", headers=me)).json()
-    assert shown["ticket"] == {"id": ticket_id, "title": "renamed", "price": 12.5, "version": 1}
+    # A price edited before tickets saw the order does not change what this order charges.
+    assert shown["ticket"] == {
+        "id": ticket_id,
+        "title": "renamed",
+        "price": placed["ticket"]["price"],
+        "version": 1,
+    }
+    assert placed["ticket"]["price"] != 12.5
 
 
 # --- expiration:complete ------------------------------------------------------------------------

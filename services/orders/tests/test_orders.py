@@ -346,6 +346,6 @@ def test_orders_hold_a_ticket_for_15_minutes_unless_configured(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("ORDER_EXPIRATION_SECONDS", raising=False)
-    assert Settings().order_expiration_seconds == 15 * 60
+    assert Settings(environment="development").order_expiration_seconds == 15 * 60
     monkeypatch.setenv("ORDER_EXPIRATION_SECONDS", "10")
-    assert Settings().order_expiration_seconds == 10
+    assert Settings(environment="development").order_expiration_seconds == 10

@@ -99,7 +99,12 @@ class JetStreamBus:
                 continue
             self._nc, self._js = nc, js
             self._connected.set()
-            log.info("nats connected", extra={"url": self.url})
+            # The host only: a URL may carry credentials (nats://user:pass@host).
+            server = nc.connected_url
+            log.info(
+                "nats connected",
+                extra={"server": f"{server.hostname}:{server.port}" if server else ""},
+            )
             for subject, handler in self._handlers:
                 self._tasks.append(
                     asyncio.create_task(self._consume(subject, handler), name=f"consume-{subject}")
@@ -239,6 +244,10 @@ class JetStreamBus:
                 log.warning(
                     "consume failed, retrying", extra={"durable": durable, "error": repr(exc)}
                 )
+                if sub is not None:
+                    # Drop the old inbox subscription, or each failure would leak one.
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
                 sub = None
                 await asyncio.sleep(0.5)
                 continue
@@ -261,8 +270,18 @@ class JetStreamBus:
             elif decision.verdict is Verdict.NAK:
                 await msg.nak(delay=decision.delay)
             else:
-                await self._dead_letter(msg, durable, delivered, decision.error)
-                await msg.term()
+                try:
+                    await self._dead_letter(msg, durable, delivered, decision.error)
+                except _NATS_ERRORS:
+                    # Its deliveries are used up: JetStream will not offer it again, so the log
+                    # is the one place left that keeps it.
+                    log.error(
+                        "dead letter not stored",
+                        extra={"durable": durable, "payload": msg.data.decode(errors="replace")},
+                    )
+                    raise
+                finally:
+                    await msg.term()
         except _NATS_ERRORS as exc:
             # The ack was lost: JetStream redelivers after ack_wait and the handler, being
             # idempotent, does nothing the second time.

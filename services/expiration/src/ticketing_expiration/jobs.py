@@ -17,11 +17,12 @@ import logging
 import time
 from datetime import UTC, datetime
 
+import nats
+import nats.errors
 from redis import Redis
 from rq import get_current_job
 
-from ticketing_common.bus import JetStreamBus
-from ticketing_common.events import Event, ExpirationComplete, Subject
+from ticketing_common.events import Event, ExpirationComplete, Subject, encode
 from ticketing_common.mongo import as_utc
 from ticketing_expiration import repository
 from ticketing_expiration.settings import get_settings
@@ -43,17 +44,34 @@ def expiration_event(order_id: str) -> Event[ExpirationComplete]:
 
 
 async def publish_expiration(nats_url: str, order_id: str, *, connect_timeout: float) -> None:
-    """Publish expiration:complete and wait for JetStream's ack; raise if that fails."""
-    bus = JetStreamBus(nats_url, "expiration")
-    await bus.start()
+    """Publish expiration:complete and wait for JetStream's ack; raise if that fails.
+
+    A bare connection, not the services' JetStreamBus: that one declares every stream on
+    connect, six round trips per job, which made a burst of expiries queue behind each other.
+    The streams exist (the services declare them); if not, the publish fails and RQ retries.
+    """
     try:
-        try:
-            await bus.wait_connected(connect_timeout)
-        except TimeoutError:
-            raise ConnectionError(f"NATS not reachable within {connect_timeout}s") from None
-        await bus.publish(expiration_event(order_id))
+        # nats-py retries a failed first connect max_reconnect_attempts times, 2 s apart; a job
+        # should fail fast instead and leave the retrying to RQ.
+        nc = await asyncio.wait_for(
+            nats.connect(
+                nats_url,
+                name="expiration-worker",
+                connect_timeout=max(1, int(connect_timeout)),
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+            ),
+            timeout=connect_timeout,
+        )
+    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        raise ConnectionError(f"NATS not reachable: {exc!r}") from exc
+    try:
+        event = expiration_event(order_id)
+        await nc.jetstream(timeout=connect_timeout).publish(
+            event.subject.wire, encode(event), headers={"Nats-Msg-Id": event.id}
+        )
     finally:
-        await bus.close()
+        await nc.close()
 
 
 def expire(

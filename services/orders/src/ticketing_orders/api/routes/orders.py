@@ -29,7 +29,8 @@ def order_public(order: Document, ticket: Document | None) -> OrderPublic:
         ticket_public = OrderTicket(
             id=ticket["_id"],
             title=ticket["title"],
-            price=repository.to_dollars(ticket["priceCents"]),
+            # What this order is charged, even if the ticket's price changed since.
+            price=repository.to_dollars(order["priceCents"]),
             version=ticket["version"],
         )
     return OrderPublic(
