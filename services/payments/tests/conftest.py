@@ -19,6 +19,7 @@ from ticketing_common.events import (
 )
 from ticketing_common.testing import running, session_cookie
 from ticketing_fakestripe import FakeStripeServer
+from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app
 from ticketing_payments.settings import Settings
 
@@ -46,6 +47,14 @@ def settings(fake_stripe: FakeStripeServer) -> Settings:
         stripe_key=SecretStr("sk_test_local"),
         stripe_api_base=fake_stripe.base_url,
     )
+
+
+@pytest.fixture
+async def charger(settings: Settings) -> AsyncIterator[StripeCharger]:
+    """The service's Stripe client, on the fake."""
+    charger = StripeCharger(settings)
+    yield charger
+    await charger.close()
 
 
 @pytest.fixture

@@ -70,3 +70,50 @@ async def test_payments_on_nx_27017(
         assert (replica["status"], replica["version"]) == ("cancelled", 1)
     finally:
         await mongo.close()
+
+
+async def test_refunds_on_nx_27017(
+    settings: Settings,
+    nx_mongo: ServerProcess,
+    fake_stripe: FakeStripeServer,
+    created_event: Callable[..., Event[OrderCreated]],
+    cancelled_event: Callable[..., Event[OrderCancelled]],
+) -> None:
+    """A paid order and one whose charge's answer was lost, both cancelled twice: two refunds."""
+    on_nx = settings.model_copy(update={"mongo_url": f"mongodb://{nx_mongo.url}"})
+    bus = InMemoryBus("payments")
+    paid, lost = created_event(price=12.5), created_event(price=7)
+    async with running(create_app(on_nx, bus=bus)) as client:
+        client.cookies.update(session_cookie(settings, user_id=paid.data.user_id))
+        for event in (paid, lost):
+            await bus.publish(event)
+        await bus.drain()
+        res = await client.post(
+            "/api/payments", json={"token": "tok_visa", "orderId": paid.data.id}
+        )
+        assert res.status_code == 201
+        fake_stripe.state.fail_next(3, after_commit=True, path="/confirm")
+        res = await client.post(
+            "/api/payments", json={"token": "tok_visa", "orderId": lost.data.id}
+        )
+        assert res.status_code == 502
+        for _ in range(2):
+            for order in (paid, lost):
+                event = cancelled_event(order.data.id)
+                await bus.publish(event.model_copy(update={"id": uuid.uuid4().hex}))
+            await bus.drain()
+        assert await bus.dead_letters() == []
+
+    refunds = {r["metadata"]["orderId"]: r["amount"] for r in fake_stripe.state.refunds()}
+    assert refunds == {paid.data.id: 1250, lost.data.id: 700}
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(f"mongodb://{nx_mongo.url}")
+    try:
+        db = mongo[on_nx.mongo_db]
+        payments = {p["orderId"]: p async for p in db["payments"].find({}).limit(10)}
+        assert set(payments) == {paid.data.id, lost.data.id}
+        assert all(p["refundId"] and p["refundedAt"] for p in payments.values())
+        replica = await db["orders"].find_one({"_id": lost.data.id})
+        assert replica is not None
+        assert replica["paymentIntentId"] == payments[lost.data.id]["stripeId"]
+    finally:
+        await mongo.close()

@@ -14,6 +14,7 @@ from ticketing_common.events import Event, OrderCancelled, OrderCreated, OrderSt
 from ticketing_common.mongo import as_utc
 from ticketing_common.testing import running
 from ticketing_payments import listeners, repository
+from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app
 from ticketing_payments.settings import Settings
 
@@ -40,11 +41,11 @@ async def test_order_created_replicates_the_order(db: Any, created_event: Create
 
 
 async def test_a_duplicate_order_created_changes_nothing(
-    db: Any, created_event: Created, cancelled_event: Cancelled
+    db: Any, charger: StripeCharger, created_event: Created, cancelled_event: Cancelled
 ) -> None:
     event = created_event(price=10.0)
     await listeners.on_order_created(db, event)
-    await listeners.on_order_cancelled(db, cancelled_event(event.data.id, version=1))
+    await listeners.on_order_cancelled(db, charger, cancelled_event(event.data.id, version=1))
     await listeners.on_order_created(db, event)  # redelivered after the cancel
     doc = await replica(db, event.data.id)
     assert doc is not None
@@ -52,43 +53,43 @@ async def test_a_duplicate_order_created_changes_nothing(
 
 
 async def test_order_cancelled_updates_the_status_and_version(
-    db: Any, created_event: Created, cancelled_event: Cancelled
+    db: Any, charger: StripeCharger, created_event: Created, cancelled_event: Cancelled
 ) -> None:
     event = created_event()
     await listeners.on_order_created(db, event)
-    await listeners.on_order_cancelled(db, cancelled_event(event.data.id, version=1))
+    await listeners.on_order_cancelled(db, charger, cancelled_event(event.data.id, version=1))
     doc = await replica(db, event.data.id)
     assert doc is not None
     assert (doc["status"], doc["version"]) == ("cancelled", 1)
 
 
 async def test_a_duplicate_order_cancelled_is_ignored(
-    db: Any, created_event: Created, cancelled_event: Cancelled
+    db: Any, charger: StripeCharger, created_event: Created, cancelled_event: Cancelled
 ) -> None:
     event = created_event()
     await listeners.on_order_created(db, event)
     cancel = cancelled_event(event.data.id, version=1)
-    await listeners.on_order_cancelled(db, cancel)
-    await listeners.on_order_cancelled(db, cancel)  # returns normally: ack
+    await listeners.on_order_cancelled(db, charger, cancel)
+    await listeners.on_order_cancelled(db, charger, cancel)  # returns normally: ack
     doc = await replica(db, event.data.id)
     assert doc is not None
     assert doc["version"] == 1
 
 
 async def test_order_cancelled_before_order_created_is_retried_later(
-    db: Any, cancelled_event: Cancelled
+    db: Any, charger: StripeCharger, cancelled_event: Cancelled
 ) -> None:
     with pytest.raises(RetryLater):
-        await listeners.on_order_cancelled(db, cancelled_event(str(ObjectId()), version=1))
+        await listeners.on_order_cancelled(db, charger, cancelled_event(str(ObjectId()), version=1))
 
 
 async def test_order_cancelled_from_the_future_is_retried_later(
-    db: Any, created_event: Created, cancelled_event: Cancelled
+    db: Any, charger: StripeCharger, created_event: Created, cancelled_event: Cancelled
 ) -> None:
     event = created_event()
     await listeners.on_order_created(db, event)
     with pytest.raises(RetryLater):
-        await listeners.on_order_cancelled(db, cancelled_event(event.data.id, version=2))
+        await listeners.on_order_cancelled(db, charger, cancelled_event(event.data.id, version=2))
     doc = await replica(db, event.data.id)
     assert doc is not None
     assert (doc["status"], doc["version"]) == ("created", 0)

@@ -8,11 +8,14 @@ from typing import Any
 import httpx
 import pytest
 from bson import ObjectId
+from pymongo.errors import AutoReconnect
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, OrderStatus, Subject
 from ticketing_common.testing import eventually, free_port, running, session_cookie
 from ticketing_fakestripe import FakeStripeServer
+from ticketing_payments import repository
+from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app
 from ticketing_payments.settings import Settings
 
@@ -35,6 +38,11 @@ def only_error(response: httpx.Response) -> dict[str, str]:
 def charges_of(fake: FakeStripeServer, order_id: str) -> list[dict[str, Any]]:
     """The PaymentIntents Stripe holds for one order (it carries the order id as metadata)."""
     return [pi for pi in fake.state.intents() if pi["metadata"].get("orderId") == order_id]
+
+
+def card_charges(fake: FakeStripeServer, intent: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every attempt to charge a card for one PaymentIntent, declined ones included."""
+    return [c for c in fake.state.charges() if c["payment_intent"] == intent["id"]]
 
 
 def succeeded(fake: FakeStripeServer, order_id: str) -> list[dict[str, Any]]:
@@ -221,11 +229,12 @@ async def test_after_a_decline_another_card_pays(
     order_id = await place_order()
     assert (await pay(client, order_id, "tok_chargeDeclined")).status_code == 400
     assert (await pay(client, order_id, "tok_visa")).status_code == 201
-    assert [c["status"] for c in charges_of(fake_stripe, order_id)] == [
-        "requires_payment_method",
-        "succeeded",
-    ]
-    assert len(await payments_of(db, order_id)) == 1
+    # One PaymentIntent for the order, confirmed twice: declined, then paid.
+    [intent] = charges_of(fake_stripe, order_id)
+    assert intent["status"] == "succeeded"
+    assert [c["status"] for c in card_charges(fake_stripe, intent)] == ["failed", "succeeded"]
+    [payment] = await payments_of(db, order_id)
+    assert payment["stripeId"] == intent["id"]
 
 
 async def test_the_same_declined_card_again_replays_the_decline(
@@ -280,7 +289,7 @@ async def test_one_stripe_500_is_retried_by_the_sdk_and_charges_once(
     fake_stripe.state.fail_next(1)
     res = await pay(client, order_id)
     assert res.status_code == 201
-    assert fake_stripe.state.requests == 2
+    assert fake_stripe.state.requests == 3  # create (failed, then again), confirm
     assert len(charges_of(fake_stripe, order_id)) == 1
 
 
@@ -312,6 +321,143 @@ async def test_stripe_unreachable_is_502_and_nothing_stored(
     assert res.status_code == 502
     assert only_error(res) == UNAVAILABLE
     assert await payments_of(db, event.data.id) == []
+
+
+# --- unknown outcomes: one PaymentIntent per order, so never a second charge -------------------
+
+
+def successful_charges(fake: FakeStripeServer) -> list[dict[str, Any]]:
+    return [c for c in fake.state.charges() if c["status"] == "succeeded"]
+
+
+async def test_stripe_charged_but_the_answer_was_lost_then_a_new_token_pays_without_a_charge(
+    client: httpx.AsyncClient,
+    place_order: PlaceOrder,
+    fake_stripe: FakeStripeServer,
+    bus: InMemoryBus,
+    db: Any,
+) -> None:
+    order_id = await place_order(price=25)
+    # Stripe charges the card; its answer, and those to the SDK's two retries, never arrive.
+    fake_stripe.state.fail_next(3, after_commit=True, path="/confirm")
+    res = await pay(client, order_id, "tok_visa")
+    assert res.status_code == 502
+    assert only_error(res) == UNAVAILABLE
+    assert await payments_of(db, order_id) == []
+    [intent] = charges_of(fake_stripe, order_id)
+    assert intent["status"] == "succeeded"  # the money is taken
+    replica = await db["orders"].find_one({"_id": order_id})
+    assert replica["paymentIntentId"] == intent["id"]
+
+    # The buyer tries again; Stripe.js made a new single-use token.
+    res = await pay(client, order_id, "tok_mastercard")
+    assert res.status_code == 201
+    assert [c["amount"] for c in successful_charges(fake_stripe)] == [2500]  # exactly one
+    assert charges_of(fake_stripe, order_id) == [intent]
+    [payment] = await payments_of(db, order_id)
+    assert (str(payment["_id"]), payment["stripeId"]) == (res.json()["id"], intent["id"])
+
+    async def published() -> bool:
+        return len(bus.published_on(Subject.PAYMENT_CREATED)) == 1
+
+    await eventually(published)
+
+
+async def test_storing_the_payment_failed_after_the_charge_then_a_new_token_pays_once(
+    client: httpx.AsyncClient,
+    place_order: PlaceOrder,
+    fake_stripe: FakeStripeServer,
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    order_id = await place_order()
+    store = repository.create_payment
+    calls = 0
+
+    async def fails_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise AutoReconnect("connection lost")
+        return await store(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "create_payment", fails_once)
+    res = await pay(client, order_id, "tok_visa")
+    assert res.status_code == 500
+    assert await payments_of(db, order_id) == []
+    assert len(successful_charges(fake_stripe)) == 1
+
+    res = await pay(client, order_id, "pm_card_mastercard")
+    assert res.status_code == 201
+    assert len(successful_charges(fake_stripe)) == 1
+    [intent] = charges_of(fake_stripe, order_id)
+    [payment] = await payments_of(db, order_id)
+    assert payment["stripeId"] == intent["id"]
+
+
+async def test_a_cancellation_landing_during_the_charge_refunds_it(
+    settings: Settings,
+    mongo: Any,
+    db: Any,
+    fake_stripe: FakeStripeServer,
+    created_event: Callable[..., Event[OrderCreated]],
+    cancelled_event: Callable[..., Event[OrderCancelled]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The expiry fires while Stripe charges the card: the buyer is told, and the money returned."""
+    # Enough redeliveries for the cancellation to outwait the payment attempt's lease.
+    bus = InMemoryBus("payments", max_deliver=20)
+    order = created_event()
+    order_id = order.data.id
+    confirm = StripeCharger.confirm
+
+    async def confirm_as_the_order_is_cancelled(self: StripeCharger, *a: Any, **kw: Any) -> None:
+        await bus.publish(cancelled_event(order_id))
+
+        async def cancelled() -> bool:
+            replica = await db["orders"].find_one({"_id": order_id})
+            return bool(replica["status"] == "cancelled")
+
+        await eventually(cancelled)
+        await confirm(self, *a, **kw)
+
+    monkeypatch.setattr(StripeCharger, "confirm", confirm_as_the_order_is_cancelled)
+    async with running(create_app(settings, mongo=mongo, bus=bus)) as client:
+        client.cookies.update(session_cookie(settings, user_id=order.data.user_id))
+        await bus.publish(order)
+        await bus.drain()
+        res = await pay(client, order_id)
+        await bus.drain()
+        assert await bus.dead_letters() == []
+    assert res.status_code == 400
+    assert only_error(res) == {
+        "message": "Order was cancelled during payment; the charge has been refunded"
+    }
+    [intent] = charges_of(fake_stripe, order_id)
+    [refund] = fake_stripe.state.refunds()
+    assert (refund["payment_intent"], refund["amount"]) == (intent["id"], intent["amount"])
+    [payment] = await payments_of(db, order_id)
+    assert payment["refundId"] == refund["id"]
+
+
+async def test_an_order_expiring_too_soon_is_not_charged(
+    client: httpx.AsyncClient,
+    place_order: PlaceOrder,
+    fake_stripe: FakeStripeServer,
+    settings: Settings,
+    mongo: Any,
+    bus: InMemoryBus,
+) -> None:
+    order_id = await place_order(expires_at=datetime.now(UTC) + timedelta(seconds=30))
+    res = await pay(client, order_id)
+    assert res.status_code == 400
+    assert only_error(res) == {"message": "Order expires too soon to pay"}
+    assert fake_stripe.state.requests == 0
+
+    no_margin = settings.model_copy(update={"payment_min_remaining_seconds": 0})
+    async with running(create_app(no_margin, mongo=mongo, bus=bus)) as other:
+        other.cookies.update(client.cookies)  # the same buyer
+        assert (await pay(other, order_id)).status_code == 201
 
 
 # --- orders that cannot be paid ------------------------------------------------------------------
@@ -429,4 +575,4 @@ async def test_the_app_charges_through_the_configured_api_base(
     """With STRIPE_API_BASE set, the charge lands on the fake (and only there, see test_charges)."""
     order_id = await place_order()
     assert (await pay(client, order_id)).status_code == 201
-    assert fake_stripe.state.requests == 1
+    assert fake_stripe.state.requests == 2  # the order's PaymentIntent, its confirmation

@@ -49,11 +49,33 @@ def test_a_live_key_is_never_sent_to_another_api_base(key: str) -> None:
         build(environment="production", stripe_key=SecretStr(key), stripe_api_base="http://x")
 
 
-def test_the_lease_must_outlast_the_slowest_stripe_call() -> None:
-    # 3 attempts of 15 s plus back-off: a 30 s lease could expire under a live attempt.
+def test_the_lease_must_outlast_the_slowest_payment_attempt() -> None:
+    # 3 Stripe calls, each 3 tries of 15 s plus back-off: 140 s; a shorter lease could expire
+    # under a live attempt.
+    settings = build(environment="test", stripe_api_base="http://x")
+    assert settings.slowest_payment_attempt_seconds == 3 * (3 * 15 + 0.5 + 1)
+    assert settings.payment_lease_seconds == 180
     with pytest.raises(ValidationError, match="PAYMENT_LEASE_SECONDS"):
-        build(environment="test", stripe_api_base="http://x", payment_lease_seconds=30)
-    assert build(environment="test", stripe_api_base="http://x").payment_lease_seconds == 60
+        build(environment="test", stripe_api_base="http://x", payment_lease_seconds=120)
+    quick = build(
+        environment="test",
+        stripe_api_base="http://x",
+        stripe_timeout_seconds=5,
+        payment_lease_seconds=60,
+    )
+    assert quick.payment_lease_seconds == 60
+
+
+def test_a_charge_needs_a_minute_left_on_the_order_by_default() -> None:
+    assert build(environment="test", stripe_api_base="http://x").payment_min_remaining_seconds == 60
+    assert (
+        build(
+            environment="test", stripe_api_base="http://x", payment_min_remaining_seconds=0
+        ).payment_min_remaining_seconds
+        == 0
+    )
+    with pytest.raises(ValidationError, match="PAYMENT_MIN_REMAINING_SECONDS"):
+        build(environment="test", stripe_api_base="http://x", payment_min_remaining_seconds=-1)
 
 
 def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

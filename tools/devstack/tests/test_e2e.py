@@ -40,6 +40,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "NATS_MAX_DELIVER": "9",
         "NATS_RETRY_DELAY_SECONDS": "0.1",
         "OUTBOX_SWEEP_SECONDS": "0.5",
+        # Orders last seconds here; payments would otherwise refuse any order this close to
+        # its expiry (a charge must not outlast it).
+        "PAYMENT_MIN_REMAINING_SECONDS": "0",
         "LOG_LEVEL": "INFO",
     }
     for key in ("MONGO_URL", "NATS_URL", "REDIS_URL", "STRIPE_KEY"):

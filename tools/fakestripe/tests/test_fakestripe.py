@@ -15,11 +15,12 @@ from ticketing_fakestripe.__main__ import main
 from ticketing_fakestripe.app import decode_form
 from ticketing_fakestripe.server import require_loopback
 
+NO_REDIRECTS = {"enabled": True, "allow_redirects": "never"}
 CONFIRMED: dict[str, Any] = {
     "amount": 1999,
     "currency": "usd",
     "confirm": True,
-    "payment_method_types": ["card"],
+    "automatic_payment_methods": NO_REDIRECTS,
 }
 VISA = {**CONFIRMED, "payment_method": "pm_card_visa"}
 
@@ -46,15 +47,24 @@ def test_tok_visa_as_payment_method_data_succeeds(client: stripe.StripeClient) -
     assert intent.payment_method.startswith("pm_")
 
 
-def test_automatic_payment_methods_without_redirects_succeed(client: stripe.StripeClient) -> None:
-    params = {
-        "amount": 1999,
-        "currency": "usd",
-        "confirm": True,
-        "payment_method": "pm_card_visa",
-        "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
-    }
-    assert create(client, params).status == "succeeded"
+def test_payment_method_types_is_refused_from_api_version_2026_09_30(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    """The SDK sends its own API version, on which Stripe no longer takes this parameter."""
+    params = {"amount": 1999, "currency": "usd", "payment_method_types": ["card"]}
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        create(client, params, idempotency_key="types")
+    assert raised.value.code == "payment_method_types_no_longer_supported"
+    assert fake.state.intents() == []
+    older = stripe.StripeClient(
+        "sk_test_fake",
+        base_addresses={"api": fake.base_url},
+        stripe_version="2025-03-31.basil",
+        http_client=stripe.RequestsClient(timeout=5),
+    )
+    assert create(older, {**params, "confirm": True, "payment_method": "pm_card_visa"}).status == (
+        "succeeded"
+    )
 
 
 def test_confirming_dashboard_methods_needs_a_return_url(client: stripe.StripeClient) -> None:
@@ -191,6 +201,237 @@ def test_different_keys_create_different_intents(
     assert len(fake.state.intents()) == 2
 
 
+# --- confirming a PaymentIntent created without a card --------------------------------------------
+
+UNCONFIRMED: dict[str, Any] = {
+    "amount": 1999,
+    "currency": "usd",
+    "automatic_payment_methods": NO_REDIRECTS,
+}
+TOK_VISA = {"payment_method_data": {"type": "card", "card": {"token": "tok_visa"}}}
+
+
+def confirm(client: stripe.StripeClient, intent_id: str, params: Any, **options: Any) -> Any:
+    return client.v1.payment_intents.confirm(intent_id, params=params, options=options)
+
+
+def test_created_without_a_card_it_waits_for_one(client: stripe.StripeClient) -> None:
+    intent = create(client, UNCONFIRMED)
+    assert intent.status == "requires_payment_method"
+    assert intent.payment_method is None
+
+
+@pytest.mark.parametrize("card", [{"payment_method": "pm_card_visa"}, TOK_VISA])
+def test_confirming_with_a_card_charges_it(
+    client: stripe.StripeClient, fake: FakeStripeServer, card: dict[str, Any]
+) -> None:
+    intent = confirm(client, create(client, UNCONFIRMED).id, card)
+    assert (intent.status, intent.amount_received) == ("succeeded", 1999)
+    assert intent.payment_method.startswith("pm_")
+    [charge] = fake.state.charges()
+    assert (charge["id"], charge["status"], charge["amount"]) == (
+        intent.latest_charge,
+        "succeeded",
+        1999,
+    )
+
+
+def test_a_bare_confirm_charges_the_card_given_at_creation(client: stripe.StripeClient) -> None:
+    intent = create(client, {**UNCONFIRMED, "payment_method": "pm_card_visa"})
+    assert intent.status == "requires_confirmation"
+    assert confirm(client, intent.id, {}).status == "succeeded"
+
+
+def test_confirming_without_any_card_is_refused(client: stripe.StripeClient) -> None:
+    intent = create(client, UNCONFIRMED)
+    with pytest.raises(stripe.InvalidRequestError, match="missing a payment method") as raised:
+        confirm(client, intent.id, {})
+    assert raised.value.code == "payment_intent_unexpected_state"
+
+
+def test_a_decline_leaves_the_intent_open_for_another_card(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = create(client, UNCONFIRMED)
+    with pytest.raises(stripe.CardError) as raised:
+        confirm(client, intent.id, {"payment_method": "pm_card_chargeDeclined"})
+    assert raised.value.http_status == 402
+    assert raised.value.user_message == "Your card was declined."
+    assert raised.value.error is not None
+    assert raised.value.error.payment_intent is not None
+    assert raised.value.error.payment_intent.status == "requires_payment_method"
+    declined = client.v1.payment_intents.retrieve(intent.id)
+    assert (declined.status, declined.amount_received) == ("requires_payment_method", 0)
+    assert declined.last_payment_error is not None
+
+    paid = confirm(client, intent.id, TOK_VISA)
+    assert paid.status == "succeeded"
+    assert paid.last_payment_error is None
+    assert [c["status"] for c in fake.state.charges()] == ["failed", "succeeded"]
+    assert len(fake.state.intents()) == 1
+
+
+def test_a_succeeded_intent_cannot_be_confirmed_again(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = confirm(client, create(client, UNCONFIRMED).id, {"payment_method": "pm_card_visa"})
+    with pytest.raises(stripe.InvalidRequestError, match="already succeeded") as raised:
+        confirm(client, intent.id, {"payment_method": "pm_card_mastercard"})
+    assert raised.value.http_status == 400
+    assert raised.value.code == "payment_intent_unexpected_state"
+    assert raised.value.error is not None
+    assert raised.value.error.payment_intent is not None
+    assert raised.value.error.payment_intent.status == "succeeded"
+    assert len(fake.state.charges()) == 1  # no second charge
+
+
+def test_confirming_an_unknown_intent_is_404(client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError, match="No such payment_intent") as raised:
+        confirm(client, "pi_nope", {"payment_method": "pm_card_visa"})
+    assert raised.value.http_status == 404
+
+
+def test_confirming_dashboard_methods_needs_a_return_url_too(client: stripe.StripeClient) -> None:
+    intent = create(client, {"amount": 1999, "currency": "usd"})
+    with pytest.raises(stripe.InvalidRequestError, match="return_url"):
+        confirm(client, intent.id, {"payment_method": "pm_card_visa"})
+    params = {"payment_method": "pm_card_visa", "return_url": "https://example.com/back"}
+    assert confirm(client, intent.id, params).status == "succeeded"
+
+
+def test_an_unknown_card_at_confirmation_is_an_invalid_request(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = create(client, UNCONFIRMED)
+    with pytest.raises(stripe.InvalidRequestError, match="No such PaymentMethod"):
+        confirm(client, intent.id, {"payment_method": "pm_nope"})
+    assert fake.state.charges() == []
+
+
+def test_a_confirmation_is_replayed_for_its_key(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = create(client, UNCONFIRMED)
+    first = confirm(client, intent.id, {"payment_method": "pm_card_visa"}, idempotency_key="c")
+    again = confirm(client, intent.id, {"payment_method": "pm_card_visa"}, idempotency_key="c")
+    assert again.last_response is not None
+    assert again.last_response.headers["Idempotent-Replayed"] == "true"
+    assert (first.id, again.status) == (intent.id, "succeeded")
+    assert len(fake.state.charges()) == 1
+    with pytest.raises(stripe.IdempotencyError):
+        confirm(client, intent.id, {"payment_method": "pm_card_mastercard"}, idempotency_key="c")
+
+
+def test_a_key_is_bound_to_its_endpoint(client: stripe.StripeClient) -> None:
+    intent = create(client, UNCONFIRMED, idempotency_key="k")
+    with pytest.raises(stripe.IdempotencyError, match="same endpoint"):
+        confirm(client, intent.id, {"payment_method": "pm_card_visa"}, idempotency_key="k")
+
+
+def test_a_replayed_creation_answers_as_it_first_did(client: stripe.StripeClient) -> None:
+    """As on Stripe: the saved response, not the PaymentIntent as it is now."""
+    intent = create(client, UNCONFIRMED, idempotency_key="order-1")
+    confirm(client, intent.id, {"payment_method": "pm_card_visa"})
+    again = create(client, UNCONFIRMED, idempotency_key="order-1")
+    assert (again.id, again.status) == (intent.id, "requires_payment_method")
+    assert again.last_response is not None
+    assert again.last_response.headers["Idempotent-Replayed"] == "true"
+    assert client.v1.payment_intents.retrieve(intent.id).status == "succeeded"
+
+
+# --- refunds -------------------------------------------------------------------------------------
+
+
+def paid_intent(client: stripe.StripeClient, amount: int = 1999) -> Any:
+    return create(client, {**VISA, "amount": amount})
+
+
+def refund(client: stripe.StripeClient, params: Any, **options: Any) -> Any:
+    return client.v1.refunds.create(params=params, options=options)
+
+
+def test_a_refund_returns_the_whole_payment(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = paid_intent(client)
+    done = refund(client, {"payment_intent": intent.id, "metadata": {"orderId": "o1"}})
+    assert isinstance(done, stripe.Refund)
+    assert done.id.startswith("re_")
+    assert (done.amount, done.currency, done.status) == (1999, "usd", "succeeded")
+    assert (done.payment_intent, done.charge) == (intent.id, intent.latest_charge)
+    assert done.metadata.to_dict() == {"orderId": "o1"}
+    [charge] = fake.state.charges()
+    assert (charge["amount_refunded"], charge["refunded"]) == (1999, True)
+    assert client.v1.refunds.retrieve(done.id).amount == 1999
+
+
+def test_partial_refunds_up_to_the_amount_then_already_refunded(
+    client: stripe.StripeClient,
+) -> None:
+    intent = paid_intent(client, 1000)
+    assert refund(client, {"payment_intent": intent.id, "amount": 400}).amount == 400
+    with pytest.raises(stripe.InvalidRequestError, match="greater than unrefunded") as raised:
+        refund(client, {"payment_intent": intent.id, "amount": 700})
+    assert raised.value.code == "amount_too_large"
+    assert refund(client, {"charge": intent.latest_charge}).amount == 600  # what is left
+    with pytest.raises(stripe.InvalidRequestError, match="already been refunded") as raised:
+        refund(client, {"payment_intent": intent.id})
+    assert raised.value.code == "charge_already_refunded"
+
+
+def test_a_refund_is_replayed_for_its_key(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = paid_intent(client)
+    first = refund(client, {"payment_intent": intent.id}, idempotency_key="refund-o1")
+    again = refund(client, {"payment_intent": intent.id}, idempotency_key="refund-o1")
+    assert again.id == first.id
+    assert len(fake.state.refunds()) == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"payment_intent": "pi_nope"}, "No such payment_intent: 'pi_nope'"),
+        ({"charge": "ch_nope"}, "No such charge: 'ch_nope'"),
+        ({}, "payment_intent or charge"),
+    ],
+)
+def test_refunding_nothing_known_is_refused(
+    client: stripe.StripeClient, fake: FakeStripeServer, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError, match=message):
+        refund(client, params)
+    assert fake.state.refunds() == []
+
+
+def test_an_unpaid_intent_has_nothing_to_refund(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = create(client, UNCONFIRMED)
+    with pytest.raises(stripe.InvalidRequestError, match="does not have a successful charge"):
+        refund(client, {"payment_intent": intent.id})
+    with pytest.raises(stripe.CardError):
+        confirm(client, intent.id, {"payment_method": "pm_card_chargeDeclined"})
+    [declined] = fake.state.charges()
+    with pytest.raises(stripe.InvalidRequestError, match="no successful payment"):
+        refund(client, {"charge": declined["id"]})
+    assert fake.state.refunds() == []
+
+
+def test_refunds_are_listed_newest_first_per_intent(client: stripe.StripeClient) -> None:
+    one, two = paid_intent(client), paid_intent(client)
+    first = refund(client, {"payment_intent": one.id, "amount": 100})
+    second = refund(client, {"payment_intent": one.id, "amount": 200})
+    other = refund(client, {"payment_intent": two.id})
+    assert [r.id for r in client.v1.refunds.list().data] == [other.id, second.id, first.id]
+    listed = client.v1.refunds.list(params={"payment_intent": one.id}).data
+    assert [r.id for r in listed] == [second.id, first.id]
+    with pytest.raises(stripe.InvalidRequestError, match="No such refund") as raised:
+        client.v1.refunds.retrieve("re_nope")
+    assert raised.value.http_status == 404
+
+
 # --- reading back --------------------------------------------------------------------------------
 
 
@@ -250,11 +491,53 @@ def test_an_injected_429_is_a_rate_limit_error(
         create(client, VISA)
 
 
+def test_after_commit_the_request_is_carried_out_and_only_its_answer_is_lost(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    fake.state.fail_next(3, after_commit=True)  # every attempt of the SDK loses its answer
+    with pytest.raises(stripe.APIError):
+        create(client, VISA, idempotency_key="lost")
+    [intent] = fake.state.intents()  # created once: the SDK's retries were replays
+    assert intent["status"] == "succeeded"
+    assert len(fake.state.charges()) == 1
+    assert fake.state.requests == 3
+    assert create(client, VISA, idempotency_key="lost").id == intent["id"]
+
+
+def test_one_lost_answer_is_hidden_by_the_sdks_retry(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    res = httpx.post(
+        f"{fake.base_url}/_fake/fail", json={"count": 1, "status": 500, "after_commit": True}
+    )
+    assert res.status_code == 200
+    intent = create(client, VISA)  # the SDK resends under its own idempotency key
+    assert [pi["id"] for pi in fake.state.intents()] == [intent.id]
+    assert fake.state.requests == 2
+
+
+def test_failures_can_be_aimed_at_one_endpoint(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    once = stripe.StripeClient(
+        "sk_test_fake",
+        base_addresses={"api": fake.base_url},
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=5),
+    )
+    fake.state.fail_next(1, path="/confirm")
+    intent = create(once, UNCONFIRMED)  # not a confirmation: served
+    with pytest.raises(stripe.APIError):
+        confirm(once, intent.id, {"payment_method": "pm_card_visa"})
+    assert fake.state.charges() == []  # failed before doing anything
+    assert confirm(client, intent.id, {"payment_method": "pm_card_visa"}).status == "succeeded"
+
+
 def test_reset_forgets_everything(client: stripe.StripeClient, fake: FakeStripeServer) -> None:
-    create(client, VISA, idempotency_key="k")
+    refund(client, {"payment_intent": create(client, VISA, idempotency_key="k").id})
     inject(fake, 5)
     assert httpx.post(f"{fake.base_url}/_fake/reset").status_code == 200
-    assert fake.state.intents() == []
+    assert (fake.state.intents(), fake.state.charges(), fake.state.refunds()) == ([], [], [])
     assert fake.state.requests == 0
     assert create(client, {**VISA, "amount": 2000}, idempotency_key="k").amount == 2000
 

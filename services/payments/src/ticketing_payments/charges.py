@@ -1,6 +1,13 @@
-"""Charging a card through Stripe: one PaymentIntent, created and confirmed in one call.
+"""Charging a card through Stripe, and refunding it: one PaymentIntent per order.
 
-The official SDK, async end to end (`create_async` over its HTTPX client), so a slow Stripe never
+The order's PaymentIntent is created once, unconfirmed, under an idempotency key derived from the
+order alone, so every attempt to pay the order finds the same one, whatever card it brings.
+That is what makes an unknown outcome safe: when Stripe charged the card but the answer was lost
+(a timeout, a 5xx after the charge, our own write failing), the buyer's next attempt comes with a
+new single-use token, finds the PaymentIntent `succeeded`, and records it instead of charging
+again. A decline leaves it `requires_payment_method`, ready to be confirmed with another card.
+
+The official SDK, async end to end (`*_async` over its HTTPX client), so a slow Stripe never
 blocks the event loop. One client per process: it holds the connection pool.
 """
 
@@ -8,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import stripe
-from stripe.params import PaymentIntentCreateParams
+from stripe.params import PaymentIntentConfirmParams
 
 from ticketing_common.errors import BadRequestError, UpstreamError
 from ticketing_payments.settings import Settings
@@ -21,6 +30,9 @@ log = logging.getLogger("ticketing.payments.charges")
 
 CURRENCY = "usd"
 PROVIDER_UNAVAILABLE = "Payment provider unavailable, please try again"
+SUCCEEDED = "succeeded"
+PROCESSING = "processing"
+CANCELED = "canceled"
 
 
 class HTTPXClient(stripe.HTTPXClient):
@@ -40,8 +52,16 @@ class HTTPXClient(stripe.HTTPXClient):
         return [args, kwargs]
 
 
+@dataclass(frozen=True)
+class Intent:
+    """A PaymentIntent as the payments service needs it."""
+
+    id: str
+    status: str
+
+
 class StripeCharger:
-    """Charges cards through Stripe; built once per process (it owns the connection pool)."""
+    """Charges and refunds cards through Stripe; built once per process (it owns the pool)."""
 
     def __init__(
         self, settings: Settings, *, http_client: stripe.HTTPXClient | None = None
@@ -64,54 +84,146 @@ class StripeCharger:
     async def close(self) -> None:
         await self.http_client.close_async()  # type: ignore[no-untyped-call]
 
-    async def charge(self, *, order_id: str, token: str, amount_cents: int) -> str:
-        """Charge the card; the PaymentIntent's id. Raises the error to show the buyer otherwise."""
-        params = {
-            "amount": amount_cents,
-            "currency": CURRENCY,
-            "confirm": True,
-            # Cards only: they never redirect, so no return_url is needed to confirm here.
-            "payment_method_types": ["card"],
-            "metadata": {"orderId": order_id},
-            **_card(token),
-        }
+    # --- paying: errors become what the buyer is shown ------------------------------------------
+
+    async def order_intent(self, *, order_id: str, amount_cents: int) -> Intent:
+        """The order's one PaymentIntent, created unconfirmed on first use, as it is now."""
         context = {"order_id": order_id, "amount_cents": amount_cents}
-        try:
+        with _for_the_buyer(context):
             intent = await self.client.v1.payment_intents.create_async(
-                # The SDK's types leave out `payment_method_data[card]` (raw card numbers need PCI
-                # compliance), but the API takes a card token there.
-                params=cast(PaymentIntentCreateParams, params),
-                options={"idempotency_key": idempotency_key(order_id=order_id, token=token)},
+                # The same parameters every time: the key replays them, other ones are refused.
+                params={
+                    "amount": amount_cents,
+                    "currency": CURRENCY,
+                    # No redirecting payment methods, so confirming here needs no return_url.
+                    # (Not `payment_method_types: ["card"]`: Stripe refuses it from API version
+                    # 2026-09-30, and the SDK pins a later one.)
+                    "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+                    "metadata": {"orderId": order_id},
+                },
+                options={"idempotency_key": intent_key(order_id=order_id)},
             )
-        except stripe.CardError as exc:
-            log.info("card declined", extra={**context, "code": exc.code})
-            raise BadRequestError(exc.user_message or "Your card was declined.") from None
-        except stripe.InvalidRequestError as exc:
-            log.warning("stripe refused the request", extra={**context, "error": str(exc)})
-            raise BadRequestError(exc.user_message or "Payment could not be processed") from None
-        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
-            log.warning("stripe unavailable", extra={**context, "error": repr(exc)})
-            raise UpstreamError(PROVIDER_UNAVAILABLE) from None
-        except stripe.StripeError as exc:
-            # Authentication, permission or idempotency errors: our configuration, not the buyer.
-            log.error("stripe error", extra={**context, "error": repr(exc)})
-            raise UpstreamError(PROVIDER_UNAVAILABLE) from None
-        if intent.status != "succeeded":
-            # E.g. requires_action (3-D Secure): this API has no step to complete it, so no sale.
-            log.info("payment not completed", extra={**context, "status": intent.status})
-            raise BadRequestError("Your card could not be charged without further authentication")
-        log.info("charged", extra={**context, "payment_intent": intent.id})
-        return intent.id
+            if _replayed(intent):
+                # A replay answers as the first creation did (unconfirmed): an earlier attempt
+                # may have confirmed it since, so ask for it as it is now.
+                intent = await self.client.v1.payment_intents.retrieve_async(intent.id)
+        return Intent(id=intent.id, status=intent.status)
+
+    async def confirm(self, intent: Intent, *, order_id: str, token: str) -> None:
+        """Charge the card to the PaymentIntent; returns once it succeeded.
+
+        Raises the error to show the buyer otherwise: BadRequestError (declined, refused, needs
+        authentication) or UpstreamError (Stripe unreachable or failing: outcome unknown).
+        """
+        context = {"order_id": order_id, "payment_intent": intent.id}
+        if intent.status in (PROCESSING, CANCELED):
+            # Not confirmable: Stripe would refuse, and the buyer's answer is the same.
+            raise not_payable(intent.status)
+        with _for_the_buyer(context):
+            try:
+                confirmed = await self.client.v1.payment_intents.confirm_async(
+                    intent.id,
+                    # The SDK's types leave out `payment_method_data[card]` (raw card numbers
+                    # need PCI compliance), but the API takes a card token there.
+                    params=cast(PaymentIntentConfirmParams, _card(token)),
+                    options={"idempotency_key": confirm_key(order_id=order_id, token=token)},
+                )
+                status = confirmed.status
+            except stripe.InvalidRequestError as exc:
+                # Confirmed meanwhile by an attempt that outlived its lease: Stripe tells us how
+                # it stands (and never charges a succeeded PaymentIntent twice).
+                stale = exc.error.payment_intent if exc.error is not None else None
+                if exc.code != "payment_intent_unexpected_state" or stale is None:
+                    raise
+                status = stale.status
+        if status == SUCCEEDED:
+            log.info("charged", extra=context)
+            return
+        # E.g. requires_action (3-D Secure): this API has no step to complete it, so no sale.
+        log.info("payment not completed", extra={**context, "status": status})
+        raise not_payable(status)
+
+    # --- settling a cancelled order: errors propagate (the event is retried) ------------------
+
+    async def intent_status(self, intent_id: str) -> str:
+        intent = await self.client.v1.payment_intents.retrieve_async(intent_id)
+        return intent.status
+
+    async def refund(self, *, order_id: str, intent_id: str) -> str:
+        """Refund the order's payment in full; the refund's id. Once per order, however often."""
+        refund = await self.client.v1.refunds.create_async(
+            params={"payment_intent": intent_id, "metadata": {"orderId": order_id}},
+            options={"idempotency_key": refund_key(order_id=order_id)},
+        )
+        log.info(
+            "refunded",
+            extra={"order_id": order_id, "payment_intent": intent_id, "refund": refund.id},
+        )
+        return refund.id
 
 
-def idempotency_key(*, order_id: str, token: str) -> str:
-    """One Stripe idempotency key per order and card.
+def not_payable(status: str) -> BadRequestError:
+    """What the buyer is told when the order's PaymentIntent is in `status` (not succeeded)."""
+    if status == "requires_action":
+        return BadRequestError("Your card could not be charged without further authentication")
+    if status == PROCESSING:
+        return BadRequestError("Your payment is still processing, please try again shortly")
+    if status == CANCELED:
+        log.error("the order's PaymentIntent was canceled")
+        return BadRequestError("Payment could not be processed")
+    return BadRequestError("Your card was declined.")
 
-    A retry with the same card (after a timeout or a 5xx) replays Stripe's first answer instead
-    of charging again; a different card after a decline is a new attempt.
+
+@contextmanager
+def _for_the_buyer(context: dict[str, Any]) -> Iterator[None]:
+    """Stripe's exceptions as the errors the buyer sees."""
+    try:
+        yield
+    except stripe.CardError as exc:
+        log.info("card declined", extra={**context, "code": exc.code})
+        raise BadRequestError(exc.user_message or "Your card was declined.") from None
+    except stripe.IdempotencyError as exc:
+        # Our keys always come with the same parameters: this is a bug, not the buyer's doing.
+        log.error("stripe idempotency error", extra={**context, "error": str(exc)})
+        raise UpstreamError(PROVIDER_UNAVAILABLE) from None
+    except stripe.InvalidRequestError as exc:
+        log.warning("stripe refused the request", extra={**context, "error": str(exc)})
+        raise BadRequestError(exc.user_message or "Payment could not be processed") from None
+    except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
+        # The outcome is unknown: nothing is stored, and the next attempt finds out.
+        log.warning("stripe unavailable", extra={**context, "error": repr(exc)})
+        raise UpstreamError(PROVIDER_UNAVAILABLE) from None
+    except stripe.StripeError as exc:
+        # Authentication or permission errors: our configuration, not the buyer.
+        log.error("stripe error", extra={**context, "error": repr(exc)})
+        raise UpstreamError(PROVIDER_UNAVAILABLE) from None
+
+
+def _replayed(intent: stripe.PaymentIntent) -> bool:
+    response = intent.last_response
+    return response is not None and response.headers.get("idempotent-replayed") == "true"
+
+
+def intent_key(*, order_id: str) -> str:
+    """The order's PaymentIntent key: every attempt to pay the order gets the same one.
+
+    Stripe keeps keys for at least 24 hours, far longer than an order can be paid.
+    """
+    return f"pi-order-{order_id}"
+
+
+def confirm_key(*, order_id: str, token: str) -> str:
+    """One confirmation per order and card.
+
+    A retry with the same card (after a timeout or a 5xx) replays Stripe's first answer; a
+    different card after a decline is a new attempt on the same PaymentIntent.
     """
     card = hashlib.sha256(token.encode()).hexdigest()[:32]  # keeps the token out of the key
-    return f"payments-order-{order_id}-{card}"
+    return f"pi-confirm-{order_id}-{card}"
+
+
+def refund_key(*, order_id: str) -> str:
+    return f"refund-{order_id}"
 
 
 def _card(token: str) -> dict[str, Any]:

@@ -47,6 +47,8 @@ async def insert_order(
         # A payment attempt's lease on the order (see `lease_order`).
         "payingUntil": None,
         "payingLease": None,
+        # The order's one PaymentIntent, once an attempt made it (see `set_payment_intent`).
+        "paymentIntentId": None,
     }
     try:
         await db[ORDERS].insert_one(doc)
@@ -93,6 +95,20 @@ async def lease_order(
     return (lease, doc) if doc is not None else None
 
 
+def lease_held(order: Document, *, now: datetime | None = None) -> bool:
+    """Whether a payment attempt holds the order right now."""
+    until = order.get("payingUntil")
+    return until is not None and float(until) > (now or datetime.now(UTC)).timestamp()
+
+
+async def set_payment_intent(db: Any, *, order_id: str, payment_intent_id: str) -> None:
+    """Remember the order's PaymentIntent before charging it.
+
+    So that a cancellation finds the charge even when its answer never reached us.
+    """
+    await db[ORDERS].update_one({"_id": order_id}, {"$set": {"paymentIntentId": payment_intent_id}})
+
+
 async def release_order(db: Any, *, order_id: str, lease: str) -> None:
     # Matched on the lease id, so an attempt that outlived its lease cannot free another's.
     await db[ORDERS].update_one(
@@ -110,9 +126,15 @@ async def get_payment_for_order(db: Any, *, order_id: str) -> Document | None:
 
 
 async def create_payment(
-    db: Any, *, order_id: str, stripe_id: str, amount_cents: int, currency: str
+    db: Any,
+    *,
+    order_id: str,
+    stripe_id: str,
+    amount_cents: int,
+    currency: str,
+    publish: bool = True,
 ) -> Document:
-    """Insert the payment and its payment:created event in one write.
+    """Insert the payment, with its payment:created event (if `publish`) in the same write.
 
     DuplicateKeyError when the order already has a payment.
     """
@@ -125,7 +147,18 @@ async def create_payment(
         "amountCents": amount_cents,
         "currency": currency,
         "createdAt": datetime.now(UTC),
-        **outbox_fields(event),
+        "refundId": None,
+        "refundedAt": None,
+        **(outbox_fields(event) if publish else outbox_fields()),
     }
     await db[PAYMENTS].insert_one(doc)
     return doc
+
+
+async def mark_refunded(db: Any, *, payment_id: ObjectId, refund_id: str) -> bool:
+    """Record the payment's refund; False if it was already recorded."""
+    doc: Document | None = await db[PAYMENTS].find_one_and_update(
+        {"_id": payment_id, "refundId": {"$eq": None}},
+        {"$set": {"refundId": refund_id, "refundedAt": datetime.now(UTC)}},
+    )
+    return doc is not None

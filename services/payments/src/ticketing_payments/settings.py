@@ -17,6 +17,9 @@ from ticketing_common.settings import ServiceSettings
 PLACEHOLDER_STRIPE_KEY = "sk_test_local"
 # Where local development finds the fake when nothing is configured (stripe-mock's port).
 DEV_STRIPE_API_BASE = "http://127.0.0.1:12111"
+# At most, one payment attempt: create (or find) the order's PaymentIntent, read it back when
+# that was a replay, confirm it.
+STRIPE_CALLS_PER_ATTEMPT = 3
 
 
 class Settings(ServiceSettings):
@@ -28,9 +31,13 @@ class Settings(ServiceSettings):
     # SDK resends with the same idempotency key, so a retry never charges twice).
     stripe_timeout_seconds: float = 15.0
     stripe_max_network_retries: int = 2
-    # How long a payment attempt holds its order against a second, concurrent attempt. Longer
-    # than the slowest Stripe call (validated below), so a live attempt never loses it.
-    payment_lease_seconds: float = 60.0
+    # How long a payment attempt holds its order against a second, concurrent attempt (and
+    # holds back the order's cancellation, which must see how the attempt ended). Longer than
+    # the slowest attempt (validated below), so a live attempt never loses it.
+    payment_lease_seconds: float = 180.0
+    # No charge starts for an order that expires sooner than this: the expiry (and so the
+    # order's cancellation) would likely land mid-charge, and the money go back by refund.
+    payment_min_remaining_seconds: float = 60.0
 
     @model_validator(mode="after")
     def _stripe_target(self) -> Settings:
@@ -52,11 +59,14 @@ class Settings(ServiceSettings):
             raise ValueError("a live STRIPE_KEY cannot be used with STRIPE_API_BASE")
         if self.stripe_key is None:
             object.__setattr__(self, "stripe_key", SecretStr(PLACEHOLDER_STRIPE_KEY))
-        if self.payment_lease_seconds <= self.slowest_stripe_call_seconds:
+        if self.payment_lease_seconds <= self.slowest_payment_attempt_seconds:
             raise ValueError(
-                "PAYMENT_LEASE_SECONDS must exceed the slowest Stripe call "
-                f"({self.slowest_stripe_call_seconds:.0f}s with these timeouts and retries)"
+                "PAYMENT_LEASE_SECONDS must exceed the slowest payment attempt "
+                f"({self.slowest_payment_attempt_seconds:.0f}s: {STRIPE_CALLS_PER_ATTEMPT} Stripe "
+                "calls with these timeouts and retries)"
             )
+        if self.payment_min_remaining_seconds < 0:
+            raise ValueError("PAYMENT_MIN_REMAINING_SECONDS cannot be negative")
         return self
 
     @property
@@ -65,6 +75,10 @@ class Settings(ServiceSettings):
         # The SDK sleeps at most 0.5 * 2**(n-1) seconds (capped at 5) before retry n.
         backoff = sum(min(0.5 * 2.0 ** (n - 1), 5.0) for n in range(1, attempts))
         return attempts * self.stripe_timeout_seconds + backoff
+
+    @property
+    def slowest_payment_attempt_seconds(self) -> float:
+        return STRIPE_CALLS_PER_ATTEMPT * self.slowest_stripe_call_seconds
 
     @property
     def stripe_secret(self) -> str:

@@ -1,4 +1,4 @@
-"""A Stripe-compatible fake for dev and tests: PaymentIntents over HTTP, on loopback.
+"""A Stripe-compatible fake for dev and tests: PaymentIntents and Refunds over HTTP, on loopback.
 
 The payments service points the official Stripe SDK at it with STRIPE_API_BASE, so no test and
 no local run needs the internet or a Stripe account (flaw 9 of the app this replaces).

@@ -15,7 +15,7 @@ DEFAULT_PORT = 12111  # stripe-mock's port, so habits and configs carry over
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m ticketing_fakestripe",
-        description="A Stripe-compatible fake (PaymentIntents), on loopback only.",
+        description="A Stripe-compatible fake (PaymentIntents, Refunds), on loopback only.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)

@@ -1,16 +1,30 @@
-"""The fake's HTTP API: Stripe's PaymentIntents (create, retrieve, list) plus test controls.
+"""The fake's HTTP API: Stripe's PaymentIntents and Refunds, plus test controls.
 
 Only what the payments service uses, answered the way Stripe answers it, so the official SDK
 talks to this app unchanged (`base_addresses={"api": ...}`) and raises the same exceptions:
+- PaymentIntents: create (confirming it with `confirm=true`), confirm, retrieve, list. Without a
+  card a new PaymentIntent is `requires_payment_method`, with one `requires_confirmation`;
+  confirming it charges the card: `succeeded`, or a 402 `card_error` that leaves it
+  `requires_payment_method` for another card. A PaymentIntent that succeeded cannot be confirmed
+  again (400 `payment_intent_unexpected_state`);
 - the documented test cards: `pm_card_visa` / `tok_visa` succeed; `pm_card_chargeDeclined`,
-  `pm_card_visa_chargeDeclined`, `tok_chargeDeclined` are declined with a 402 `card_error`;
-- idempotency keys: a repeat with the same key and body replays the first response (a 402
-  decline included), with other parameters it is a 400 `idempotency_error`; validation failures
-  are not saved, as on Stripe, so a corrected request may reuse its key;
+  `pm_card_visa_chargeDeclined`, `tok_chargeDeclined` are declined;
+- Refunds: create (by `payment_intent` or `charge`, whole or partial), retrieve, list; a charge
+  cannot be refunded beyond its amount (400 `charge_already_refunded` once it is all refunded);
+- idempotency keys, on every POST: a repeat with the same key, endpoint and body replays the
+  first response (a 402 decline included) with `Idempotent-Replayed: true`; with another
+  endpoint or other parameters it is a 400 `idempotency_error`; requests refused before they
+  execute (400, 404) are not saved, as on Stripe, so a corrected request may reuse its key;
+- the API version the SDK sends (`Stripe-Version`): from 2026-09-30, `payment_method_types`
+  is refused, as Stripe does;
 - `Authorization: Bearer sk_test_...` required, as any test-mode key would be.
 
-Test controls (not Stripe's API): `POST /_fake/fail {"count": N, "status": 500}` fails the next N
-`/v1` requests before they do anything, like an outage; `POST /_fake/reset` forgets everything.
+Test controls (not Stripe's API):
+- `POST /_fake/fail {"count": N, "status": 500}` fails the next N `/v1` requests before they do
+  anything, like an outage. With `"after_commit": true` each of them is carried out (and its
+  idempotent result saved) and only its response is lost: Stripe did it, the caller cannot know.
+  `"path": "/confirm"` limits the failures to requests whose path contains that text.
+- `POST /_fake/reset` forgets everything.
 """
 
 from __future__ import annotations
@@ -20,7 +34,7 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -37,10 +51,20 @@ DECLINED_PAYMENT_METHODS = frozenset({"pm_card_chargeDeclined", "pm_card_visa_ch
 DECLINED_TOKENS = frozenset({"tok_chargeDeclined", "tok_visa_chargeDeclined"})
 DECLINE_MESSAGE = "Your card was declined."
 MINIMUM_AMOUNT = 50  # Stripe's minimum charge in USD cents
+# From this API version on (stripe-python 16 pins 2026-10-28), `payment_method_types` is no
+# longer writable: Stripe answers 400 `payment_method_types_no_longer_supported`.
+TYPES_REMOVED_IN = "2026-09-30"
+# The statuses from which Stripe lets a PaymentIntent be confirmed.
+CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 
 IDEMPOTENCY_MISMATCH = (
     "Keys for idempotent requests can only be used with the same parameters they were first "
     "used with. Try using a key other than '{key}' if you meant to execute a different request."
+)
+IDEMPOTENCY_OTHER_ENDPOINT = (
+    "Keys for idempotent requests can only be used for the same endpoint they were first used "
+    "for ('{first}' vs '{this}'). Try using a key other than '{key}' if you meant to execute a "
+    "different request."
 )
 RETURN_URL_REQUIRED = (
     "This PaymentIntent is configured to accept payment methods enabled in your Dashboard. "
@@ -50,6 +74,54 @@ RETURN_URL_REQUIRED = (
     "`automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and "
     "Payment Intents."
 )
+ALREADY_SUCCEEDED = (
+    "You cannot confirm this PaymentIntent because it has already succeeded after being "
+    "previously confirmed."
+)
+NOT_CONFIRMABLE = (
+    "You cannot confirm this PaymentIntent because it has a status of {status}. Only a "
+    "PaymentIntent with one of the following statuses may be confirmed: requires_confirmation, "
+    "requires_action, requires_payment_method."
+)
+MISSING_PAYMENT_METHOD = (
+    "You cannot confirm this PaymentIntent because it's missing a payment method. You can either "
+    "update the PaymentIntent with a payment method and then confirm it again, or confirm it "
+    "again directly with a payment method."
+)
+
+
+@dataclass(frozen=True)
+class Injection:
+    """An injected failure: its status, and whether the request is carried out first."""
+
+    status: int
+    after_commit: bool
+
+
+@dataclass(frozen=True)
+class _Card:
+    declines: bool
+
+
+@dataclass
+class _Ledger:
+    """Stripe's side of things; every dict in insertion (= creation) order."""
+
+    intents: dict[str, Json] = field(default_factory=dict)
+    charges: dict[str, Json] = field(default_factory=dict)
+    refunds: dict[str, Json] = field(default_factory=dict)
+    # The card given to a PaymentIntent not confirmed yet, which a bare confirm then charges.
+    cards: dict[str, _Card] = field(default_factory=dict)
+    # PaymentIntents open to the Dashboard's payment methods, which may redirect.
+    redirectable: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _Saved:
+    endpoint: str
+    body_hash: str
+    status: int
+    body: Json
 
 
 class FakeState:
@@ -61,30 +133,48 @@ class FakeState:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._intents: dict[str, Json] = {}  # insertion order = creation order
-        self._saved: dict[str, tuple[str, int, Json]] = {}  # key -> (body hash, status, body)
+        self._ledger = _Ledger()
+        self._saved: dict[str, _Saved] = {}  # idempotency key -> the first response
         self._fail_count = 0
-        self._fail_status = 500
+        self._fail = Injection(status=500, after_commit=False)
+        self._fail_path: str | None = None
         self._requests = 0
 
     def reset(self) -> None:
         with self._lock:
-            self._intents.clear()
+            self._ledger = _Ledger()
             self._saved.clear()
             self._fail_count = 0
-            self._fail_status = 500
+            self._fail = Injection(status=500, after_commit=False)
+            self._fail_path = None
             self._requests = 0
 
-    def fail_next(self, count: int, status: int = 500) -> None:
-        """Make the next `count` /v1 requests fail with `status` (an outage, as the SDK sees it)."""
+    def fail_next(
+        self, count: int, status: int = 500, *, after_commit: bool = False, path: str | None = None
+    ) -> None:
+        """Make the next `count` /v1 requests (whose path contains `path`, if given) fail.
+
+        With `after_commit` they are carried out first and only their responses are lost.
+        """
         with self._lock:
             self._fail_count = count
-            self._fail_status = status
+            self._fail = Injection(status=status, after_commit=after_commit)
+            self._fail_path = path
 
     def intents(self) -> list[Json]:
         """Every PaymentIntent created, oldest first (copies)."""
         with self._lock:
-            return [dict(pi) for pi in self._intents.values()]
+            return [dict(pi) for pi in self._ledger.intents.values()]
+
+    def charges(self) -> list[Json]:
+        """Every attempt to charge a card, declined ones included, oldest first (copies)."""
+        with self._lock:
+            return [dict(ch) for ch in self._ledger.charges.values()]
+
+    def refunds(self) -> list[Json]:
+        """Every refund, oldest first (copies)."""
+        with self._lock:
+            return [dict(re) for re in self._ledger.refunds.values()]
 
     @property
     def requests(self) -> int:
@@ -92,43 +182,66 @@ class FakeState:
         with self._lock:
             return self._requests
 
-    def admit(self) -> int | None:
-        """Count a /v1 request; the status to fail it with, or None to serve it."""
+    def admit(self, path: str) -> Injection | None:
+        """Count a /v1 request; the failure to inject into it, or None to serve it."""
         with self._lock:
             self._requests += 1
-            if self._fail_count > 0:
+            if self._fail_count > 0 and (self._fail_path is None or self._fail_path in path):
                 self._fail_count -= 1
-                return self._fail_status
+                return self._fail
             return None
 
-    def create(self, params: Json, *, key: str | None, body_hash: str) -> tuple[int, Json, bool]:
-        """Create (or replay) a PaymentIntent: (status, body, replayed)."""
+    def execute(
+        self,
+        operation: Callable[[_Ledger, Json], tuple[int, Json]],
+        raw: bytes,
+        *,
+        endpoint: str,
+        key: str | None,
+    ) -> tuple[int, Json, bool]:
+        """Run a POST, or replay it for its idempotency key: (status, body, replayed)."""
+        body_hash = hashlib.sha256(raw).hexdigest()
         with self._lock:
-            if key is not None and key in self._saved:
-                saved_hash, status, body = self._saved[key]
-                if saved_hash != body_hash:
+            saved = self._saved.get(key) if key is not None else None
+            if saved is not None:
+                if saved.endpoint != endpoint:
+                    message = IDEMPOTENCY_OTHER_ENDPOINT.format(
+                        first=saved.endpoint, this=endpoint, key=key
+                    )
+                    return 400, _error("idempotency_error", message), False
+                if saved.body_hash != body_hash:
                     return (
                         400,
                         _error("idempotency_error", IDEMPOTENCY_MISMATCH.format(key=key)),
                         False,
                     )
-                return status, body, True
-            status, body = _create_intent(self._intents, params)
-            # Stripe saves a result only once the request began executing: a validation failure
-            # is not saved, a decline (402) is and is replayed.
-            if key is not None and status != 400:
-                self._saved[key] = (body_hash, status, body)
+                return saved.status, saved.body, True
+            try:
+                status, body = operation(self._ledger, decode_form(raw))
+            except _Rejected as rejected:
+                status, body = rejected.status, rejected.body
+            # Stripe saves a result only once the request began executing: a request refused
+            # up front (400, 404) is not saved; a decline (402) is, and is replayed.
+            if key is not None and status not in (400, 404):
+                self._saved[key] = _Saved(endpoint, body_hash, status, body)
             return status, body, False
 
     def get(self, intent_id: str) -> Json | None:
         with self._lock:
-            intent = self._intents.get(intent_id)
+            intent = self._ledger.intents.get(intent_id)
             return dict(intent) if intent is not None else None
+
+    def get_refund(self, refund_id: str) -> Json | None:
+        with self._lock:
+            refund = self._ledger.refunds.get(refund_id)
+            return dict(refund) if refund is not None else None
 
 
 class FailureInjection(BaseModel):
     count: int = 1
     status: int = 500
+    after_commit: bool = False
+    path: str | None = None
 
 
 def create_app(state: FakeState | None = None) -> FastAPI:
@@ -141,61 +254,105 @@ def create_app(state: FakeState | None = None) -> FastAPI:
     async def gate(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if request.url.path.startswith("/v1/"):
-            injected = fake.admit()
-            if injected is not None:
-                return _response(injected, _error("api_error", "Injected failure"))
-            if not request.headers.get("authorization", "").startswith("Bearer sk_test_"):
-                return _response(401, _error("invalid_request_error", "Invalid API Key provided"))
-        return await call_next(request)
+        if not request.url.path.startswith("/v1/"):
+            return await call_next(request)
+        injected = fake.admit(request.url.path)
+        if injected is not None and not injected.after_commit:
+            return _response(injected.status, _error("api_error", "Injected failure"))
+        if not request.headers.get("authorization", "").startswith("Bearer sk_test_"):
+            return _response(401, _error("invalid_request_error", "Invalid API Key provided"))
+        response = await call_next(request)
+        if injected is None:
+            return response
+        # Carried out, and its answer lost on the way back.
+        body = getattr(response, "body_iterator", None)
+        if body is not None:
+            async for _ in body:
+                pass
+        return _response(injected.status, _error("api_error", "Injected failure"))
 
     @app.post("/_fake/fail")
     async def fail(body: FailureInjection) -> Json:
         """Fail the next `count` /v1 requests with `status`."""
-        fake.fail_next(body.count, body.status)
+        fake.fail_next(body.count, body.status, after_commit=body.after_commit, path=body.path)
         return {"ok": True}
 
     @app.post("/_fake/reset")
     async def reset() -> Json:
-        """Forget every PaymentIntent, idempotency key and injected failure."""
+        """Forget every PaymentIntent, refund, idempotency key and injected failure."""
         fake.reset()
         return {"ok": True}
+
+    async def execute(
+        request: Request, operation: Callable[[_Ledger, Json], tuple[int, Json]]
+    ) -> Response:
+        version = request.headers.get("stripe-version", "")
+
+        def versioned(ledger: _Ledger, params: Json) -> tuple[int, Json]:
+            if "payment_method_types" in params and version >= TYPES_REMOVED_IN:
+                raise _Rejected(
+                    "The `payment_method_types` parameter is not supported in API version "
+                    f"{version}. Use `automatic_payment_methods` or "
+                    "`allowed_payment_method_types` instead.",
+                    "payment_method_types",
+                    code="payment_method_types_no_longer_supported",
+                )
+            return operation(ledger, params)
+
+        status, body, replayed = fake.execute(
+            versioned,
+            await request.body(),
+            endpoint=request.url.path,
+            key=request.headers.get("idempotency-key"),
+        )
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
+        return _response(status, body, headers=headers)
 
     @app.post("/v1/payment_intents")
     async def create_payment_intent(request: Request) -> Response:
         """Create a PaymentIntent, confirming it when `confirm=true`."""
-        raw = await request.body()
-        status, body, replayed = fake.create(
-            decode_form(raw),
-            key=request.headers.get("idempotency-key"),
-            body_hash=hashlib.sha256(raw).hexdigest(),
-        )
-        headers = {"Idempotent-Replayed": "true"} if replayed else None
-        return _response(status, body, headers=headers)
+        return await execute(request, _create_intent)
+
+    @app.post("/v1/payment_intents/{intent_id}/confirm")
+    async def confirm_payment_intent(intent_id: str, request: Request) -> Response:
+        """Confirm a PaymentIntent: charge its card, or the one given now."""
+        return await execute(request, lambda ledger, params: _confirm(ledger, intent_id, params))
 
     @app.get("/v1/payment_intents/{intent_id}")
     async def retrieve_payment_intent(intent_id: str) -> Response:
         """One PaymentIntent."""
         intent = fake.get(intent_id)
         if intent is None:
-            message = f"No such payment_intent: '{intent_id}'"
-            body = _error("invalid_request_error", message, code="resource_missing", param="intent")
-            return _response(404, body)
+            return _response(404, _no_such("payment_intent", intent_id, param="intent"))
         return _response(200, intent)
 
     @app.get("/v1/payment_intents")
     async def list_payment_intents(limit: int = 10, starting_after: str | None = None) -> Json:
         """PaymentIntents, newest first, paged like Stripe's lists."""
-        items = list(reversed(fake.intents()))
-        if starting_after is not None:
-            ids = [item["id"] for item in items]
-            items = items[ids.index(starting_after) + 1 :] if starting_after in ids else []
-        return {
-            "object": "list",
-            "url": "/v1/payment_intents",
-            "data": items[:limit],
-            "has_more": len(items) > limit,
-        }
+        return _page("/v1/payment_intents", fake.intents(), limit, starting_after)
+
+    @app.post("/v1/refunds")
+    async def create_refund(request: Request) -> Response:
+        """Refund a PaymentIntent's (or a charge's) money, all of what is left or `amount`."""
+        return await execute(request, _create_refund)
+
+    @app.get("/v1/refunds/{refund_id}")
+    async def retrieve_refund(refund_id: str) -> Response:
+        """One refund."""
+        refund = fake.get_refund(refund_id)
+        if refund is None:
+            return _response(404, _no_such("refund", refund_id, param="refund"))
+        return _response(200, refund)
+
+    @app.get("/v1/refunds")
+    async def list_refunds(
+        limit: int = 10, starting_after: str | None = None, payment_intent: str | None = None
+    ) -> Json:
+        """Refunds, newest first, of one PaymentIntent if given, paged like Stripe's lists."""
+        refunds = fake.refunds()
+        if payment_intent is not None:
+            refunds = [r for r in refunds if r["payment_intent"] == payment_intent]
+        return _page("/v1/refunds", refunds, limit, starting_after)
 
     return app
 
@@ -223,8 +380,21 @@ def _listify(node: Any) -> Any:
     return items
 
 
+def _page(url: str, items: list[Json], limit: int, starting_after: str | None) -> Json:
+    items = list(reversed(items))
+    if starting_after is not None:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(starting_after) + 1 :] if starting_after in ids else []
+    return {"object": "list", "url": url, "data": items[:limit], "has_more": len(items) > limit}
+
+
 def _error(kind: str, message: str, **extra: Any) -> Json:
     return {"error": {"type": kind, "message": message, **extra}}
+
+
+def _no_such(kind: str, object_id: str, *, param: str) -> Json:
+    message = f"No such {kind}: '{object_id}'"
+    return _error("invalid_request_error", message, code="resource_missing", param=param)
 
 
 def _response(status: int, body: Json, *, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -232,16 +402,12 @@ def _response(status: int, body: Json, *, headers: dict[str, str] | None = None)
 
 
 class _Rejected(Exception):
-    """A request Stripe would refuse with a 400 before creating anything."""
+    """A request Stripe refuses before doing anything: 400 unless told otherwise."""
 
-    def __init__(self, message: str, param: str | None, **extra: Any) -> None:
+    def __init__(self, message: str, param: str | None, *, status: int = 400, **extra: Any):
         super().__init__(message)
+        self.status = status
         self.body = _error("invalid_request_error", message, param=param, **extra)
-
-
-@dataclass(frozen=True)
-class _Card:
-    declines: bool
 
 
 def _new_id(prefix: str) -> str:
@@ -273,18 +439,19 @@ def _card_of(params: Json) -> _Card | None:
     return None
 
 
-def _create_intent(intents: dict[str, Json], params: Json) -> tuple[int, Json]:
+def _amount(params: Json, *, required: bool = True) -> int | None:
+    raw = params.get("amount")
+    if raw is None and not required:
+        return None
     try:
-        return _create_valid_intent(intents, params)
-    except _Rejected as rejected:
-        return 400, rejected.body
-
-
-def _create_valid_intent(intents: dict[str, Json], params: Json) -> tuple[int, Json]:
-    try:
-        amount = int(params.get("amount", ""))
+        return int(raw if raw is not None else "")
     except (TypeError, ValueError):
         raise _Rejected("Missing required param: amount.", "amount") from None
+
+
+def _create_intent(ledger: _Ledger, params: Json) -> tuple[int, Json]:
+    amount = _amount(params)
+    assert amount is not None
     if amount < MINIMUM_AMOUNT:
         raise _Rejected("Amount must be at least $0.50 usd", "amount")
     currency = str(params.get("currency") or "").lower()
@@ -297,7 +464,8 @@ def _create_valid_intent(intents: dict[str, Json], params: Json) -> tuple[int, J
         automatic.get("enabled") == "true" and automatic.get("allow_redirects") == "never"
     )
     # Stripe's default (dashboard payment methods) may redirect, so confirming needs a way back.
-    if confirm and not types and not no_redirects and not params.get("return_url"):
+    redirectable = not types and not no_redirects
+    if confirm and redirectable and not params.get("return_url"):
         raise _Rejected(RETURN_URL_REQUIRED, None)
     card = _card_of(params)
 
@@ -321,22 +489,137 @@ def _create_valid_intent(intents: dict[str, Json], params: Json) -> tuple[int, J
         "last_payment_error": None,
         "status": "requires_confirmation" if card is not None else "requires_payment_method",
     }
+    ledger.intents[intent_id] = intent
+    if redirectable:
+        ledger.redirectable.add(intent_id)
+    if card is not None:
+        ledger.cards[intent_id] = card
     if confirm and card is not None:
-        charge_id = _new_id("ch")
-        intent["latest_charge"] = charge_id
-        if card.declines:
-            error: Json = {
-                "type": "card_error",
-                "code": "card_declined",
-                "decline_code": "generic_decline",
-                "message": DECLINE_MESSAGE,
-                "charge": charge_id,
-            }
-            intent.update(
-                status="requires_payment_method", payment_method=None, last_payment_error=error
-            )
-            intents[intent_id] = intent
-            return 402, {"error": {**error, "payment_intent": dict(intent)}}
-        intent.update(status="succeeded", amount_received=amount)
-    intents[intent_id] = intent
+        return _charge(ledger, intent, card)
     return 200, dict(intent)
+
+
+def _confirm(ledger: _Ledger, intent_id: str, params: Json) -> tuple[int, Json]:
+    intent = ledger.intents.get(intent_id)
+    if intent is None:
+        raise _Rejected(
+            f"No such payment_intent: '{intent_id}'", "intent", status=404, code="resource_missing"
+        )
+    if intent["status"] not in CONFIRMABLE:
+        message = (
+            ALREADY_SUCCEEDED
+            if intent["status"] == "succeeded"
+            else NOT_CONFIRMABLE.format(status=intent["status"])
+        )
+        raise _Rejected(
+            message, None, code="payment_intent_unexpected_state", payment_intent=dict(intent)
+        )
+    if intent_id in ledger.redirectable and not params.get("return_url"):
+        raise _Rejected(RETURN_URL_REQUIRED, None)
+    card = _card_of(params) or ledger.cards.get(intent_id)
+    if card is None:
+        raise _Rejected(
+            MISSING_PAYMENT_METHOD,
+            None,
+            code="payment_intent_unexpected_state",
+            payment_intent=dict(intent),
+        )
+    intent["payment_method"] = _new_id("pm")
+    return _charge(ledger, intent, card)
+
+
+def _charge(ledger: _Ledger, intent: Json, card: _Card) -> tuple[int, Json]:
+    """Charge the card for the PaymentIntent (both already valid); it is `succeeded` or not."""
+    ledger.cards.pop(intent["id"], None)  # used: a retry needs a card again
+    charge: Json = {
+        "id": _new_id("ch"),
+        "object": "charge",
+        "amount": intent["amount"],
+        "amount_refunded": 0,
+        "currency": intent["currency"],
+        "payment_intent": intent["id"],
+        "created": int(time.time()),
+        "livemode": False,
+        "refunded": False,
+        "paid": not card.declines,
+        "status": "failed" if card.declines else "succeeded",
+        "failure_code": "card_declined" if card.declines else None,
+    }
+    ledger.charges[charge["id"]] = charge
+    intent["latest_charge"] = charge["id"]
+    if card.declines:
+        error: Json = {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "generic_decline",
+            "message": DECLINE_MESSAGE,
+            "charge": charge["id"],
+        }
+        intent.update(
+            status="requires_payment_method", payment_method=None, last_payment_error=error
+        )
+        return 402, {"error": {**error, "payment_intent": dict(intent)}}
+    intent.update(status="succeeded", amount_received=intent["amount"], last_payment_error=None)
+    return 200, dict(intent)
+
+
+def _create_refund(ledger: _Ledger, params: Json) -> tuple[int, Json]:
+    intent_id = params.get("payment_intent")
+    charge_id = params.get("charge")
+    if intent_id:
+        intent = ledger.intents.get(intent_id)
+        if intent is None:
+            raise _Rejected(
+                f"No such payment_intent: '{intent_id}'", "payment_intent", code="resource_missing"
+            )
+        if intent["status"] != "succeeded":
+            raise _Rejected(
+                f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
+                "payment_intent",
+            )
+        charge_id = intent["latest_charge"]
+    elif not charge_id:
+        raise _Rejected(
+            "One of the following params should be provided for this request: "
+            "payment_intent or charge.",
+            None,
+        )
+    charge = ledger.charges.get(charge_id)
+    if charge is None:
+        raise _Rejected(f"No such charge: '{charge_id}'", "charge", code="resource_missing")
+    if charge["status"] != "succeeded":
+        raise _Rejected(f"Charge {charge_id} has no successful payment to refund.", "charge")
+    left = charge["amount"] - charge["amount_refunded"]
+    if left == 0:
+        raise _Rejected(
+            f"Charge {charge_id} has already been refunded.",
+            None,
+            code="charge_already_refunded",
+        )
+    amount = _amount(params, required=False)
+    amount = left if amount is None else amount
+    if amount <= 0:
+        raise _Rejected("Invalid positive integer", "amount")
+    if amount > left:
+        raise _Rejected(
+            f"Refund amount (${amount / 100:.2f}) is greater than unrefunded amount on charge "
+            f"(${left / 100:.2f})",
+            "amount",
+            code="amount_too_large",
+        )
+    refund: Json = {
+        "id": _new_id("re"),
+        "object": "refund",
+        "amount": amount,
+        "currency": charge["currency"],
+        "charge": charge_id,
+        "payment_intent": charge["payment_intent"],
+        "created": int(time.time()),
+        "metadata": params.get("metadata") or {},
+        "reason": params.get("reason"),
+        "status": "succeeded",
+    }
+    ledger.refunds[refund["id"]] = refund
+    charge["amount_refunded"] += amount
+    charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+    return 200, dict(refund)
