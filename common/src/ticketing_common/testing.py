@@ -172,3 +172,19 @@ async def started(bus: Any) -> Any:
     if hasattr(bus, "wait_connected"):
         await bus.wait_connected(10)
     return bus
+
+
+async def published(bus: Any, subject: Any, count: int) -> list[Any]:
+    """Wait until exactly `count` events of `subject` are on the in-memory bus (the outbox
+    relay publishes in the background) and return them."""
+
+    async def check() -> list[Any]:
+        events: list[Any] = bus.published_on(subject)
+        assert len(events) == count, events
+        return events
+
+    if count == 0:
+        await bus.drain()
+        assert bus.published_on(subject) == []
+        return []
+    return await eventually(check)

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from ticketing_common.bus import RetryLater
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import (
-    Event,
     EventData,
     ExpirationComplete,
     PaymentCreated,
@@ -22,7 +21,7 @@ from ticketing_common.events import (
     TicketUpdated,
     new_event,
 )
-from ticketing_common.testing import eventually
+from ticketing_common.testing import published
 from ticketing_orders import listeners
 from ticketing_orders.settings import Settings
 
@@ -45,19 +44,6 @@ async def publish(bus: InMemoryBus, *items: EventData) -> None:
     for data in items:
         await bus.publish(new_event(data))
     await bus.drain()
-
-
-async def published(bus: InMemoryBus, subject: Subject, count: int) -> list[Event[Any]]:
-    async def check() -> list[Event[Any]]:
-        events = bus.published_on(subject)
-        assert len(events) == count, events
-        return events
-
-    if count == 0:
-        await bus.drain()
-        assert bus.published_on(subject) == []
-        return []
-    return await eventually(check)
 
 
 async def no_dead_letters(bus: InMemoryBus) -> None:

@@ -10,8 +10,8 @@ import pytest
 from bson import ObjectId
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import Event, PaymentCreated, Subject, new_event
-from ticketing_common.testing import eventually
+from ticketing_common.events import PaymentCreated, Subject, new_event
+from ticketing_common.testing import eventually, published
 from ticketing_orders.settings import Settings
 
 UserHeaders = Callable[..., dict[str, str]]
@@ -30,21 +30,6 @@ async def order(
     client: httpx.AsyncClient, headers: dict[str, str], ticket_id: object
 ) -> httpx.Response:
     return await client.post("/api/orders", json={"ticketId": ticket_id}, headers=headers)
-
-
-async def published(bus: InMemoryBus, subject: Subject, count: int) -> list[Event[Any]]:
-    """Wait until exactly `count` events of `subject` are out (the outbox relay is async)."""
-
-    async def check() -> list[Event[Any]]:
-        events = bus.published_on(subject)
-        assert len(events) == count, events
-        return events
-
-    if count == 0:
-        await bus.drain()
-        assert bus.published_on(subject) == []
-        return []
-    return await eventually(check)
 
 
 async def pay(bus: InMemoryBus, order_id: str) -> None:
