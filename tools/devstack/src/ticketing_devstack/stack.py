@@ -23,7 +23,13 @@ from typing import IO
 
 import httpx
 
-from ticketing_common.servers import free_port, nats_args, nx_args, redis_args
+from ticketing_common.servers import (
+    free_port,
+    nats_args,
+    nx_args,
+    redis_args,
+    stop_process_group,
+)
 
 SERVICES = ("auth", "tickets", "orders", "payments", "expiration")
 MONGO_SERVICES = ("auth", "tickets", "orders", "payments")
@@ -284,17 +290,7 @@ class Stack:
         return proc
 
     def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
-        proc = self.procs[name]
-        if proc.popen is None or proc.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.popen.pid, sig)
-        try:
-            proc.popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.popen.pid, signal.SIGKILL)
-            proc.popen.wait(timeout=5)
+        stop_process_group(self.procs[name].popen, sig)
 
     def restart(self, name: str, *, sig: int = signal.SIGTERM, wait: bool = True) -> None:
         self.kill(name, sig)
