@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from ticketing_common.bus import Bus, RetryLater
+from ticketing_common.bus import Bus, JetStreamBus, RetryLater
 from ticketing_common.events import Event, TicketCreated, encode, new_event
-from ticketing_common.testing import eventually, started
+from ticketing_common.testing import ServerProcess, eventually, started
 
 BusFactory = Callable[..., Bus]
 
@@ -206,23 +206,27 @@ async def _async(value: bool) -> bool:
     return value
 
 
-async def test_published_events_survive_a_server_restart(make_bus: BusFactory) -> None:
-    """Streams are on disk (flaw 6): what was published before a restart is delivered after."""
-    server = make_bus.server  # type: ignore[attr-defined]
-    if server is None:
-        pytest.skip("the in-memory fake has no server to restart")
-    producer = make_bus("tickets")
-    await started(producer)
+@pytest.mark.connected
+async def test_published_events_survive_a_server_restart(nats_server: ServerProcess) -> None:
+    """Streams are on disk (flaw 6): what was published before a restart is delivered after.
+    Real server only: the in-memory fake has no server to restart."""
+    url = f"nats://{nats_server.url}"
+    producer = await started(JetStreamBus(url, "tickets"))
     events = [ticket(n) for n in range(3)]
     for event in events:
         await producer.publish(event)
     await producer.close()
-    server.restart()
-    consumer = make_bus("orders")
+    nats_server.restart()
+    consumer = JetStreamBus(url, "orders")
     rec = Recorder()
     consumer.subscribe(ticket().subject, rec)
     await started(consumer)
-    await eventually(lambda: _async([e.id for e in rec.seen] == [e.id for e in events]), timeout=10)
+    try:
+        await eventually(
+            lambda: _async([e.id for e in rec.seen] == [e.id for e in events]), timeout=10
+        )
+    finally:
+        await consumer.close()
 
 
 async def test_redelivery_backs_off_exponentially_up_to_a_cap_then_dead_letters() -> None:
