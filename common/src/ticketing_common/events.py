@@ -8,6 +8,7 @@ by the server's de-duplication and, past its window, by the handlers' idempotenc
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -170,11 +171,8 @@ def to_document(event: Event[Any]) -> dict[str, Any]:
     return event.model_dump(mode="json", by_alias=True)
 
 
-def from_document(doc: dict[str, Any]) -> Event[Any]:
-    return decode_obj(doc)
-
-
-def decode_obj(obj: Any) -> Event[Any]:
+def from_document(obj: Any) -> Event[Any]:
+    """An event from its JSON-typed form (an outbox entry, or decoded bytes)."""
     try:
         subject = Subject(obj["subject"])
         model = EVENT_TYPES[subject]
@@ -184,10 +182,8 @@ def decode_obj(obj: Any) -> Event[Any]:
 
 
 def decode(raw: bytes) -> Event[Any]:
-    import json
-
     try:
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventDecodeError(f"not JSON: {exc}") from exc
-    return decode_obj(obj)
+    return from_document(obj)

@@ -268,6 +268,35 @@ async def test_an_edit_racing_a_reservation_never_loses_either(
     assert (events[-1].title, events[-1].order_id) == (body["title"], "order-1")
 
 
+class Race:
+    """Truthy once the competing change has run."""
+
+    def __init__(self) -> None:
+        self.ran = False
+
+    def __bool__(self) -> bool:
+        return self.ran
+
+
+def race_after_first_read(
+    monkeypatch: pytest.MonkeyPatch, compete: Callable[[str], Awaitable[Any]]
+) -> Race:
+    """Run `compete(ticket_id)` right after the handler's first read of the ticket, once: the
+    handler then writes on a stale read and must lose cleanly."""
+    real_get = repository.get_ticket
+    race = Race()
+
+    async def get_then_compete(db: Any, *, ticket_id: str) -> Any:
+        doc = await real_get(db, ticket_id=ticket_id)
+        if not race.ran:
+            race.ran = True
+            await compete(ticket_id)
+        return doc
+
+    monkeypatch.setattr(repository, "get_ticket", get_then_compete)
+    return race
+
+
 async def test_a_cancellation_landing_between_read_and_reserve_wins(
     client: httpx.AsyncClient,
     runtime: Runtime,
@@ -276,18 +305,9 @@ async def test_a_cancellation_landing_between_read_and_reserve_wins(
     settle: Settle,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_get = repository.get_ticket
-    raced = False
-
-    async def get_then_cancel(db: Any, *, ticket_id: str) -> Any:
-        nonlocal raced
-        doc = await real_get(db, ticket_id=ticket_id)
-        if not raced:
-            raced = True
-            await listeners.release(runtime, order_cancelled(ticket_id, "order-1").data)
-        return doc
-
-    monkeypatch.setattr(repository, "get_ticket", get_then_cancel)
+    raced = race_after_first_read(
+        monkeypatch, lambda tid: listeners.release(runtime, order_cancelled(tid, "order-1").data)
+    )
     await listeners.reserve(runtime, order_created(ticket["id"], "order-1").data)
     await settle()
     assert raced
@@ -303,18 +323,9 @@ async def test_a_reservation_landing_between_read_and_cancel_is_released(
     settle: Settle,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_get = repository.get_ticket
-    raced = False
-
-    async def get_then_reserve(db: Any, *, ticket_id: str) -> Any:
-        nonlocal raced
-        doc = await real_get(db, ticket_id=ticket_id)
-        if not raced:
-            raced = True
-            await listeners.reserve(runtime, order_created(ticket_id, "order-1").data)
-        return doc
-
-    monkeypatch.setattr(repository, "get_ticket", get_then_reserve)
+    raced = race_after_first_read(
+        monkeypatch, lambda tid: listeners.reserve(runtime, order_created(tid, "order-1").data)
+    )
     await listeners.release(runtime, order_cancelled(ticket["id"], "order-1").data)
     await settle()
     assert raced

@@ -23,7 +23,7 @@ from ticketing_common.bus.base import (
     decide,
     durable_name,
 )
-from ticketing_common.events import Event, Subject, encode
+from ticketing_common.events import Event, EventDecodeError, Subject, decode, encode
 
 log = logging.getLogger("ticketing.bus")
 
@@ -105,8 +105,6 @@ class InMemoryBus:
     @property
     def published(self) -> list[Event[Any]]:
         """Every event on the broker, decoded (for assertions in tests)."""
-        from ticketing_common.events import EventDecodeError, decode
-
         out: list[Event[Any]] = []
         for _, payload in self.broker.messages:
             with contextlib.suppress(EventDecodeError):

@@ -14,9 +14,12 @@ ROUTES: tuple[tuple[str, str], ...] = (
 )
 
 
+_LONGEST_FIRST = sorted(ROUTES, key=lambda r: len(r[0]), reverse=True)
+
+
 def route(path: str) -> str:
     """The service that serves `path`."""
-    for prefix, service in sorted(ROUTES, key=lambda r: len(r[0]), reverse=True):
+    for prefix, service in _LONGEST_FIRST:
         if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
             return service
     raise AssertionError("unreachable: '/' matches every path")
