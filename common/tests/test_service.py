@@ -1,19 +1,25 @@
 """The service factory: error shape, body limit, health, readiness."""
 
+import asyncio
+import json
+import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import APIRouter, BackgroundTasks, Query
 from pydantic import BeforeValidator
 
 from ticketing_common.auth import CurrentUser
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.errors import BadRequestError, NotFoundError
+from ticketing_common.errors import SERVER_ERROR, BadRequestError, NotFoundError, error_body
+from ticketing_common.servers import free_port
 from ticketing_common.service import ServiceSpec, create_service_app
 from ticketing_common.settings import ServiceSettings
-from ticketing_common.testing import running, session_cookie
+from ticketing_common.testing import eventually, running, session_cookie
 from ticketing_common.validation import RequestBody, money_check, text_check
 
 router = APIRouter(prefix="/api/things")
@@ -177,6 +183,44 @@ async def test_an_unexpected_error_is_500_with_a_generic_message_and_logged(
     assert "passwd" not in res.text
     assert "Traceback" not in res.text
     assert "secret internals" in caplog.text  # the trace goes to the log
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+) -> tuple[int, bytes]:
+    """One GET on an open keep-alive connection: (status, body)."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: things\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+    assert length is not None, head
+    return int(head.split()[1]), await reader.readexactly(int(length.group(1)))
+
+
+async def test_a_500_is_logged_once_and_the_connection_stays_usable(
+    mongo: Any, bus: InMemoryBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real server: uvicorn closed the keep-alive connection after an error that reached it,
+    # and a proxy's next request on that connection failed (502).
+    app = create_service_app(
+        ServiceSpec(name="things", routers=[router]), SETTINGS, mongo=mongo, bus=bus
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, lifespan="on"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: asyncio.sleep(0, server.started))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        status, body = await _exchange(reader, writer, "/api/things/boom")
+        assert (status, json.loads(body)) == (500, error_body(SERVER_ERROR))
+        # The same connection answers the next request.
+        assert (await _exchange(reader, writer, "/healthz"))[0] == 200
+        writer.close()
+    finally:
+        server.should_exit = True
+        await serving
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [(r.getMessage(), r.exc_info is not None) for r in errors] == [("unhandled error", True)]
 
 
 async def test_not_signed_in_is_401(client: httpx.AsyncClient) -> None:

@@ -9,8 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("ticketing.errors")
+
+SERVER_ERROR = "Something went wrong on our side"
 
 
 class AppError(Exception):
@@ -108,11 +111,42 @@ def install_error_handlers(app: FastAPI) -> None:
         headers: Any = getattr(exc, "headers", None)
         return JSONResponse(error_body(message), status_code=exc.status_code, headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "unhandled error",
-            exc_info=exc,
-            extra={"path": request.url.path, "method": request.method},
-        )
-        return JSONResponse(error_body("Something went wrong on our side"), status_code=500)
+    app.add_middleware(UnhandledErrors)
+
+
+class UnhandledErrors:
+    """A bug in a route is a generic 500 and one log line with its trace.
+
+    Not a handler for `Exception`: Starlette runs those in its outermost middleware, which
+    re-raises after answering, so the server logged every error a second time ("Exception in
+    ASGI application") and closed the keep-alive connection under the client's feet (the next
+    request a proxy sent on it failed). Here the error is answered and stops.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                # Half a response is out: only closing the connection can tell the client, and
+                # the server does that (and logs the error) when the exception reaches it.
+                raise
+            log.exception(
+                "unhandled error", extra={"path": scope.get("path"), "method": scope.get("method")}
+            )
+            response = JSONResponse(error_body(SERVER_ERROR), status_code=500)
+            await response(scope, receive, send)
