@@ -28,8 +28,10 @@ lint: $(SYNCED)
 typecheck: $(SYNCED)
 	$(BIN)/mypy common/src $(wildcard services/*/src) $(wildcard tools/*/src)
 
+# One worker per core; a test module stays on one worker (the e2e stack is per module).
+PYTEST_WORKERS ?= auto
 pytest: $(SYNCED)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bootstrap: $(SYNCED)
 

@@ -61,3 +61,15 @@ def test_retries_must_outlast_the_redelivery_of_a_lost_message() -> None:
         nats_ack_wait_seconds=5,
     )
     assert ok.nats_retry_budget_seconds == pytest.approx(25.5)
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_a_jwt_key_shorter_than_32_bytes_is_refused_outside_development(environment: str) -> None:
+    with pytest.raises(ValidationError, match="JWT_KEY must be at least 32 bytes"):
+        ServiceSettings(environment=environment, jwt_key="k" * 31)  # type: ignore[arg-type]
+    # Bytes, not characters: 16 two-byte characters are 32 bytes.
+    assert ServiceSettings(environment=environment, jwt_key="é" * 16).jwt_secret == "é" * 16  # type: ignore[arg-type]
+
+
+def test_local_development_accepts_a_short_key() -> None:
+    assert ServiceSettings(environment="development", jwt_key="short").jwt_secret == "short"  # type: ignore[arg-type]

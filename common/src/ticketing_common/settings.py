@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Only ever used when ENVIRONMENT=development (the default for a laptop); any other environment
 # must supply JWT_KEY, so this value cannot sign a production session.
 DEV_JWT_KEY = "dev-only-insecure-jwt-key-change-me-0123456789"
+MIN_JWT_KEY_BYTES = 32
 
 
 class ServiceSettings(BaseSettings):
@@ -82,6 +83,14 @@ class ServiceSettings(BaseSettings):
             if self.environment != "development":
                 raise ValueError("JWT_KEY must be set outside local development")
             object.__setattr__(self, "jwt_key", SecretStr(DEV_JWT_KEY))
+        key_bytes = len(self.jwt_secret.encode())
+        if self.environment != "development" and key_bytes < MIN_JWT_KEY_BYTES:
+            # RFC 7518 3.2: an HS256 key must be at least as long as the hash (256 bits); a
+            # short one can be brute-forced offline from any session cookie.
+            raise ValueError(
+                f"JWT_KEY must be at least {MIN_JWT_KEY_BYTES} bytes (it is {key_bytes}); make "
+                "one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
         if not self.mongo_db:
             object.__setattr__(self, "mongo_db", self.service_name)
         return self

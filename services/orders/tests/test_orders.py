@@ -40,7 +40,7 @@ async def pay(bus: InMemoryBus, order_id: str) -> None:
 # --- create -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ticket_id", [str(ObjectId()), "not-an-id", "x" * 200])
+@pytest.mark.parametrize("ticket_id", ["65f0a1b2c3d4e5f601234567", "not-an-id", "x" * 200])
 async def test_create_returns_404_for_an_unknown_ticket(
     client: httpx.AsyncClient, user_headers: UserHeaders, ticket_id: str
 ) -> None:
@@ -211,7 +211,7 @@ async def test_show_returns_401_for_another_users_order(
     assert only_error(res) == {"message": "Not authorized"}
 
 
-@pytest.mark.parametrize("order_id", [str(ObjectId()), "not-an-id", "%20"])
+@pytest.mark.parametrize("order_id", ["65f0a1b2c3d4e5f601234567", "not-an-id", "%20"])
 async def test_show_returns_404_for_an_unknown_or_malformed_id(
     client: httpx.AsyncClient, user_headers: UserHeaders, order_id: str
 ) -> None:
@@ -315,7 +315,7 @@ async def test_cancel_returns_401_for_another_users_order(
     await published(bus, Subject.ORDER_CANCELLED, 0)
 
 
-@pytest.mark.parametrize("order_id", [str(ObjectId()), "not-an-id"])
+@pytest.mark.parametrize("order_id", ["65f0a1b2c3d4e5f601234567", "not-an-id"])
 async def test_cancel_returns_404_for_an_unknown_or_malformed_id(
     client: httpx.AsyncClient, user_headers: UserHeaders, order_id: str
 ) -> None:

@@ -174,7 +174,7 @@ async def test_create_publishes_ticket_created(
 
 
 @pytest.mark.parametrize(
-    "ticket_id", [str(ObjectId()), "abc", "0" * 25, "zzzzzzzzzzzzzzzzzzzzzzzz"]
+    "ticket_id", ["65f0a1b2c3d4e5f601234567", "abc", "0" * 25, "zzzzzzzzzzzzzzzzzzzzzzzz"]
 )
 async def test_show_returns_404_for_an_unknown_or_malformed_id(
     client: httpx.AsyncClient, ticket_id: str

@@ -156,6 +156,61 @@ async def test_sell_buy_pay_complete(stack: Stack, user_factory: Callable[[], An
     await assert_consistent(stack)
 
 
+async def test_anonymous_and_other_users_are_refused_between_signed_in_ones(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    """Through the gateway, interleaved: a browser without a session, and one with another
+    user's, never act as the user who signed in last."""
+    seller, buyer = await user_factory(), await user_factory()
+    ticket = await seller.sell()
+    order = (await order_when_replicated(buyer, ticket["id"])).json()
+    anonymous = User(stack.urls["gateway"])
+    try:
+        needs_a_user = [
+            ("POST", "/api/tickets", {"title": "t", "price": 5}),
+            ("PUT", f"/api/tickets/{ticket['id']}", {"title": "t", "price": 5}),
+            ("POST", "/api/orders", {"ticketId": ticket["id"]}),
+            ("GET", "/api/orders", None),
+            ("GET", f"/api/orders/{order['id']}", None),
+            ("DELETE", f"/api/orders/{order['id']}", None),
+            ("POST", "/api/payments", {"orderId": order["id"], "token": "tok_visa"}),
+        ]
+        for method, path, body in needs_a_user:
+            # Each anonymous request right after a signed-in one, through the same gateway.
+            assert (await seller.get("/api/users/currentuser"))["currentUser"]["id"] == seller.id
+            res = await anonymous.http.request(method, path, json=body)
+            assert res.status_code == 401, (method, path, res.text)
+            assert res.json() == {"errors": [{"message": "Not authorized"}]}
+            assert (await buyer.get("/api/users/currentuser"))["currentUser"]["id"] == buyer.id
+            assert (await anonymous.get("/api/users/currentuser")) == {"currentUser": None}
+        # The other user: the seller cannot see, cancel or pay the buyer's order; the buyer
+        # cannot edit the seller's ticket.
+        others = [
+            (seller, "GET", f"/api/orders/{order['id']}", None),
+            (seller, "DELETE", f"/api/orders/{order['id']}", None),
+            (seller, "POST", "/api/payments", {"orderId": order["id"], "token": "tok_visa"}),
+            (buyer, "PUT", f"/api/tickets/{ticket['id']}", {"title": "mine", "price": 1}),
+        ]
+        for user, method, path, body in others:
+
+            async def refused(
+                user: User = user, method: str = method, path: str = path, body: Any = body
+            ) -> bool:
+                # 404 only while payments has not yet replicated the order.
+                res = await user.http.request(method, path, json=body)
+                assert res.status_code in (401, 404), (method, path, res.text)
+                return res.status_code == 401
+
+            await eventually(refused)
+        assert [o["id"] for o in await seller.get("/api/orders")] == []
+        assert (await buyer.get(f"/api/orders/{order['id']}"))["status"] == "created"
+        assert (await seller.get(f"/api/tickets/{ticket['id']}"))["title"] == ticket["title"]
+    finally:
+        await anonymous.__aexit__()
+    assert (await buyer.http.delete(f"/api/orders/{order['id']}")).status_code == 204
+    await assert_consistent(stack)
+
+
 async def test_cancel_releases_the_ticket(stack: Stack, user_factory: Callable[[], Any]) -> None:
     seller, buyer, next_buyer = await user_factory(), await user_factory(), await user_factory()
     ticket = await seller.sell()

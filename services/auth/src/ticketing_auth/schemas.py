@@ -12,11 +12,18 @@ PASSWORD_MESSAGE = "Password must be between 8 and 128 characters"  # noqa: S105
 
 # Passwords are taken as typed: no stripping, so " secret " and "secret" are different.
 NewPassword = Annotated[
-    str, BeforeValidator(text_check(PASSWORD_MESSAGE, min_len=8, max_len=128, strip=False))
+    str,
+    BeforeValidator(
+        text_check(PASSWORD_MESSAGE, min_len=8, max_len=128, strip=False, allow_control=True)
+    ),
 ]
 GivenPassword = Annotated[
     str,
-    BeforeValidator(text_check("You must supply a password", min_len=1, max_len=1024, strip=False)),
+    BeforeValidator(
+        text_check(
+            "You must supply a password", min_len=1, max_len=1024, strip=False, allow_control=True
+        )
+    ),
 ]
 
 
