@@ -241,3 +241,29 @@ async def test_readyz_reports_mongo_and_nats(client: httpx.AsyncClient, bus: InM
     res = await client.get("/readyz")
     assert res.status_code == 503
     assert "nats" in res.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"title": "t", "price": ' + b"9" * 5000 + b"}",  # beyond Python's int digit limit
+        b"[" * 10_000 + b"]" * 10_000,  # beyond the decoder's recursion limit
+        b'{"title": "t", "price": 5',
+    ],
+)
+async def test_json_the_decoder_gives_up_on_is_400_invalid_json(
+    mongo: Any, bus: InMemoryBus, body: bytes
+) -> None:
+    roomy = SETTINGS.model_copy(update={"max_body_bytes": 64 * 1024})
+    app = create_service_app(
+        ServiceSpec(name="things", routers=[router]), roomy, mongo=mongo, bus=bus
+    )
+    async with running(app) as client:
+        client.cookies.update(session_cookie(SETTINGS, user_id="u1"))
+        res = await client.post(
+            "/api/things", content=body, headers={"content-type": "application/json"}
+        )
+    assert (res.status_code, res.json()) == (
+        400,
+        {"errors": [{"message": "Request body must be valid JSON"}]},
+    )

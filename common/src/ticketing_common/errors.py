@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("ticketing.errors")
 
 SERVER_ERROR = "Something went wrong on our side"
+INVALID_JSON = "Request body must be valid JSON"
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 
 class AppError(Exception):
@@ -74,7 +76,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
         kind = err.get("type", "")
         field = ".".join(loc)
         if kind == "json_invalid":
-            message, field = "Request body must be valid JSON", ""
+            message, field = INVALID_JSON, ""
         elif kind == "missing" and not field:
             message = "Request body is required"
         elif kind in ("model_type", "model_attributes_type", "dict_type") and not field:
@@ -108,6 +110,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = "Not Found" if exc.status_code == 404 else str(exc.detail)
+        if message == FASTAPI_BODY_ERROR:
+            # JSON the decoder gave up on (a number of thousands of digits, nesting deeper
+            # than its recursion limit): to the client, as invalid as any other bad JSON.
+            message = INVALID_JSON
         headers: Any = getattr(exc, "headers", None)
         return JSONResponse(error_body(message), status_code=exc.status_code, headers=headers)
 
