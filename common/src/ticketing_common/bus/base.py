@@ -35,6 +35,30 @@ class BusUnavailable(Exception):
     """Publishing failed: not connected, or the server did not confirm in time."""
 
 
+class DependencyUnavailable(Exception):
+    """A handler could not run because something it needs is down (its own database, the
+    broker, Stripe answering 5xx or not at all): not the event's fault, so it must never use
+    up the event's deliveries. Raise it (or let a pymongo connection error through); the bus
+    holds the message and retries once the dependency is back."""
+
+
+def is_infrastructure_failure(exc: BaseException) -> bool:
+    """Whether a handler failed because a dependency is unreachable, not because of the event."""
+    from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+
+    return isinstance(
+        exc,
+        (
+            DependencyUnavailable,
+            BusUnavailable,
+            ConnectionFailure,  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
+            ExecutionTimeout,
+            WTimeoutError,
+            TimeoutError,
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     subject: str
