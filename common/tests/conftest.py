@@ -21,11 +21,25 @@ async def make_bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         server = nats_process(tmp_path / "nats")
         server.start()
 
-    def factory(service: str = "svc", *, ack_wait: float = 5.0, max_deliver: int = 3) -> Bus:
+    def factory(
+        service: str = "svc",
+        *,
+        ack_wait: float = 5.0,
+        max_deliver: int = 3,
+        retry_delay: float = 0.05,
+        **options: Any,
+    ) -> Bus:
+        """`options`: the buses' other keyword arguments (max_retry_delay, retry_horizon,
+        max_hold_delay, max_handler_seconds), shrunk by tests that need them short."""
         bus: Bus
         if server is None:
             bus = InMemoryBus(
-                service, broker=broker, ack_wait=ack_wait, max_deliver=max_deliver, retry_delay=0.05
+                service,
+                broker=broker,
+                ack_wait=ack_wait,
+                max_deliver=max_deliver,
+                retry_delay=retry_delay,
+                **options,
             )
         else:
             bus = JetStreamBus(
@@ -33,12 +47,14 @@ async def make_bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
                 service,
                 ack_wait=ack_wait,
                 max_deliver=max_deliver,
-                retry_delay=0.05,
+                retry_delay=retry_delay,
+                **options,
             )
         created.append(bus)
         return bus
 
     factory.server = server  # type: ignore[attr-defined]
+    factory.broker = broker  # type: ignore[attr-defined]
     yield factory
     for bus in created:
         await bus.close()

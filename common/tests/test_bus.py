@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ticketing_common.bus import Bus, JetStreamBus, RetryLater
-from ticketing_common.events import Event, TicketCreated, encode, new_event
+from ticketing_common.bus import Bus, JetStreamBus, RetryLater, Unpublishable
+from ticketing_common.events import Event, TicketCreated, new_event
 from ticketing_common.testing import ServerProcess, eventually, started
 
 BusFactory = Callable[..., Bus]
@@ -174,9 +174,42 @@ async def test_a_durable_consumer_gets_what_was_published_while_it_was_away(
     await eventually(lambda: _async([e.data.id for e in rec_after.seen] == ["t2"]))
 
 
-async def test_an_unacked_message_is_redelivered_after_ack_wait(make_bus: BusFactory) -> None:
-    stuck_bus, helper_bus, producer = (
+async def test_the_message_of_a_process_that_died_is_redelivered_after_ack_wait(
+    make_bus: BusFactory,
+) -> None:
+    dying_bus, helper_bus, producer = (
         make_bus("orders", ack_wait=1.0),
+        make_bus("orders", ack_wait=1.0),
+        make_bus("tickets"),
+    )
+    handled_by: list[str] = []
+
+    async def hangs(event: Event[Any]) -> None:
+        handled_by.append("dying")
+        await asyncio.Event().wait()
+
+    async def works(event: Event[Any]) -> None:
+        handled_by.append("helper")
+
+    dying_bus.subscribe(ticket().subject, hangs)
+    await started(dying_bus)
+    await started(producer)
+    await producer.publish(ticket())
+    await eventually(lambda: _async(handled_by == ["dying"]))
+    await dying_bus.close()  # killed mid-handler: no ack, and no more progress signals
+    helper_bus.subscribe(ticket().subject, works)
+    await started(helper_bus)
+    # Not acked within ack_wait: JetStream hands it to the other subscriber.
+    await eventually(lambda: _async(handled_by == ["dying", "helper"]), timeout=10)
+
+
+async def test_a_hung_handler_lets_another_process_take_its_message(
+    make_bus: BusFactory,
+) -> None:
+    """Progress is signalled while a handler runs, but not past max_handler_seconds: a handler
+    stuck forever must not hold its event forever."""
+    stuck_bus, helper_bus, producer = (
+        make_bus("orders", ack_wait=1.0, max_handler_seconds=1.5),
         make_bus("orders", ack_wait=1.0),
         make_bus("tickets"),
     )
@@ -197,7 +230,6 @@ async def test_an_unacked_message_is_redelivered_after_ack_wait(make_bus: BusFac
     await eventually(lambda: _async(handled_by == ["stuck"]))
     helper_bus.subscribe(ticket().subject, works)
     await started(helper_bus)
-    # Not acked within ack_wait: JetStream hands it to the other subscriber.
     await eventually(lambda: _async("helper" in handled_by), timeout=10)
     release.set()
 
@@ -229,17 +261,41 @@ async def test_published_events_survive_a_server_restart(nats_server: ServerProc
         await consumer.close()
 
 
-async def test_redelivery_backs_off_exponentially_up_to_a_cap_then_dead_letters() -> None:
-    from ticketing_common.bus.base import MAX_RETRY_DELAY, Verdict, decide
+def test_the_retry_rules() -> None:
+    """Poison is counted, RetryLater is bounded by time, and the server's own limit wins."""
+    from ticketing_common.bus.base import MAX_RETRY_DELAY, Outcome, RetryPolicy, Verdict, decide
 
-    async def later(event: Event[Any]) -> None:
-        raise RetryLater("an earlier version is on its way")
+    policy = RetryPolicy(max_deliver=10, retry_delay=0.5, horizon=3600)
 
-    payload = encode(ticket())
-    decisions = [
-        await decide(later, payload, delivered=n, max_deliver=10, retry_delay=0.5, context={})
-        for n in range(1, 11)
-    ]
-    assert [d.verdict for d in decisions] == [Verdict.NAK] * 9 + [Verdict.DEAD]
-    assert [d.delay for d in decisions[:7]] == [0.5, 1, 2, 4, 8, 16, MAX_RETRY_DELAY]
-    assert "earlier version" in decisions[-1].error
+    def verdict(outcome: Outcome, **facts: Any) -> Verdict:
+        facts = {"delivered": 1, "failures": 0, "age": 0.0, **facts}
+        return decide(outcome, error="x", policy=policy, **facts).verdict
+
+    # Capped exponential backoff, without overflowing after thousands of offers.
+    assert [policy.backoff(n) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 16, MAX_RETRY_DELAY]
+    assert policy.backoff(100_000) == MAX_RETRY_DELAY
+    first = decide(Outcome.RETRY_LATER, error="x", delivered=1, failures=0, age=0, policy=policy)
+    assert (first.verdict, first.delay) == (Verdict.NAK, 0.5)
+    # Poison: dead on the max_deliver-th failure, whatever the server's count says.
+    assert verdict(Outcome.FAILED, failures=9, delivered=500) is Verdict.NAK
+    assert verdict(Outcome.FAILED, failures=10, delivered=10) is Verdict.DEAD
+    # RetryLater: never by count; only once both its age and its time in backoff pass the
+    # horizon. An old event first seen now (a consumer back from a long outage) waits on.
+    assert verdict(Outcome.RETRY_LATER, delivered=100, age=100.0) is Verdict.NAK
+    assert verdict(Outcome.RETRY_LATER, delivered=2, age=10 * 3600.0) is Verdict.NAK
+    assert verdict(Outcome.RETRY_LATER, delivered=150, age=3700.0) is Verdict.DEAD
+    assert policy.waited(150) >= 3600 > policy.waited(100)
+    # A server that will not deliver again: dead-letter now rather than lose it.
+    assert verdict(Outcome.RETRY_LATER, delivered=3, server_max_deliver=3) is Verdict.DEAD
+    assert verdict(Outcome.FAILED, failures=1, delivered=3, server_max_deliver=3) is Verdict.DEAD
+    assert verdict(Outcome.FAILED, failures=1, delivered=3, server_max_deliver=-1) is Verdict.NAK
+
+
+async def test_a_message_no_stream_would_store_is_refused_as_unpublishable(
+    make_bus: BusFactory,
+) -> None:
+    """Not "the bus is down" (the outbox would retry it forever) but "never as it is"."""
+    bus = await started(make_bus("tickets"))
+    with pytest.raises(Unpublishable):
+        await bus.publish_raw("nosuch.subject", b"{}", msg_id="x-1")
+    await bus.publish_raw("ticket.created", b"{}", msg_id="x-2")  # the bus itself is fine

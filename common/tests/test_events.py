@@ -9,6 +9,8 @@ from ticketing_common.events import (
     ExpirationComplete,
     OrderCancelled,
     OrderCancelledTicketRef,
+    OrderCompleted,
+    OrderCompletedTicketRef,
     OrderCreated,
     OrderStatus,
     OrderTicketRef,
@@ -39,6 +41,7 @@ SAMPLES = [
         ticket=OrderTicketRef(id="t1", price=19.99),
     ),
     OrderCancelled(id="o1", version=1, ticket=OrderCancelledTicketRef(id="t1")),
+    OrderCompleted(id="o2", version=1, ticket=OrderCompletedTicketRef(id="t2")),
     ExpirationComplete(order_id="o1"),
     PaymentCreated(id="p1", order_id="o1", stripe_id="pi_1"),
 ]
@@ -71,6 +74,8 @@ def test_the_envelope_carries_id_time_and_schema_version_in_camel_case() -> None
 def test_wire_subjects_use_dots_and_every_one_has_a_stream() -> None:
     assert Subject.TICKET_CREATED.wire == "ticket.created"
     assert Subject.from_wire("expiration.complete") is Subject.EXPIRATION_COMPLETE
+    assert Subject.ORDER_COMPLETED.wire == "order.completed"
+    assert stream_for(Subject.ORDER_COMPLETED.wire) == "ORDERS"
     assert {stream_for(s) for s in ALL_SUBJECTS} == {
         "USERS",
         "TICKETS",

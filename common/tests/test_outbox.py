@@ -1,14 +1,24 @@
 """The outbox: events written with the state change are published, even across outages."""
 
 import asyncio
+import io
 from typing import Any
 
 import pytest
 from bson import ObjectId
 
+from ticketing_common.bus.base import BusUnavailable
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated, new_event
-from ticketing_common.outbox import OUTBOX, PENDING, OutboxRelay, outbox_fields, with_outbox
+from ticketing_common.outbox import (
+    OUTBOX,
+    PENDING,
+    OutboxRelay,
+    list_aside,
+    outbox_fields,
+    requeue_aside,
+    with_outbox,
+)
 
 COLL = "tickets"
 
@@ -145,3 +155,143 @@ async def test_with_outbox_keeps_the_callers_own_add_to_set(any_db: Any, bus: In
     doc = await any_db[COLL].find_one({"_id": doc_id})
     assert doc["tags"] == ["a"]
     assert len(doc[OUTBOX]) == 1
+
+
+class RefusingBus(InMemoryBus):
+    """A healthy bus that refuses some events: with BusUnavailable (as a timeout on a
+    connected server would) or with an error that says the event can never be published."""
+
+    def __init__(self) -> None:
+        super().__init__("tickets")
+        self.unavailable_for: set[str] = set()
+        self.poison: set[str] = set()
+        self.attempts = 0
+
+    async def publish(self, event: Event[Any]) -> None:
+        self.attempts += 1
+        if event.id in self.unavailable_for:
+            raise BusUnavailable("publish timed out")
+        if event.id in self.poison:
+            raise ValueError("the bus will never take this one")
+        await super().publish(event)
+
+
+async def insert_many(db: Any, events: list[Event[Any]]) -> list[ObjectId]:
+    """One document per event, oldest first (ObjectIds grow with time)."""
+    ids = [ObjectId() for _ in events]
+    docs = [{"_id": i, "title": "a", **outbox_fields(e)} for i, e in zip(ids, events, strict=True)]
+    await db[COLL].insert_many(docs)
+    return ids
+
+
+async def test_a_fresh_document_is_not_starved_by_600_stuck_ones(any_db: Any) -> None:
+    """Before: the sweep took the same 500 pending documents every time, so the 601st never
+    had its turn."""
+    bus = RefusingBus()
+    stuck = [created() for _ in range(600)]
+    bus.unavailable_for = {e.id for e in stuck}
+    await insert_many(any_db, stuck)
+    fresh = created()
+    await insert(any_db, fresh)
+    relay = OutboxRelay(bus, any_db, [COLL])
+    for _ in range(2):
+        await relay.sweep()
+    assert [e.id for e in bus.published] == [fresh.id]
+    # Still pending, each gets its turn again (and goes out once the bus takes it).
+    bus.unavailable_for.clear()
+    for _ in range(2):
+        await relay.sweep()
+    assert len(bus.published) == 601
+    assert await any_db[COLL].count_documents({PENDING: True}) == 0
+
+
+async def test_entries_the_bus_refuses_are_set_aside_and_the_rest_publish(any_db: Any) -> None:
+    bus = RefusingBus()
+    poison = [created() for _ in range(600)]
+    bus.poison = {e.id for e in poison}
+    await insert_many(any_db, poison)
+    # One document whose middle entry is poison, and one that is not an event at all.
+    bad = updated(1)
+    bus.poison.add(bad.id)
+    mixed = await insert(any_db, created(), bad, updated(2))
+    await any_db[COLL].update_one(
+        {"_id": mixed},
+        {"$addToSet": {OUTBOX: {"id": "not-an-event", "subject": "nope:nope", "data": {}}}},
+    )
+    fresh = created()
+    await insert(any_db, fresh)
+    relay = OutboxRelay(bus, any_db, [COLL])
+    for _ in range(2):
+        await relay.sweep()
+    published = [e.id for e in bus.published]
+    assert fresh.id in published
+    assert [e.data.version for e in bus.published if e.id != fresh.id] == [0, 2]
+    assert await any_db[COLL].count_documents({PENDING: True}) == 0
+    doc = await any_db[COLL].find_one({"_id": mixed})
+    assert doc[OUTBOX] == []
+    aside = await list_aside(any_db)
+    assert len(aside) == 602
+    by_event = {a["entry"]["id"]: a for a in aside}
+    assert by_event[bad.id]["documentId"] == mixed
+    assert by_event[bad.id]["collection"] == COLL
+    assert "ValueError: the bus will never take this one" in by_event[bad.id]["error"]
+    assert "not a valid event" in by_event["not-an-event"]["error"]
+
+    # The cause is fixed: requeued, it goes out with the next sweep; requeued twice, once.
+    bus.poison.clear()
+    entry_id = by_event[bad.id]["_id"]
+    assert await requeue_aside(any_db, entry_id)
+    assert not await requeue_aside(any_db, entry_id)
+    await relay.sweep()
+    assert [e.id for e in bus.published].count(bad.id) == 1
+    assert len(await list_aside(any_db)) == 601
+
+
+async def test_the_sweep_stops_early_while_the_bus_is_down(any_db: Any) -> None:
+    bus = RefusingBus()
+    await insert_many(any_db, [created() for _ in range(5)])
+    bus.broker.available = False
+    relay = OutboxRelay(bus, any_db, [COLL])
+    assert await relay.sweep() == 0
+    assert bus.attempts == 1  # not one timeout per pending document
+    bus.broker.available = True
+    assert await relay.sweep() == 5
+
+
+@pytest.mark.connected
+async def test_the_command_lists_and_requeues_entries_set_aside(nx_mongo: Any) -> None:
+    from pymongo import AsyncMongoClient
+
+    from ticketing_common.deadletters import main
+
+    url = f"mongodb://{nx_mongo.url}"
+    client: AsyncMongoClient[Any] = AsyncMongoClient(url, tz_aware=True)
+    try:
+        db = client["tickets"]
+        bus = RefusingBus()
+        event = created()
+        bus.poison.add(event.id)
+        doc_id = await insert(db, event)
+        await OutboxRelay(bus, db, [COLL]).sweep()
+
+        async def run(*argv: str) -> tuple[int, str]:
+            out = io.StringIO()
+            args = ["outbox-aside", "--mongo-url", url, "--db", "tickets", *argv]
+            status = await asyncio.to_thread(main, args, out=out)
+            return status, out.getvalue()
+
+        status, text = await run()
+        assert status == 0
+        assert f"tickets:{doc_id}:{event.id}" in text
+        assert "ValueError" in text
+        assert text.splitlines()[-1] == "1 outbox entry set aside"
+        assert await run("--requeue", f"tickets:{doc_id}:{event.id}") == (
+            0,
+            f"requeued tickets:{doc_id}:{event.id}\n",
+        )
+        assert (await run())[1].splitlines()[-1] == "0 outbox entries set aside"
+        doc = await db[COLL].find_one({"_id": doc_id})
+        assert [e["id"] for e in doc[OUTBOX]] == [event.id]
+        assert doc[PENDING]
+    finally:
+        await client.close()

@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 from fastapi import APIRouter, BackgroundTasks, Query
 from pydantic import BeforeValidator
+from pymongo.errors import ServerSelectionTimeoutError
 
 from ticketing_common.auth import CurrentUser
 from ticketing_common.bus.memory import InMemoryBus
@@ -38,6 +39,11 @@ async def create(body: ThingCreate, user: CurrentUser) -> dict[str, Any]:
 @router.get("/boom")
 async def boom() -> None:
     raise RuntimeError("secret internals /etc/passwd")
+
+
+@router.get("/db-down")
+async def db_down() -> None:
+    raise ServerSelectionTimeoutError("127.0.0.1:1: connection refused")
 
 
 @router.get("/rule")
@@ -267,3 +273,37 @@ async def test_json_the_decoder_gives_up_on_is_400_invalid_json(
         400,
         {"errors": [{"message": "Request body must be valid JSON"}]},
     )
+
+
+async def test_a_database_outage_is_503_try_again_not_a_500(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    res = await client.get("/api/things/db-down")
+    assert (res.status_code, res.json()) == (
+        503,
+        {"errors": [{"message": "Service temporarily unavailable, try again"}]},
+    )
+    assert res.headers["retry-after"] == "1"
+    assert "connection refused" not in res.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_the_bus_is_built_with_the_retry_settings(mongo: Any) -> None:
+    from ticketing_common.bus import JetStreamBus
+
+    settings = ServiceSettings(
+        service_name="things",
+        environment="test",
+        jwt_key="k" * 40,
+        nats_url=f"nats://127.0.0.1:{free_port()}",  # nobody there: the bus keeps trying
+        nats_ack_wait_seconds=12,
+        nats_max_deliver=7,
+        nats_retry_delay_seconds=0.25,
+        nats_retry_horizon_seconds=600,
+    )
+    app = create_service_app(ServiceSpec(name="things", routers=[]), settings, mongo=mongo)
+    async with running(app):
+        bus = app.state.runtime.bus
+        assert isinstance(bus, JetStreamBus)
+        assert (bus.ack_wait, bus.policy.max_deliver, bus.policy.retry_delay) == (12, 7, 0.25)
+        assert bus.policy.horizon == 600

@@ -44,23 +44,41 @@ def test_the_secret_is_not_in_the_repr() -> None:
     assert "super-secret-value" not in repr(settings)
 
 
-def test_retries_must_outlast_the_redelivery_of_a_lost_message() -> None:
+def test_a_deferred_event_is_offered_longer_than_a_lost_delivery_takes_to_return(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The retry horizon bounds RetryLater; it must outlast a delivery lost with a crashed
+    process (back after ack_wait), whatever NATS_MAX_DELIVER (which now counts only poison)."""
     default = ServiceSettings(environment="development")
-    assert default.nats_retry_budget_seconds > 2 * default.nats_ack_wait_seconds
-    with pytest.raises(ValidationError, match="NATS_MAX_DELIVER"):
+    assert default.nats_retry_horizon_seconds == 3600
+    assert default.nats_retry_horizon_seconds > 2 * default.nats_ack_wait_seconds
+    with pytest.raises(ValidationError, match="NATS_RETRY_HORIZON_SECONDS"):
         ServiceSettings(
-            environment="development",
-            nats_max_deliver=8,
-            nats_retry_delay_seconds=0.1,
-            nats_ack_wait_seconds=30,
+            environment="development", nats_retry_horizon_seconds=60, nats_ack_wait_seconds=30
         )
-    ok = ServiceSettings(
-        environment="development",
-        nats_max_deliver=9,
-        nats_retry_delay_seconds=0.1,
-        nats_ack_wait_seconds=5,
+    # Few deliveries for poison no longer cut a deferred event short: valid.
+    few = ServiceSettings(
+        environment="development", nats_max_deliver=2, nats_retry_delay_seconds=0.1
     )
-    assert ok.nats_retry_budget_seconds == pytest.approx(25.5)
+    assert few.nats_retry_horizon_seconds == 3600
+    monkeypatch.setenv("NATS_RETRY_HORIZON_SECONDS", "120")
+    assert ServiceSettings(environment="development").nats_retry_horizon_seconds == 120
+
+
+def test_the_poison_budget_is_the_backoff_of_max_deliver_failures() -> None:
+    settings = ServiceSettings(
+        environment="development", nats_max_deliver=9, nats_retry_delay_seconds=0.1
+    )
+    # 0.1 + 0.2 + ... + 12.8: the waits between 9 failed deliveries.
+    assert settings.nats_retry_budget_seconds == pytest.approx(25.5)
+
+
+@pytest.mark.parametrize(
+    "field", ["nats_max_deliver", "nats_ack_wait_seconds", "nats_retry_delay_seconds"]
+)
+def test_retry_settings_must_be_positive(field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        ServiceSettings(environment="development", **{field: 0})
 
 
 @pytest.mark.parametrize("environment", ["production", "test"])

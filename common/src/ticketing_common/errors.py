@@ -11,10 +11,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ticketing_common.bus.base import is_infrastructure_failure
+
 log = logging.getLogger("ticketing.errors")
 
 SERVER_ERROR = "Something went wrong on our side"
 INVALID_JSON = "Request body must be valid JSON"
+UNAVAILABLE = "Service temporarily unavailable, try again"
 FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 
@@ -146,13 +149,19 @@ class UnhandledErrors:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
             if started:
                 # Half a response is out: only closing the connection can tell the client, and
                 # the server does that (and logs the error) when the exception reaches it.
                 raise
-            log.exception(
-                "unhandled error", extra={"path": scope.get("path"), "method": scope.get("method")}
-            )
-            response = JSONResponse(error_body(SERVER_ERROR), status_code=500)
+            where = {"path": scope.get("path"), "method": scope.get("method")}
+            if is_infrastructure_failure(exc):
+                # Our database or bus is down: not a bug, and the client may simply try again.
+                log.warning("dependency unavailable", extra={**where, "error": repr(exc)})
+                response = JSONResponse(
+                    error_body(UNAVAILABLE), status_code=503, headers={"Retry-After": "1"}
+                )
+            else:
+                log.exception("unhandled error", extra=where)
+                response = JSONResponse(error_body(SERVER_ERROR), status_code=500)
             await response(scope, receive, send)

@@ -27,6 +27,7 @@ class Subject(StrEnum):
     TICKET_UPDATED = "ticket:updated"
     ORDER_CREATED = "order:created"
     ORDER_CANCELLED = "order:cancelled"
+    ORDER_COMPLETED = "order:completed"
     EXPIRATION_COMPLETE = "expiration:complete"
     PAYMENT_CREATED = "payment:created"
 
@@ -112,6 +113,19 @@ class OrderCancelled(EventData):
     ticket: OrderCancelledTicketRef
 
 
+class OrderCompletedTicketRef(EventData):
+    id: str
+
+
+class OrderCompleted(EventData):
+    """Orders' decision that a payment completes the order: payments captures the charge."""
+
+    subject = Subject.ORDER_COMPLETED
+    id: str
+    version: int
+    ticket: OrderCompletedTicketRef
+
+
 class ExpirationComplete(EventData):
     subject = Subject.EXPIRATION_COMPLETE
     order_id: str
@@ -133,6 +147,7 @@ EVENT_TYPES: dict[Subject, type[EventData]] = {
         TicketUpdated,
         OrderCreated,
         OrderCancelled,
+        OrderCompleted,
         ExpirationComplete,
         PaymentCreated,
     )

@@ -33,6 +33,9 @@ def connect(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
         tz_aware=True,
         serverSelectionTimeoutMS=3000,
         connectTimeoutMS=3000,
+        # A server that stops answering (paused, partitioned) fails the operation instead of
+        # hanging it forever; our slowest query takes milliseconds.
+        socketTimeoutMS=10000,
     )
 
 

@@ -11,22 +11,38 @@ The relay then publishes them and removes them from the document:
   out, or the process died between the write and the publish.
 An event may therefore be published more than once; JetStream drops repeats of an id within its
 de-duplication window, and every handler is idempotent for the rest.
+
+The sweep goes through pending documents oldest first (by `_id`), a batch at a time, continuing
+after the last document it saw and wrapping around at the end: a document whose events cannot go
+out does not keep the others from their turn. When the bus is down it stops early (every publish
+would fail) and carries on from there next time.
+
+An entry the bus refuses while it is healthy (not a valid event, a subject no stream holds, too
+large: anything but BusUnavailable or another infrastructure failure) can never be published as
+it is. It is moved aside, into the `outbox_aside` collection (with its document, error and time;
+logged at error), so it blocks neither its document's later events nor the sweep.
+`python -m ticketing_common.deadletters outbox-aside` lists those entries and requeues one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
-from ticketing_common.bus.base import Bus, BusUnavailable
+from ticketing_common.bus.base import Bus, BusUnavailable, is_infrastructure_failure
 from ticketing_common.events import Event, from_document, to_document
 
 log = logging.getLogger("ticketing.outbox")
 
 OUTBOX = "_outbox"
 PENDING = "_outboxPending"
+ASIDE = "outbox_aside"
+SWEEP_BATCH = 500
 
 
 def outbox_fields(*events: Event[Any]) -> dict[str, Any]:
@@ -56,6 +72,32 @@ def strip_outbox(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in (OUTBOX, PENDING)}
 
 
+def _entry_id(collection: str, doc_id: Any, raw: Any) -> str:
+    """A stable id for an entry set aside: setting the same entry aside twice stores it once."""
+    event_id = raw.get("id") if isinstance(raw, dict) else None
+    if not isinstance(event_id, str):
+        event_id = hashlib.sha256(repr(raw).encode()).hexdigest()[:24]
+    return f"{collection}:{doc_id}:{event_id}"
+
+
+async def list_aside(db: Any) -> list[dict[str, Any]]:
+    """The outbox entries set aside in this database, oldest first."""
+    return [d async for d in db[ASIDE].find({}).sort("at", 1)]
+
+
+async def requeue_aside(db: Any, entry_id: str) -> bool:
+    """Put an entry set aside back into its document's outbox (once its cause is fixed); the
+    relay's next sweep publishes it. False if there is no such entry."""
+    entry = await db[ASIDE].find_one({"_id": entry_id})
+    if entry is None:
+        return False
+    await db[entry["collection"]].update_one(
+        {"_id": entry["documentId"]}, with_outbox({}, from_document(entry["entry"]))
+    )
+    await db[ASIDE].delete_one({"_id": entry_id})
+    return True
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -64,14 +106,18 @@ class OutboxRelay:
         collections: list[str],
         *,
         sweep_seconds: float = 1.0,
+        sweep_batch: int = SWEEP_BATCH,
     ) -> None:
         self.bus = bus
         self.db = db
         self.collections = collections
         self.sweep_seconds = sweep_seconds
+        self.sweep_batch = sweep_batch
         self._locks: dict[tuple[str, Any], asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[int]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        # Per collection: the `_id` of the last document the sweep looked at.
+        self._cursors: dict[str, Any] = {}
 
     def kick(self, collection: str, doc_id: Any) -> None:
         """Publish this document's pending events now, without making the caller wait."""
@@ -81,17 +127,21 @@ class OutboxRelay:
 
     async def flush(self, collection: str, doc_id: Any) -> int:
         """Publish one document's pending events in order; returns how many went out."""
-        key = (collection, doc_id)
-        lock = self._locks.setdefault(key, asyncio.Lock())
         try:
-            async with lock:
-                return await self._flush_locked(collection, doc_id)
+            return await self._flush(collection, doc_id)
         except BusUnavailable as exc:
             log.info("outbox publish deferred", extra={"collection": collection, "error": str(exc)})
             return 0
         except Exception:
             log.exception("outbox flush failed", extra={"collection": collection})
             return 0
+
+    async def _flush(self, collection: str, doc_id: Any) -> int:
+        key = (collection, doc_id)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._flush_locked(collection, doc_id)
         finally:
             if not lock.locked():
                 self._locks.pop(key, None)
@@ -102,28 +152,99 @@ class OutboxRelay:
         if doc is None:
             return 0
         pending = doc.get(OUTBOX) or []
-        sent: list[str] = []
+        done: list[Any] = []  # ids of the entries published or set aside
+        odd: list[Any] = []  # entries set aside that have no id (not even a document)
+        sent = 0
         try:
             for raw in pending:
-                await self.bus.publish(from_document(raw))
-                sent.append(raw["id"])
+                try:
+                    await self.bus.publish(from_document(raw))
+                except BusUnavailable:
+                    raise
+                except Exception as exc:
+                    if is_infrastructure_failure(exc):
+                        raise BusUnavailable(f"publish failed: {exc!r}") from exc
+                    await self._set_aside(collection, doc_id, raw, exc)
+                else:
+                    sent += 1
+                if isinstance(raw, dict) and "id" in raw:
+                    done.append(raw["id"])
+                else:
+                    odd.append(raw)
         finally:
-            if sent:
-                await coll.update_one({"_id": doc_id}, {"$pull": {OUTBOX: {"id": {"$in": sent}}}})
+            if done:
+                await coll.update_one({"_id": doc_id}, {"$pull": {OUTBOX: {"id": {"$in": done}}}})
+            if odd:
+                await coll.update_one({"_id": doc_id}, {"$pull": {OUTBOX: {"$in": odd}}})
         # Clear the flag only if nothing new was pushed meanwhile (the filter checks emptiness
         # and the update is atomic with it).
         await coll.update_one({"_id": doc_id, OUTBOX: {"$size": 0}}, {"$set": {PENDING: False}})
-        return len(sent)
+        return sent
+
+    async def _set_aside(self, collection: str, doc_id: Any, raw: Any, exc: Exception) -> None:
+        from pymongo.errors import DuplicateKeyError
+
+        entry_id = _entry_id(collection, doc_id, raw)
+        error = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "outbox entry set aside: the bus refuses it",
+            extra={"collection": collection, "entry": entry_id, "error": error},
+        )
+        # A duplicate: set aside before, by a flush that died before removing it from the outbox.
+        with contextlib.suppress(DuplicateKeyError):
+            await self.db[ASIDE].insert_one(
+                {
+                    "_id": entry_id,
+                    "collection": collection,
+                    "documentId": doc_id,
+                    # As stored (JSON types), so it can be requeued as it was.
+                    "entry": json.loads(json.dumps(raw, default=str)),
+                    "error": error[:2000],
+                    "at": datetime.now(UTC),
+                }
+            )
 
     async def sweep(self) -> int:
-        """Publish everything still pending, in every collection; returns how many went out."""
+        """Publish what is pending, a batch per collection, oldest first from where the last
+        sweep stopped; returns how many events went out."""
         total = 0
         for name in self.collections:
-            cursor = self.db[name].find({PENDING: True}, {"_id": 1}).limit(500)
-            ids = [d["_id"] async for d in cursor]
-            for doc_id in ids:
-                total += await self.flush(name, doc_id)
+            sent, bus_down = await self._sweep_collection(name)
+            total += sent
+            if bus_down:
+                break
         return total
+
+    async def _pending_ids(self, name: str) -> list[Any]:
+        coll, after = self.db[name], self._cursors.get(name)
+        query: dict[str, Any] = {PENDING: True}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = coll.find(query, {"_id": 1}).sort("_id", 1).limit(self.sweep_batch)
+        ids = [d["_id"] async for d in cursor]
+        if len(ids) < self.sweep_batch and after is not None:
+            # Wrap around: the oldest ones again, up to where this batch began.
+            rest = self.sweep_batch - len(ids)
+            head = coll.find({PENDING: True, "_id": {"$lte": after}}, {"_id": 1})
+            ids += [d["_id"] async for d in head.sort("_id", 1).limit(rest)]
+        return ids
+
+    async def _sweep_collection(self, name: str) -> tuple[int, bool]:
+        sent = 0
+        for doc_id in await self._pending_ids(name):
+            # Past this document whatever happens to it: the next sweep goes on from there.
+            self._cursors[name] = doc_id
+            try:
+                sent += await self._flush(name, doc_id)
+            except BusUnavailable as exc:
+                if not await self.bus.ready():
+                    log.info("outbox sweep paused: bus down", extra={"error": str(exc)})
+                    return sent, True
+                # The bus is up but refused this one (a timeout): its turn comes again.
+                log.warning("outbox publish failed", extra={"collection": name, "error": str(exc)})
+            except Exception:
+                log.exception("outbox flush failed", extra={"collection": name})
+        return sent, False
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -120,8 +120,11 @@ def create_service_app(
         if spec.uses_mongo:
             client = mongo if mongo is not None else connect(settings.mongo_url, app_name=spec.name)
             db = client[settings.mongo_db]
-            # The relay's sweep looks for pending events every second: indexed, not a scan.
-            outbox_indexes = [IndexSpec(c, [(PENDING, 1)]) for c in spec.outbox_collections]
+            # The relay's sweep looks for pending events every second, oldest first: indexed,
+            # not a scan (nx-27017 gets the key without `_id`, see ensure_indexes).
+            outbox_indexes = [
+                IndexSpec(c, [(PENDING, 1), ("_id", 1)]) for c in spec.outbox_collections
+            ]
             await ensure_indexes(db, [*spec.indexes, *outbox_indexes])
         the_bus: Bus = (
             bus
@@ -132,6 +135,7 @@ def create_service_app(
                 ack_wait=settings.nats_ack_wait_seconds,
                 max_deliver=settings.nats_max_deliver,
                 retry_delay=settings.nats_retry_delay_seconds,
+                retry_horizon=settings.nats_retry_horizon_seconds,
             )
         )
         relay = OutboxRelay(

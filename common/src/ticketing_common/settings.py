@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Only ever used when ENVIRONMENT=development (the default for a laptop); any other environment
@@ -32,14 +32,20 @@ class ServiceSettings(BaseSettings):
     mongo_db: str = ""
 
     nats_url: str = "nats://127.0.0.1:4222"
-    # How long JetStream waits for an ack before redelivering, and how many deliveries a message
-    # gets before it is dead-lettered (flaw 3: the old app redelivered failures forever).
-    nats_ack_wait_seconds: float = 30.0
-    # With the retry delay doubling from 0.5 s up to 30 s, 20 deliveries give an out-of-order
-    # event (or a dependency that is briefly down) about 7 minutes before it is dead-lettered.
-    nats_max_deliver: int = 20
-    # First delay before a failed or out-of-order event is offered again; doubles each time.
-    nats_retry_delay_seconds: float = 0.5
+    # How long JetStream waits for an ack (or a progress signal: the bus sends one every third
+    # of it while a handler runs) before it redelivers to another process.
+    nats_ack_wait_seconds: float = Field(default=30.0, gt=0)
+    # Failed deliveries (a handler bug, undecodable bytes) before an event is dead-lettered
+    # (flaw 3: the old app redelivered failures forever). Only poison counts: an unreachable
+    # dependency holds the event without using up deliveries, and an event that came too early
+    # (RetryLater) is bounded by the horizon below instead.
+    nats_max_deliver: int = Field(default=20, ge=1)
+    # First delay before a failed or out-of-order event is offered again; doubles each time, up
+    # to 30 s.
+    nats_retry_delay_seconds: float = Field(default=0.5, gt=0)
+    # How long an event that keeps coming too early (RetryLater: its predecessor is not there)
+    # is offered again before it is dead-lettered for an operator to look at.
+    nats_retry_horizon_seconds: float = Field(default=3600.0, gt=0)
 
     jwt_key: SecretStr | None = None
     jwt_ttl_seconds: int = 60 * 60 * 24
@@ -55,25 +61,23 @@ class ServiceSettings(BaseSettings):
 
     @property
     def nats_retry_budget_seconds(self) -> float:
-        """How long an event can keep being offered again before it is dead-lettered."""
-        from ticketing_common.bus.base import MAX_RETRY_DELAY
+        """How long a failing (poison) event keeps being offered before it is dead-lettered."""
+        from ticketing_common.bus.base import RetryPolicy
 
-        return float(
-            sum(
-                min(self.nats_retry_delay_seconds * 2.0**n, MAX_RETRY_DELAY)
-                for n in range(self.nats_max_deliver - 1)
-            )
+        policy = RetryPolicy(
+            max_deliver=self.nats_max_deliver, retry_delay=self.nats_retry_delay_seconds
         )
+        return policy.waited(self.nats_max_deliver)
 
     @model_validator(mode="after")
     def _retries_outlast_a_lost_delivery(self) -> ServiceSettings:
         # A delivery lost with a crashed process comes back only after ack_wait; an event that
-        # waits for it (the next version) must still be retrying then, or it is dead-lettered
-        # and the replica is stuck one version behind.
-        if self.nats_retry_budget_seconds <= 2 * self.nats_ack_wait_seconds:
+        # waits for it (the next version, deferred with RetryLater) must still be offered then,
+        # or it is dead-lettered and the replica is stuck one version behind. Poison is not
+        # concerned: what fails because a dependency is down is held, not counted.
+        if self.nats_retry_horizon_seconds <= 2 * self.nats_ack_wait_seconds:
             raise ValueError(
-                "NATS_MAX_DELIVER and NATS_RETRY_DELAY_SECONDS must give retries that last more "
-                "than twice NATS_ACK_WAIT_SECONDS"
+                "NATS_RETRY_HORIZON_SECONDS must be more than twice NATS_ACK_WAIT_SECONDS"
             )
         return self
 

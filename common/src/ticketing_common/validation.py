@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
+
+from ticketing_common.money import MoneyError, to_decimal
 
 # Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is not knowable
 # at sign-up; this only rejects what is clearly not an address.
@@ -99,21 +101,19 @@ def text_check(
 
 
 def money_check(message: str, *, maximum: Decimal = Decimal("1000000")) -> Callable[[Any], Decimal]:
-    """A positive amount in dollars with at most two decimals, as an exact Decimal."""
+    """A positive amount in dollars, exact to the cent (the one policy of `money`)."""
 
     def check(value: Any) -> Decimal:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        if not isinstance(value, (int, float, str)):
             raise _fail(message)
         try:
-            # str() first: Decimal(19.99) is 19.989999..., Decimal("19.99") is exact.
-            amount = Decimal(str(value).strip())
-        except InvalidOperation:
+            amount = to_decimal(value)
+        except (MoneyError, ValueError):
+            # ValueError too: str() of an int of thousands of digits refuses.
             raise _fail(message) from None
-        if not amount.is_finite() or amount <= 0 or amount > maximum:
+        if not 0 < amount <= maximum:
             raise _fail(message)
-        if amount != amount.quantize(Decimal("0.01")):
-            raise _fail(message)
-        return amount.quantize(Decimal("0.01"))
+        return amount
 
     return check
 

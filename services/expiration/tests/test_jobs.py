@@ -40,12 +40,10 @@ async def received(nats_server: ServerProcess) -> AsyncIterator[Received]:
     await bus.close()
 
 
-def run_expire(
-    order_id: str, *, redis: Any, nats_url: str, expires_at: datetime | None = None
-) -> str:
+def run_expire(order_id: str, *, redis: Any, nats_url: str, due_at: datetime | None = None) -> str:
     return jobs.expire(
         order_id,
-        expires_at or datetime.now(UTC) - timedelta(seconds=1),
+        due_at or datetime.now(UTC) - timedelta(seconds=1),
         redis=redis,
         nats_url=nats_url,
         connect_timeout=3,
@@ -100,13 +98,13 @@ def test_the_job_of_a_cancelled_order_publishes_nothing(redis: fakeredis.FakeRed
     assert run_expire("order-1", redis=redis, nats_url=url) == "cancelled"
 
 
-def test_a_job_that_runs_early_waits_for_expires_at(redis: fakeredis.FakeRedis) -> None:
+def test_a_job_that_runs_early_waits_until_it_is_due(redis: fakeredis.FakeRedis) -> None:
     """RQ schedules to the whole second, so a job may start before its expiresAt."""
     redis.set(repository.cancelled_key("order-1"), b"1")
-    expires_at = datetime.now(UTC) + timedelta(seconds=0.4)
+    due_at = datetime.now(UTC) + timedelta(seconds=0.4)
     url = f"nats://127.0.0.1:{free_port()}"
-    run_expire("order-1", redis=redis, nats_url=url, expires_at=expires_at)
-    assert datetime.now(UTC) >= expires_at
+    run_expire("order-1", redis=redis, nats_url=url, due_at=due_at)
+    assert datetime.now(UTC) >= due_at
 
 
 def test_an_early_wait_is_bounded(redis: fakeredis.FakeRedis) -> None:
@@ -114,5 +112,5 @@ def test_an_early_wait_is_bounded(redis: fakeredis.FakeRedis) -> None:
     url = f"nats://127.0.0.1:{free_port()}"
     started_at = time.monotonic()
     far = datetime.now(UTC) + timedelta(hours=1)
-    run_expire("order-1", redis=redis, nats_url=url, expires_at=far)
+    run_expire("order-1", redis=redis, nats_url=url, due_at=far)
     assert time.monotonic() - started_at < jobs.MAX_EARLY_SECONDS + 0.5

@@ -1,4 +1,5 @@
-"""order:created schedules the expiry job at expiresAt, once; order:cancelled drops it."""
+"""order:created schedules the expiry job at expiresAt plus the grace, once; order:cancelled
+drops it."""
 
 import threading
 from datetime import UTC, datetime, timedelta
@@ -7,6 +8,7 @@ import fakeredis
 import httpx
 import pytest
 from bson import ObjectId
+from pydantic import ValidationError
 from rq import Queue
 from rq.job import JobStatus
 from rq.utils import current_timestamp, import_attribute
@@ -51,8 +53,14 @@ def scheduled_ids(queue: Queue) -> list[str]:
     return ids
 
 
+GRACE = timedelta(seconds=5)  # EXPIRY_GRACE_SECONDS' default
+
+
 @pytest.mark.usefixtures("client")
-async def test_order_created_schedules_a_job_at_expires_at(bus: InMemoryBus, queue: Queue) -> None:
+async def test_order_created_schedules_a_job_at_expires_at_plus_the_grace(
+    bus: InMemoryBus, queue: Queue
+) -> None:
+    """A payment accepted at expiresAt reaches orders before the expiry does."""
     event = order_created(expires_in=600)
     await bus.publish(event)
     await bus.drain()
@@ -60,12 +68,37 @@ async def test_order_created_schedules_a_job_at_expires_at(bus: InMemoryBus, que
     order_id = event.data.id
     assert scheduled_ids(queue) == [f"expire-{order_id}"]
     due = queue.scheduled_job_registry.get_scheduled_time(f"expire-{order_id}")
-    assert abs((due - event.data.expires_at).total_seconds()) < 1
+    assert abs((due - (event.data.expires_at + GRACE)).total_seconds()) < 1
     job = queue.fetch_job(f"expire-{order_id}")
     assert job is not None
     assert job.get_status() == JobStatus.SCHEDULED
     assert job.func_name == repository.EXPIRE_JOB
-    assert job.args == [order_id, event.data.expires_at.isoformat()]
+    assert job.args == [order_id, (event.data.expires_at + GRACE).isoformat()]
+
+
+@pytest.mark.parametrize("grace", [0.0, 12.5])
+async def test_the_grace_is_a_setting(
+    settings: Settings, redis: fakeredis.FakeRedis, grace: float
+) -> None:
+    bus = InMemoryBus("expiration")
+    custom = settings.model_copy(update={"expiry_grace_seconds": grace})
+    async with running(create_app(custom, bus=bus, redis=redis)):
+        event = order_created(expires_in=600)
+        await bus.publish(event)
+        await bus.drain()
+    queue = repository.make_queue(redis, settings.queue_name)
+    job = queue.fetch_job(repository.job_id_for(event.data.id))
+    assert job is not None
+    assert job.args[1] == (event.data.expires_at + timedelta(seconds=grace)).isoformat()
+
+
+def test_the_grace_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(environment="development").expiry_grace_seconds == 5
+    monkeypatch.setenv("EXPIRY_GRACE_SECONDS", "2.5")
+    assert Settings(environment="development").expiry_grace_seconds == 2.5
+    monkeypatch.setenv("EXPIRY_GRACE_SECONDS", "-1")
+    with pytest.raises(ValidationError):
+        Settings(environment="development")
 
 
 def test_the_job_is_the_worker_importable_function() -> None:
@@ -99,7 +132,7 @@ async def test_a_duplicate_order_created_schedules_once(bus: InMemoryBus, queue:
 
     assert scheduled_ids(queue) == [f"expire-{first.data.id}"]
     due = queue.scheduled_job_registry.get_scheduled_time(f"expire-{first.data.id}")
-    assert abs((due - first.data.expires_at).total_seconds()) < 1
+    assert abs((due - (first.data.expires_at + GRACE)).total_seconds()) < 1
 
 
 def test_concurrent_scheduling_of_one_order_schedules_once(queue: Queue) -> None:
@@ -109,7 +142,7 @@ def test_concurrent_scheduling_of_one_order_schedules_once(queue: Queue) -> None
 
     def schedule() -> None:
         start.wait()
-        results.append(repository.schedule_expiry(queue, order_id="o1", expires_at=expires_at))
+        results.append(repository.schedule_expiry(queue, order_id="o1", due_at=expires_at))
 
     threads = [threading.Thread(target=schedule) for _ in range(8)]
     for t in threads:
@@ -179,7 +212,7 @@ def test_cancel_leaves_a_job_already_handed_to_a_worker(
     queue: Queue, redis: fakeredis.FakeRedis
 ) -> None:
     """Past the schedule the job is the worker's; the marker stops it from publishing."""
-    repository.schedule_expiry(queue, order_id="o2", expires_at=datetime.now(UTC))
+    repository.schedule_expiry(queue, order_id="o2", due_at=datetime.now(UTC))
     queue.scheduled_job_registry.remove("expire-o2")  # as the scheduler does when promoting it
     assert not repository.cancel_expiry(queue, order_id="o2")
     assert queue.fetch_job("expire-o2") is not None

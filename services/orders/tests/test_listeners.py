@@ -21,7 +21,7 @@ from ticketing_common.events import (
     TicketUpdated,
     new_event,
 )
-from ticketing_common.testing import published
+from ticketing_common.testing import eventually, published
 from ticketing_orders import listeners
 from ticketing_orders.settings import Settings
 
@@ -103,7 +103,6 @@ async def test_ticket_created_adds_the_ticket_to_the_replica(
         "priceCents": 1999,
         "version": 0,
         "reservedBy": None,
-        "reservedAt": None,
     }
     await no_dead_letters(bus)
 
@@ -288,11 +287,36 @@ async def test_payment_created_completes_the_order(
     db: Any,
 ) -> None:
     me = user_headers()
-    placed = await place_order(client, me, await ticket_on_sale())
+    ticket_id = await ticket_on_sale()
+    placed = await place_order(client, me, ticket_id)
     await publish(bus, paid(placed["id"]))
     assert await order_status(db, placed["id"]) == ("complete", 1)
     shown = (await client.get(f"/api/orders/{placed['id']}", headers=me)).json()
     assert (shown["status"], shown["version"]) == ("complete", 1)
+    # Orders' decision, for payments to capture: the order's new version, through the outbox.
+    (event,) = await published(bus, Subject.ORDER_COMPLETED, 1)
+    assert (event.data.id, event.data.version, event.data.ticket.id) == (placed["id"], 1, ticket_id)
+
+    async def outbox_emptied() -> bool:
+        doc = await db["orders"].find_one({"_id": ObjectId(placed["id"])})
+        return doc["_outbox"] == [] and doc["_outboxPending"] is False
+
+    await eventually(outbox_emptied)
+    await no_dead_letters(bus)
+
+
+async def test_a_duplicate_payment_created_completes_once(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    bus: InMemoryBus,
+    db: Any,
+) -> None:
+    placed = await place_order(client, user_headers(), await ticket_on_sale())
+    # Redelivered under new envelope ids: JetStream's de-duplication cannot hide them.
+    await publish(bus, paid(placed["id"]), paid(placed["id"]), paid(placed["id"]))
+    assert await order_status(db, placed["id"]) == ("complete", 1)
+    await published(bus, Subject.ORDER_COMPLETED, 1)
     await no_dead_letters(bus)
 
 
@@ -304,12 +328,18 @@ async def test_a_cancelled_order_never_becomes_complete(
     db: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """The payment was authorized while the cancel was on its way: the order stays cancelled,
+    nothing announces it complete (so nothing is captured); payments voids on order:cancelled."""
     me = user_headers()
     placed = await place_order(client, me, await ticket_on_sale())
     assert (await client.delete(f"/api/orders/{placed['id']}", headers=me)).status_code == 204
-    await publish(bus, paid(placed["id"]))
+    with caplog.at_level(logging.INFO, logger="ticketing.orders"):
+        await publish(bus, paid(placed["id"]))
     assert await order_status(db, placed["id"]) == ("cancelled", 1)
-    assert any("refund" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert any("voided by payments" in r.getMessage() for r in caplog.records)
+    await published(bus, Subject.ORDER_COMPLETED, 0)
+    (cancelled,) = await published(bus, Subject.ORDER_CANCELLED, 1)
+    assert (cancelled.data.id, cancelled.data.version) == (placed["id"], 1)
     await no_dead_letters(bus)
 
 
@@ -361,6 +391,8 @@ async def test_every_handler_copes_with_duplicates_and_disorder(
 
     (event,) = await published(bus, Subject.ORDER_CANCELLED, 1)
     assert event.data.id == second["id"]
+    (done,) = await published(bus, Subject.ORDER_COMPLETED, 1)
+    assert (done.data.id, done.data.version) == (first["id"], 1)
     await no_dead_letters(bus)
 
 
@@ -377,8 +409,10 @@ async def test_payment_and_expiry_racing_end_consistently(
     status, version = await order_status(db, placed["id"])
     assert version == 1
     cancelled = await published(bus, Subject.ORDER_CANCELLED, 1 if status == "cancelled" else 0)
+    completed = await published(bus, Subject.ORDER_COMPLETED, 1 if status == "complete" else 0)
     assert status in ("complete", "cancelled")
     assert len(cancelled) == (status == "cancelled")
+    assert len(completed) == (status == "complete")
     await no_dead_letters(bus)
 
 
@@ -402,27 +436,50 @@ async def test_a_reservation_of_a_cancelled_order_is_taken_over(
     assert ticket["reservedBy"] == nxt["id"]
 
 
-async def test_a_reservation_without_an_order_is_taken_over_only_when_stale(
+async def test_a_reservation_naming_an_order_that_does_not_exist_is_taken_over(
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     ticket_on_sale: TicketFactory,
     db: Any,
 ) -> None:
-    """The process died between reserving the ticket and inserting the order."""
+    """Its order was withdrawn by a buyer who then died before taking the ticket over."""
     ticket_id = await ticket_on_sale()
-    ghost = str(ObjectId())
-    now = datetime.now(UTC)
-    await db["tickets"].update_one(
-        {"_id": ticket_id}, {"$set": {"reservedBy": ghost, "reservedAt": now}}
-    )
-    res = await client.post("/api/orders", json={"ticketId": ticket_id}, headers=user_headers())
-    assert res.status_code == 400  # may be a request still inserting its order
-
-    await db["tickets"].update_one(
-        {"_id": ticket_id}, {"$set": {"reservedAt": now - timedelta(seconds=31)}}
-    )
+    await db["tickets"].update_one({"_id": ticket_id}, {"$set": {"reservedBy": str(ObjectId())}})
     placed = await place_order(client, user_headers(), ticket_id)
     assert (await db["tickets"].find_one({"_id": ticket_id}))["reservedBy"] == placed["id"]
+
+
+async def test_an_unconfirmed_holder_is_taken_over_and_never_shown(
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
+    db: Any,
+    bus: InMemoryBus,
+) -> None:
+    """The buyer's process died between reserving the ticket and confirming its order."""
+    ticket_id = await ticket_on_sale()
+    ghost_buyer = user_headers()
+    ghost = ObjectId()
+    await db["orders"].insert_one(
+        {
+            "_id": ghost,
+            "userId": "someone",
+            "status": "created",
+            "expiresAt": datetime.now(UTC) + timedelta(minutes=5),
+            "version": 0,
+            "ticketId": ticket_id,
+            "confirmed": False,
+            "_outbox": [],
+            "_outboxPending": False,
+        }
+    )
+    await db["tickets"].update_one({"_id": ticket_id}, {"$set": {"reservedBy": str(ghost)}})
+    assert (await client.get(f"/api/orders/{ghost}", headers=ghost_buyer)).status_code == 404
+    placed = await place_order(client, user_headers(), ticket_id)
+    assert (await db["tickets"].find_one({"_id": ticket_id}))["reservedBy"] == placed["id"]
+    assert await db["orders"].find_one({"_id": ghost}) is None
+    (announced,) = await published(bus, Subject.ORDER_CREATED, 1)
+    assert announced.data.id == placed["id"]
 
 
 async def test_a_failed_order_insert_releases_the_reservation(

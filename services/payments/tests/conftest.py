@@ -12,6 +12,8 @@ from ticketing_common.events import (
     Event,
     OrderCancelled,
     OrderCancelledTicketRef,
+    OrderCompleted,
+    OrderCompletedTicketRef,
     OrderCreated,
     OrderStatus,
     OrderTicketRef,
@@ -102,6 +104,12 @@ def order_cancelled_event(order_id: str, *, version: int = 1) -> Event[OrderCanc
     )
 
 
+def order_completed_event(order_id: str, *, version: int = 1) -> Event[OrderCompleted]:
+    return new_event(
+        OrderCompleted(id=order_id, version=version, ticket=OrderCompletedTicketRef(id="t"))
+    )
+
+
 # Test modules cannot import this one (importlib mode): the builders travel as fixtures.
 @pytest.fixture
 def created_event() -> Callable[..., Event[OrderCreated]]:
@@ -111,6 +119,11 @@ def created_event() -> Callable[..., Event[OrderCreated]]:
 @pytest.fixture
 def cancelled_event() -> Callable[..., Event[OrderCancelled]]:
     return order_cancelled_event
+
+
+@pytest.fixture
+def completed_event() -> Callable[..., Event[OrderCompleted]]:
+    return order_completed_event
 
 
 @pytest.fixture

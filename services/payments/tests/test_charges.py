@@ -1,5 +1,5 @@
 """The Stripe client: aimed where the settings say, and nowhere else; one PaymentIntent per
-order; exact cents; keys."""
+order, authorized, then captured or voided once; exact cents; keys."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -8,17 +8,19 @@ import pytest
 import stripe
 from pydantic import SecretStr
 
+from ticketing_common.bus import DependencyUnavailable
 from ticketing_common.errors import BadRequestError, UpstreamError
 from ticketing_fakestripe import FakeStripeServer
 from ticketing_payments.charges import (
+    AUTHORIZED,
     HTTPXClient,
     Intent,
     StripeCharger,
+    capture_key,
     confirm_key,
     intent_key,
-    refund_key,
+    void_key,
 )
-from ticketing_payments.money import to_cents
 from ticketing_payments.settings import Settings
 
 
@@ -40,9 +42,10 @@ class RecordingClient(HTTPXClient):
 
 
 async def pay(charger: StripeCharger, order_id: str, token: str, amount_cents: int) -> str:
-    """What the route does with Stripe: the order's PaymentIntent, confirmed unless it is paid."""
+    """What the route does with Stripe: the order's PaymentIntent, confirmed (authorized)
+    unless it is already."""
     intent = await charger.order_intent(order_id=order_id, amount_cents=amount_cents)
-    if intent.status != "succeeded":
+    if intent.status not in AUTHORIZED:
         await charger.confirm(intent, order_id=order_id, token=token)
     return intent.id
 
@@ -88,7 +91,8 @@ async def test_every_attempt_on_an_order_finds_its_one_payment_intent(
     charger = StripeCharger(settings, http_client=recorder)
     try:
         first = await pay(charger, "o1", "pm_card_visa", 500)
-        # A new token, as Stripe.js makes for every attempt: read back as paid, not charged.
+        # A new token, as Stripe.js makes for every attempt: read back as authorized, not
+        # authorized again.
         again = await pay(charger, "o1", "tok_mastercard", 500)
     finally:
         await charger.close()
@@ -98,8 +102,9 @@ async def test_every_attempt_on_an_order_finds_its_one_payment_intent(
         500,
         "usd",
         {"orderId": "o1"},
-        "succeeded",
+        "requires_capture",
     )
+    assert intent["capture_method"] == "manual"
     assert len(fake_stripe.state.charges()) == 1
     base = f"{fake_stripe.base_url}/v1/payment_intents"
     assert recorder.urls == [base, f"{base}/{first}/confirm", base, f"{base}/{first}"]
@@ -113,16 +118,17 @@ async def test_a_declined_card_leaves_the_intent_for_another(
     intent = await charger.order_intent(order_id="o1", amount_cents=800)
     assert intent.status == "requires_payment_method"
     await charger.confirm(intent, order_id="o1", token="pm_card_visa")
-    assert [pi["status"] for pi in fake_stripe.state.intents()] == ["succeeded"]
+    assert [pi["status"] for pi in fake_stripe.state.intents()] == ["requires_capture"]
     assert [c["status"] for c in fake_stripe.state.charges()] == ["failed", "succeeded"]
 
 
-async def test_confirming_what_another_attempt_paid_meanwhile_succeeds_without_a_charge(
+async def test_confirming_what_another_attempt_authorized_meanwhile_does_not_authorize_again(
     charger: StripeCharger, fake_stripe: FakeStripeServer
 ) -> None:
     stale = await charger.order_intent(order_id="o1", amount_cents=800)
     await charger.confirm(stale, order_id="o1", token="tok_visa")
-    await charger.confirm(stale, order_id="o1", token="tok_mastercard")  # Stripe says succeeded
+    # Stripe refuses, saying requires_capture: authorized, so the attempt stands.
+    await charger.confirm(stale, order_id="o1", token="tok_mastercard")
     assert len(fake_stripe.state.charges()) == 1
 
 
@@ -141,38 +147,102 @@ async def test_an_intent_that_cannot_be_confirmed_is_not_sent(
     assert fake_stripe.state.requests == 0
 
 
-async def test_a_refund_is_made_once_per_order(
+async def test_a_capture_is_made_once_per_order(
     charger: StripeCharger, fake_stripe: FakeStripeServer
 ) -> None:
     intent_id = await pay(charger, "o1", "tok_visa", 1234)
-    first = await charger.refund(order_id="o1", intent_id=intent_id)
-    again = await charger.refund(order_id="o1", intent_id=intent_id)
-    assert first == again
-    [refund] = fake_stripe.state.refunds()
-    assert (refund["id"], refund["amount"], refund["payment_intent"]) == (first, 1234, intent_id)
-    assert refund["metadata"] == {"orderId": "o1"}
-    assert await charger.intent_status(intent_id) == "succeeded"
+    assert await charger.capture(order_id="o1", intent_id=intent_id) == "succeeded"
+    # Redelivered: replayed for the order's key, no second capture.
+    assert await charger.capture(order_id="o1", intent_id=intent_id) == "succeeded"
+    [intent] = fake_stripe.state.intents()
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", 1234)
+    [charge] = fake_stripe.state.charges()
+    assert charge["amount_captured"] == 1234
 
 
-@pytest.mark.parametrize(
-    ("dollars", "cents"),
-    [(19.99, 1999), (0.01, 1), (0.1, 10), (20, 2000), ("1000000.00", 100000000), (1.005e2, 10050)],
-)
-def test_to_cents_is_exact(dollars: Any, cents: int) -> None:
-    assert to_cents(dollars) == cents
-    assert isinstance(to_cents(dollars), int)
+async def test_a_capture_stripe_no_longer_replays_reports_the_intent_captured(
+    charger: StripeCharger, fake_stripe: FakeStripeServer
+) -> None:
+    """Stripe keeps keys for 24 hours: past that, a capture again is a refusal that carries
+    the PaymentIntent, captured; that is a success, not an error."""
+    intent_id = await pay(charger, "o1", "tok_visa", 1234)
+    await charger.capture(order_id="o1", intent_id=intent_id)
+    await charger.capture(order_id="o1-key-expired", intent_id=intent_id)  # another key
+    assert await charger.capture(order_id="o1-key-expired", intent_id=intent_id) == "succeeded"
+    [charge] = fake_stripe.state.charges()
+    assert charge["amount_captured"] == 1234
 
 
-@pytest.mark.parametrize("dollars", [19.999, "0.001", "NaN", "Infinity"])
-def test_to_cents_refuses_fractions_of_a_cent(dollars: Any) -> None:
-    with pytest.raises(ValueError, match="whole number of cents"):
-        to_cents(dollars)
+async def test_a_void_releases_the_authorization_once(
+    charger: StripeCharger, fake_stripe: FakeStripeServer
+) -> None:
+    intent_id = await pay(charger, "o1", "tok_visa", 900)
+    assert await charger.void(order_id="o1", intent_id=intent_id) == "canceled"
+    assert await charger.void(order_id="o1", intent_id=intent_id) == "canceled"  # replayed
+    assert await charger.void(order_id="o1-other", intent_id=intent_id) == "canceled"  # refused
+    [intent] = fake_stripe.state.intents()
+    assert (intent["status"], intent["cancellation_reason"], intent["amount_received"]) == (
+        "canceled",
+        "abandoned",
+        0,
+    )
+    # Canceled for good: neither a capture nor a late confirmation takes anything now.
+    assert await charger.capture(order_id="o1", intent_id=intent_id) == "canceled"
+    assert [c["captured"] for c in fake_stripe.state.charges()] == [False]
+
+
+async def test_a_void_of_a_captured_payment_reports_it_captured(
+    charger: StripeCharger, fake_stripe: FakeStripeServer
+) -> None:
+    intent_id = await pay(charger, "o1", "tok_visa", 900)
+    await charger.capture(order_id="o1", intent_id=intent_id)
+    assert await charger.void(order_id="o1", intent_id=intent_id) == "succeeded"
+    assert fake_stripe.state.intents()[0]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("failure", [{"status": 500}, {"status": 503}, {"status": 429}])
+async def test_stripe_failing_while_settling_is_a_dependency_unavailable(
+    settings: Settings, fake_stripe: FakeStripeServer, failure: dict[str, int]
+) -> None:
+    """Not the event's fault: the bus keeps it until Stripe answers again."""
+    charger = StripeCharger(settings.model_copy(update={"stripe_max_network_retries": 0}))
+    try:
+        intent_id = await pay(charger, "o1", "tok_visa", 900)
+        for settle in (charger.capture, charger.void):
+            fake_stripe.state.fail_next(1, **failure)
+            with pytest.raises(DependencyUnavailable, match="Stripe unavailable"):
+                await settle(order_id="o1", intent_id=intent_id)
+    finally:
+        await charger.close()
+    assert fake_stripe.state.intents()[0]["status"] == "requires_capture"
+
+
+async def test_stripe_unreachable_while_settling_is_a_dependency_unavailable(
+    settings: Settings,
+) -> None:
+    recorder = RecordingClient(forward=False)  # every request a connection error
+    charger = StripeCharger(settings, http_client=recorder)
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await charger.capture(order_id="o1", intent_id="pi_1")
+        with pytest.raises(DependencyUnavailable):
+            await charger.void(order_id="o1", intent_id="pi_1")
+    finally:
+        await charger.close()
+
+
+async def test_settling_an_unknown_intent_is_stripes_refusal_not_an_outage(
+    charger: StripeCharger,
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError, match="No such payment_intent"):
+        await charger.capture(order_id="o1", intent_id="pi_nope")
 
 
 def test_the_payment_intent_key_is_per_order_only() -> None:
     assert intent_key(order_id="o1") == "pi-order-o1"
     assert intent_key(order_id="o1") != intent_key(order_id="o2")
-    assert refund_key(order_id="o1") == "refund-o1"
+    keys = {intent_key(order_id="o1"), capture_key(order_id="o1"), void_key(order_id="o1")}
+    assert len(keys) == 3  # each its own endpoint: a shared key would be an idempotency error
 
 
 def test_the_confirmation_key_is_per_order_and_card() -> None:

@@ -10,7 +10,14 @@ from bson import ObjectId
 
 from ticketing_common.bus import RetryLater
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import Event, OrderCancelled, OrderCreated, OrderStatus
+from ticketing_common.events import (
+    Event,
+    OrderCancelled,
+    OrderCompleted,
+    OrderCreated,
+    OrderStatus,
+    Subject,
+)
 from ticketing_common.mongo import as_utc
 from ticketing_common.testing import running
 from ticketing_payments import listeners, repository
@@ -20,6 +27,7 @@ from ticketing_payments.settings import Settings
 
 Created = Callable[..., Event[OrderCreated]]
 Cancelled = Callable[..., Event[OrderCancelled]]
+Completed = Callable[..., Event[OrderCompleted]]
 
 
 async def replica(db: Any, order_id: str) -> dict[str, Any] | None:
@@ -95,6 +103,51 @@ async def test_order_cancelled_from_the_future_is_retried_later(
     assert (doc["status"], doc["version"]) == ("created", 0)
 
 
+async def test_order_completed_updates_the_status_and_version(
+    db: Any,
+    charger: StripeCharger,
+    created_event: Created,
+    completed_event: Completed,
+    cancelled_event: Cancelled,
+) -> None:
+    event = created_event()
+    await listeners.on_order_created(db, event)
+    await repository.create_payment(  # as the route leaves it: an authorization to capture
+        db, order_id=event.data.id, stripe_id="pi_x", amount_cents=2000, currency="usd"
+    )
+    await db[repository.PAYMENTS].update_one(
+        {"orderId": event.data.id}, {"$set": {"status": "captured"}}
+    )
+    completed = completed_event(event.data.id, version=1)
+    await listeners.on_order_completed(db, charger, completed)
+    await listeners.on_order_completed(db, charger, completed)  # a duplicate: ack
+    # An order:cancelled of the same version cannot exist (orders changes an open order once);
+    # were one delivered, it is taken for a duplicate and changes nothing.
+    await listeners.on_order_cancelled(db, charger, cancelled_event(event.data.id, version=1))
+    doc = await replica(db, event.data.id)
+    assert doc is not None
+    assert (doc["status"], doc["version"]) == ("complete", 1)
+
+
+async def test_order_completed_before_order_created_is_retried_later(
+    db: Any, charger: StripeCharger, completed_event: Completed
+) -> None:
+    with pytest.raises(RetryLater, match="not replicated"):
+        await listeners.on_order_completed(db, charger, completed_event(str(ObjectId())))
+
+
+async def test_order_completed_from_the_future_is_retried_later(
+    db: Any, charger: StripeCharger, created_event: Created, completed_event: Completed
+) -> None:
+    event = created_event()
+    await listeners.on_order_created(db, event)
+    with pytest.raises(RetryLater, match="version 0"):
+        await listeners.on_order_completed(db, charger, completed_event(event.data.id, version=2))
+    doc = await replica(db, event.data.id)
+    assert doc is not None
+    assert (doc["status"], doc["version"]) == ("created", 0)
+
+
 async def test_a_price_that_is_not_whole_cents_is_refused(db: Any, created_event: Created) -> None:
     event = created_event(price=19.999)
     with pytest.raises(ValueError, match="whole number of cents"):
@@ -124,7 +177,7 @@ async def test_every_event_twice_and_out_of_order_through_the_bus(
     assert (doc["status"], doc["version"], doc["priceCents"]) == ("cancelled", 1, 525)
 
 
-async def test_the_service_subscribes_to_both_order_subjects(
+async def test_the_service_subscribes_to_every_order_subject(
     settings: Settings,
     mongo: Any,
     bus: InMemoryBus,
@@ -133,10 +186,16 @@ async def test_the_service_subscribes_to_both_order_subjects(
     cancelled_event: Cancelled,
 ) -> None:
     event = created_event(status=OrderStatus.CREATED)
-    async with running(create_app(settings, mongo=mongo, bus=bus)):
+    app = create_app(settings, mongo=mongo, bus=bus)
+    async with running(app):
         await bus.publish(event)
         await bus.publish(cancelled_event(event.data.id, version=1))
         await bus.drain()
+        assert set(listeners.subscriptions(app.state.runtime)) == {
+            Subject.ORDER_CREATED,
+            Subject.ORDER_CANCELLED,
+            Subject.ORDER_COMPLETED,
+        }
     doc = await replica(db, event.data.id)
     assert doc is not None
     assert doc["status"] == "cancelled"

@@ -45,8 +45,9 @@ def card_charges(fake: FakeStripeServer, intent: dict[str, Any]) -> list[dict[st
     return [c for c in fake.state.charges() if c["payment_intent"] == intent["id"]]
 
 
-def succeeded(fake: FakeStripeServer, order_id: str) -> list[dict[str, Any]]:
-    return [pi for pi in charges_of(fake, order_id) if pi["status"] == "succeeded"]
+def authorized(fake: FakeStripeServer, order_id: str) -> list[dict[str, Any]]:
+    """The order's PaymentIntents holding the card's money, not captured (that is orders' call)."""
+    return [pi for pi in charges_of(fake, order_id) if pi["status"] == "requires_capture"]
 
 
 async def payments_of(db: Any, order_id: str) -> list[dict[str, Any]]:
@@ -89,7 +90,7 @@ async def test_returns_400_when_purchasing_a_cancelled_order(
     assert fake_stripe.state.requests == 0
 
 
-async def test_returns_201_with_valid_inputs_and_charges_the_price_in_cents(
+async def test_returns_201_with_valid_inputs_and_authorizes_the_price_in_cents(
     client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
 ) -> None:
     price = 37
@@ -100,10 +101,17 @@ async def test_returns_201_with_valid_inputs_and_charges_the_price_in_cents(
     [charge] = charges_of(fake_stripe, order_id)
     assert charge["amount"] == price * 100
     assert charge["currency"] == "usd"
-    assert charge["status"] == "succeeded"
+    # Authorized only: the money moves when orders completes the order (order:completed).
+    assert (charge["capture_method"], charge["status"]) == ("manual", "requires_capture")
+    assert (charge["amount_capturable"], charge["amount_received"]) == (price * 100, 0)
     [payment] = await payments_of(db, order_id)
     assert str(payment["_id"]) == res.json()["id"]
     assert payment["stripeId"] == charge["id"]
+    assert (payment["status"], payment["capturedAt"], payment["voidedAt"]) == (
+        "authorized",
+        None,
+        None,
+    )
 
 
 # --- validation and auth -------------------------------------------------------------------------
@@ -202,7 +210,7 @@ async def test_card_tokens_and_payment_methods_are_charged(
 ) -> None:
     order_id = await place_order()
     assert (await pay(client, order_id, token)).status_code == 201
-    assert len(succeeded(fake_stripe, order_id)) == 1
+    assert len(authorized(fake_stripe, order_id)) == 1
 
 
 @pytest.mark.parametrize("token", ["tok_chargeDeclined", "pm_card_chargeDeclined"])
@@ -219,7 +227,7 @@ async def test_a_declined_card_is_400_with_stripes_reason_and_nothing_stored(
     assert res.status_code == 400
     assert only_error(res) == {"message": "Your card was declined."}
     assert await payments_of(db, order_id) == []
-    assert succeeded(fake_stripe, order_id) == []
+    assert authorized(fake_stripe, order_id) == []
     assert bus.published_on(Subject.PAYMENT_CREATED) == []
 
 
@@ -231,7 +239,7 @@ async def test_after_a_decline_another_card_pays(
     assert (await pay(client, order_id, "tok_visa")).status_code == 201
     # One PaymentIntent for the order, confirmed twice: declined, then paid.
     [intent] = charges_of(fake_stripe, order_id)
-    assert intent["status"] == "succeeded"
+    assert intent["status"] == "requires_capture"
     assert [c["status"] for c in card_charges(fake_stripe, intent)] == ["failed", "succeeded"]
     [payment] = await payments_of(db, order_id)
     assert payment["stripeId"] == intent["id"]
@@ -277,7 +285,7 @@ async def test_stripe_failing_longer_than_the_sdk_retries_is_502_then_a_retry_pa
 
     res = await pay(client, order_id)  # the buyer tries again: the lease was released
     assert res.status_code == 201
-    assert len(succeeded(fake_stripe, order_id)) == 1
+    assert len(authorized(fake_stripe, order_id)) == 1
     assert len(charges_of(fake_stripe, order_id)) == 1
     assert len(await payments_of(db, order_id)) == 1
 
@@ -327,10 +335,11 @@ async def test_stripe_unreachable_is_502_and_nothing_stored(
 
 
 def successful_charges(fake: FakeStripeServer) -> list[dict[str, Any]]:
+    """Every card that said yes (an authorization), whether captured or not."""
     return [c for c in fake.state.charges() if c["status"] == "succeeded"]
 
 
-async def test_stripe_charged_but_the_answer_was_lost_then_a_new_token_pays_without_a_charge(
+async def test_stripe_authorized_but_the_answer_was_lost_then_a_new_token_pays_without_another(
     client: httpx.AsyncClient,
     place_order: PlaceOrder,
     fake_stripe: FakeStripeServer,
@@ -338,14 +347,14 @@ async def test_stripe_charged_but_the_answer_was_lost_then_a_new_token_pays_with
     db: Any,
 ) -> None:
     order_id = await place_order(price=25)
-    # Stripe charges the card; its answer, and those to the SDK's two retries, never arrive.
+    # Stripe authorizes the card; its answer, and those to the SDK's two retries, never arrive.
     fake_stripe.state.fail_next(3, after_commit=True, path="/confirm")
     res = await pay(client, order_id, "tok_visa")
     assert res.status_code == 502
     assert only_error(res) == UNAVAILABLE
     assert await payments_of(db, order_id) == []
     [intent] = charges_of(fake_stripe, order_id)
-    assert intent["status"] == "succeeded"  # the money is taken
+    assert intent["status"] == "requires_capture"  # the money is held
     replica = await db["orders"].find_one({"_id": order_id})
     assert replica["paymentIntentId"] == intent["id"]
 
@@ -363,7 +372,7 @@ async def test_stripe_charged_but_the_answer_was_lost_then_a_new_token_pays_with
     await eventually(published)
 
 
-async def test_storing_the_payment_failed_after_the_charge_then_a_new_token_pays_once(
+async def test_storing_the_payment_failed_after_authorizing_then_a_new_token_pays_once(
     client: httpx.AsyncClient,
     place_order: PlaceOrder,
     fake_stripe: FakeStripeServer,
@@ -383,7 +392,7 @@ async def test_storing_the_payment_failed_after_the_charge_then_a_new_token_pays
 
     monkeypatch.setattr(repository, "create_payment", fails_once)
     res = await pay(client, order_id, "tok_visa")
-    assert res.status_code == 500
+    assert res.status_code >= 500  # a server fault, the database's (its exact status is not ours)
     assert await payments_of(db, order_id) == []
     assert len(successful_charges(fake_stripe)) == 1
 
@@ -395,7 +404,7 @@ async def test_storing_the_payment_failed_after_the_charge_then_a_new_token_pays
     assert payment["stripeId"] == intent["id"]
 
 
-async def test_a_cancellation_landing_during_the_charge_refunds_it(
+async def test_a_cancellation_landing_during_the_authorization_voids_it(
     settings: Settings,
     mongo: Any,
     db: Any,
@@ -404,7 +413,7 @@ async def test_a_cancellation_landing_during_the_charge_refunds_it(
     cancelled_event: Callable[..., Event[OrderCancelled]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The expiry fires while Stripe charges the card: the buyer is told, and the money returned."""
+    """The expiry fires while Stripe authorizes the card: the buyer is told, nothing is taken."""
     # Enough redeliveries for the cancellation to outwait the payment attempt's lease.
     bus = InMemoryBus("payments", max_deliver=20)
     order = created_event()
@@ -431,39 +440,31 @@ async def test_a_cancellation_landing_during_the_charge_refunds_it(
         assert await bus.dead_letters() == []
     assert res.status_code == 400
     assert only_error(res) == {
-        "message": "Order was cancelled during payment; the charge has been refunded"
+        "message": "Order was cancelled during payment; your card has not been charged"
     }
     [intent] = charges_of(fake_stripe, order_id)
-    [refund] = fake_stripe.state.refunds()
-    assert (refund["payment_intent"], refund["amount"]) == (intent["id"], intent["amount"])
+    assert (intent["status"], intent["amount_received"]) == ("canceled", 0)
+    assert fake_stripe.state.refunds() == []
     [payment] = await payments_of(db, order_id)
-    assert payment["refundId"] == refund["id"]
+    assert payment["status"] == "voided"
 
 
-async def test_an_order_expiring_too_soon_is_not_charged(
-    client: httpx.AsyncClient,
-    place_order: PlaceOrder,
-    fake_stripe: FakeStripeServer,
-    settings: Settings,
-    mongo: Any,
-    bus: InMemoryBus,
+async def test_an_order_can_be_paid_until_it_expires(
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer
 ) -> None:
-    order_id = await place_order(expires_at=datetime.now(UTC) + timedelta(seconds=30))
+    """No margin before expiresAt: with short orders (ORDER_EXPIRATION_SECONDS=8) a margin
+    made every order unpayable. A payment accepted late reaches orders within the expiry's
+    grace, and if it does not, the order is cancelled and the authorization voided."""
+    order_id = await place_order(expires_at=datetime.now(UTC) + timedelta(seconds=3))
     res = await pay(client, order_id)
-    assert res.status_code == 400
-    assert only_error(res) == {"message": "Order expires too soon to pay"}
-    assert fake_stripe.state.requests == 0
-
-    no_margin = settings.model_copy(update={"payment_min_remaining_seconds": 0})
-    async with running(create_app(no_margin, mongo=mongo, bus=bus)) as other:
-        other.cookies.update(client.cookies)  # the same buyer
-        assert (await pay(other, order_id)).status_code == 201
+    assert res.status_code == 201, res.text
+    assert len(authorized(fake_stripe, order_id)) == 1
 
 
 # --- orders that cannot be paid ------------------------------------------------------------------
 
 
-async def test_paying_a_paid_order_again_is_400_and_charges_once(
+async def test_paying_a_paid_order_again_is_400_and_authorizes_once(
     client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
 ) -> None:
     order_id = await place_order()
@@ -496,7 +497,7 @@ async def test_paying_an_expired_order_is_400(
     assert fake_stripe.state.requests == 0
 
 
-async def test_concurrent_payments_with_different_cards_charge_once(
+async def test_concurrent_payments_with_different_cards_authorize_once(
     client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
 ) -> None:
     """A double click, even with another card: Stripe's idempotency alone would not stop it."""
@@ -569,10 +570,11 @@ async def test_payment_created_is_published_through_the_outbox(
     await eventually(outbox_emptied)
 
 
-async def test_the_app_charges_through_the_configured_api_base(
+async def test_the_app_pays_through_the_configured_api_base(
     client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer
 ) -> None:
-    """With STRIPE_API_BASE set, the charge lands on the fake (and only there, see test_charges)."""
+    """With STRIPE_API_BASE set, the payment lands on the fake (and only there, see
+    test_charges)."""
     order_id = await place_order()
     assert (await pay(client, order_id)).status_code == 201
     assert fake_stripe.state.requests == 2  # the order's PaymentIntent, its confirmation

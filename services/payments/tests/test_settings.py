@@ -66,18 +66,6 @@ def test_the_lease_must_outlast_the_slowest_payment_attempt() -> None:
     assert quick.payment_lease_seconds == 60
 
 
-def test_a_charge_needs_a_minute_left_on_the_order_by_default() -> None:
-    assert build(environment="test", stripe_api_base="http://x").payment_min_remaining_seconds == 60
-    assert (
-        build(
-            environment="test", stripe_api_base="http://x", payment_min_remaining_seconds=0
-        ).payment_min_remaining_seconds
-        == 0
-    )
-    with pytest.raises(ValidationError, match="PAYMENT_MIN_REMAINING_SECONDS"):
-        build(environment="test", stripe_api_base="http://x", payment_min_remaining_seconds=-1)
-
-
 def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("STRIPE_KEY", "sk_test_from_env")

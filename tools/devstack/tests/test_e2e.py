@@ -5,101 +5,56 @@ every test the databases are checked across services (`checks.problems`).
 """
 
 import asyncio
-import json
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
 import nats
 import pytest
 
-from ticketing_common.testing import free_port
-from ticketing_devstack.checks import mongo_urls, problems, snapshot
+from ticketing_devstack.checks import mongo_urls
 from ticketing_devstack.client import User
+from ticketing_devstack.e2e import (
+    assert_consistent,
+    buy_until_answered,
+    eventually,
+    local_stack,
+    stream_events,
+    ticket_state,
+    users_of,
+)
 from ticketing_devstack.stack import Stack
 
 pytestmark = pytest.mark.connected
 
-EXPIRY = 6  # seconds: short, so the expiry test is quick, yet long enough to pay first
+EXPIRY = 6  # seconds: short, so the expiry test is quick (a buyer may pay until expiresAt)
+
+
+ENV = {
+    "ORDER_EXPIRATION_SECONDS": str(EXPIRY),
+    "JWT_KEY": "e2e-jwt-key-0123456789abcdef0123456789",
+    # A delivery lost with a killed process returns after 5 s; an event waiting for it
+    # retries for ~25 s (0.1 s doubling), which also keeps the poison test short.
+    "NATS_ACK_WAIT_SECONDS": "5",
+    "NATS_MAX_DELIVER": "9",
+    "NATS_RETRY_DELAY_SECONDS": "0.1",
+    "OUTBOX_SWEEP_SECONDS": "0.5",
+    "LOG_LEVEL": "INFO",
+}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    base = tmp_path_factory.mktemp("stack")
-    import os
-
-    env = {
-        **os.environ,
-        "ORDER_EXPIRATION_SECONDS": str(EXPIRY),
-        "JWT_KEY": "e2e-jwt-key-0123456789abcdef0123456789",
-        # A delivery lost with a killed process returns after 5 s; an event waiting for it
-        # retries for ~25 s (0.1 s doubling), which also keeps the poison test short.
-        "NATS_ACK_WAIT_SECONDS": "5",
-        "NATS_MAX_DELIVER": "9",
-        "NATS_RETRY_DELAY_SECONDS": "0.1",
-        "OUTBOX_SWEEP_SECONDS": "0.5",
-        # Orders last seconds here; payments would otherwise refuse any order this close to
-        # its expiry (a charge must not outlast it).
-        "PAYMENT_MIN_REMAINING_SECONDS": "0",
-        "LOG_LEVEL": "INFO",
-    }
-    for key in ("MONGO_URL", "NATS_URL", "REDIS_URL", "STRIPE_KEY"):
-        env.pop(key, None)
-    stack = Stack(base / "data", gateway_port=free_port(), env=env, log_dir=base / "logs")
-    stack.start()
-    yield stack
-    stack.stop()
+    with local_stack(tmp_path_factory.mktemp("stack"), ENV) as stack:
+        yield stack
 
 
 @pytest.fixture
-async def user_factory(stack: Stack) -> AsyncIterator[Callable[[], Any]]:
-    users: list[User] = []
-
-    async def make() -> User:
-        user = await User(stack.urls["gateway"]).signup()
-        users.append(user)
-        return user
-
-    yield make
-    for user in users:
-        await user.__aexit__()
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-        except (AssertionError, httpx.HTTPError):
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-async def assert_consistent(stack: Stack, timeout: float = 30.0) -> None:
-    """Once quiet, every service agrees: nothing lost, nothing applied twice."""
-    last: list[str] = []
-
-    async def consistent() -> bool:
-        nonlocal last
-        last = problems(await snapshot(mongo_urls(stack.urls)))
-        return not last
-
-    try:
-        await eventually(consistent, timeout)
-    except TimeoutError:
-        raise AssertionError("inconsistent: " + "; ".join(last[:10])) from None
-
-
-async def ticket_state(user: User, ticket_id: str) -> dict[str, Any]:
-    ticket: dict[str, Any] = await user.get(f"/api/tickets/{ticket_id}")
-    return ticket
+async def user_factory(stack: Stack) -> AsyncIterator[Callable[[], Awaitable[User]]]:
+    async with users_of(stack) as make:
+        yield make
 
 
 async def order_when_replicated(buyer: User, ticket_id: str) -> httpx.Response:
@@ -146,13 +101,18 @@ async def test_sell_buy_pay_complete(stack: Stack, user_factory: Callable[[], An
     await eventually(complete)
     assert (await buyer.http.delete(f"/api/orders/{order['id']}")).status_code == 400
     assert (await buyer.pay(order["id"])).status_code == 400  # never twice
-    stripe = await buyer.http.get(
-        f"{stack.urls['stripe']}/v1/payment_intents",
-        params={"limit": 100},
-        headers={"Authorization": "Bearer sk_test_local"},
-    )
-    amounts = [pi["amount"] for pi in stripe.json()["data"] if pi["status"] == "succeeded"]
-    assert 1999 in amounts
+
+    async def captured() -> bool:
+        # Paying authorized the card; payments captures it on order:completed.
+        stripe = await buyer.http.get(
+            f"{stack.urls['stripe']}/v1/payment_intents",
+            params={"limit": 100},
+            headers={"Authorization": "Bearer sk_test_local"},
+        )
+        ours = [pi for pi in stripe.json()["data"] if pi["metadata"].get("orderId") == order["id"]]
+        return [(pi["status"], pi["amount_received"]) for pi in ours] == [("succeeded", 1999)]
+
+    await eventually(captured)
     await assert_consistent(stack)
 
 
@@ -283,45 +243,6 @@ async def test_twenty_buyers_one_ticket_exactly_one_wins(
 # --- faults ------------------------------------------------------------------------------------
 
 
-async def stream_events(stack: Stack, subject: str) -> list[dict[str, Any]]:
-    """Every message on `subject` (wildcards allowed), read back from JetStream."""
-    nc = await nats.connect(stack.urls["nats"])
-    try:
-        js = nc.jetstream()
-        sub = await js.pull_subscribe(
-            subject,
-            config=nats.js.api.ConsumerConfig(
-                ack_policy=nats.js.api.AckPolicy.NONE, inactive_threshold=5.0
-            ),
-        )
-        out: list[dict[str, Any]] = []
-        while True:
-            try:
-                msgs = await sub.fetch(batch=500, timeout=1)
-            except TimeoutError:  # nats-py raises its own subclass or the builtin one
-                break
-            for msg in msgs:
-                try:
-                    out.append({**json.loads(msg.data), "wire": msg.subject})
-                except ValueError:
-                    out.append({"wire": msg.subject, "raw": msg.data})
-        await sub.unsubscribe()
-        return out
-    finally:
-        await nc.close()
-
-
-async def buy_until_answered(buyer: User, ticket_id: str) -> httpx.Response:
-    """A client that retries while the service is unreachable (502) or not yet aware (404)."""
-
-    async def attempt() -> httpx.Response | None:
-        res = await buyer.order(ticket_id)
-        return None if res.status_code in (404, 502, 503) else res
-
-    res: httpx.Response = await eventually(attempt, timeout=60)
-    return res
-
-
 async def test_kill_9_orders_mid_stream_loses_nothing(
     stack: Stack, user_factory: Callable[[], Any]
 ) -> None:
@@ -389,6 +310,47 @@ async def test_a_ticket_created_while_nats_is_down_reaches_orders_when_it_is_bac
         stack.wait_ready("nats")
     res = await buy_until_answered(buyer, ticket["id"])
     assert res.status_code == 201, res.text
+    await assert_consistent(stack)
+
+
+async def test_a_payment_and_a_cancel_while_nats_is_down_never_charge_a_cancelled_order(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    """Issue 8, item 5: NATS paused, POST /api/payments 201, DELETE 204. Orders decided first
+    (cancelled), so once NATS is back payments voids the authorization: nothing is captured."""
+    from pymongo import AsyncMongoClient
+
+    seller, buyer = await user_factory(), await user_factory()
+    ticket = await seller.sell("paid while the bus was down", 12.5)
+    order = (await order_when_replicated(buyer, ticket["id"])).json()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_urls(stack.urls)["payments"])
+    try:
+
+        async def payments_knows_the_order() -> bool:
+            return await client["payments"]["orders"].find_one({"_id": order["id"]}) is not None
+
+        await eventually(payments_knows_the_order)
+    finally:
+        await client.close()
+    stack.kill("nats")
+    try:
+        assert (await buyer.pay(order["id"])).status_code == 201
+        assert (await buyer.http.delete(f"/api/orders/{order['id']}")).status_code == 204
+    finally:
+        stack.spawn("nats")
+        stack.wait_ready("nats")
+
+    async def voided() -> bool:
+        stripe = await buyer.http.get(
+            f"{stack.urls['stripe']}/v1/payment_intents",
+            params={"limit": 100},
+            headers={"Authorization": "Bearer sk_test_local"},
+        )
+        ours = [pi for pi in stripe.json()["data"] if pi["metadata"].get("orderId") == order["id"]]
+        return [(pi["status"], pi["amount_received"]) for pi in ours] == [("canceled", 0)]
+
+    await eventually(voided, timeout=60)
+    assert (await buyer.get(f"/api/orders/{order['id']}"))["status"] == "cancelled"
     await assert_consistent(stack)
 
 

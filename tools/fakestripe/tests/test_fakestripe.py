@@ -339,6 +339,209 @@ def test_a_replayed_creation_answers_as_it_first_did(client: stripe.StripeClient
     assert client.v1.payment_intents.retrieve(intent.id).status == "succeeded"
 
 
+# --- manual capture: authorize, then capture or cancel --------------------------------------------
+
+MANUAL: dict[str, Any] = {**UNCONFIRMED, "capture_method": "manual"}
+
+
+def authorized(client: stripe.StripeClient, amount: int = 1999) -> Any:
+    """A PaymentIntent whose card is authorized for `amount` and not captured."""
+    return confirm(client, create(client, {**MANUAL, "amount": amount}).id, TOK_VISA)
+
+
+def capture(client: stripe.StripeClient, intent_id: str, params: Any = None, **options: Any) -> Any:
+    return client.v1.payment_intents.capture(intent_id, params=params, options=options)
+
+
+def cancel(client: stripe.StripeClient, intent_id: str, params: Any = None, **options: Any) -> Any:
+    return client.v1.payment_intents.cancel(intent_id, params=params, options=options)
+
+
+def test_with_manual_capture_confirming_only_authorizes(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = authorized(client)
+    assert intent.capture_method == "manual"
+    assert (intent.status, intent.amount_capturable, intent.amount_received) == (
+        "requires_capture",
+        1999,
+        0,
+    )
+    [charge] = fake.state.charges()
+    assert (charge["status"], charge["captured"], charge["amount_captured"]) == (
+        "succeeded",
+        False,
+        0,
+    )
+    assert client.v1.payment_intents.retrieve(intent.id).status == "requires_capture"
+
+
+def test_capturing_an_authorization_moves_the_money(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = authorized(client)
+    captured = capture(client, intent.id)
+    assert (captured.status, captured.amount_received, captured.amount_capturable) == (
+        "succeeded",
+        1999,
+        0,
+    )
+    [charge] = fake.state.charges()
+    assert (charge["captured"], charge["amount_captured"]) == (True, 1999)
+    listed = client.v1.payment_intents.list(params={"limit": 100}).data
+    assert [(i.id, i.status) for i in listed] == [(intent.id, "succeeded")]
+
+
+def test_a_capture_is_replayed_for_its_key_and_refused_without_it(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = authorized(client)
+    first = capture(client, intent.id, idempotency_key="capture-o1")
+    again = capture(client, intent.id, idempotency_key="capture-o1")
+    assert again.last_response is not None
+    assert again.last_response.headers["Idempotent-Replayed"] == "true"
+    assert (first.status, again.status, again.amount_received) == ("succeeded", "succeeded", 1999)
+    with pytest.raises(stripe.InvalidRequestError, match="status of succeeded") as raised:
+        capture(client, intent.id, idempotency_key="capture-other")
+    assert raised.value.http_status == 400
+    assert raised.value.code == "payment_intent_unexpected_state"
+    assert raised.value.error is not None
+    assert raised.value.error.payment_intent is not None
+    assert raised.value.error.payment_intent.status == "succeeded"
+    [charge] = fake.state.charges()
+    assert charge["amount_captured"] == 1999  # captured once
+
+
+def test_a_partial_capture_releases_the_rest(client: stripe.StripeClient) -> None:
+    intent = authorized(client, 1000)
+    with pytest.raises(stripe.InvalidRequestError, match="greater than the amount capturable"):
+        capture(client, intent.id, {"amount_to_capture": 1001})
+    captured = capture(client, intent.id, {"amount_to_capture": 600})
+    assert (captured.status, captured.amount_received, captured.amount_capturable) == (
+        "succeeded",
+        600,
+        0,
+    )
+
+
+@pytest.mark.parametrize("setup", ["unconfirmed", "declined", "automatic"])
+def test_only_an_authorization_can_be_captured(
+    client: stripe.StripeClient, fake: FakeStripeServer, setup: str
+) -> None:
+    if setup == "automatic":
+        intent = create(client, VISA)  # charged and captured at once
+    else:
+        intent = create(client, MANUAL)
+        if setup == "declined":
+            with pytest.raises(stripe.CardError):
+                confirm(client, intent.id, {"payment_method": "pm_card_chargeDeclined"})
+    status = client.v1.payment_intents.retrieve(intent.id).status
+    with pytest.raises(stripe.InvalidRequestError, match=f"status of {status}") as raised:
+        capture(client, intent.id)
+    assert raised.value.code == "payment_intent_unexpected_state"
+    assert all(not c["captured"] or setup == "automatic" for c in fake.state.charges())
+
+
+def test_capturing_an_unknown_intent_is_404(client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError, match="No such payment_intent") as raised:
+        capture(client, "pi_nope")
+    assert raised.value.http_status == 404
+
+
+def test_canceling_an_authorization_voids_it(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = authorized(client)
+    canceled = cancel(client, intent.id, {"cancellation_reason": "abandoned"})
+    assert (canceled.status, canceled.cancellation_reason) == ("canceled", "abandoned")
+    assert (canceled.amount_capturable, canceled.amount_received) == (0, 0)
+    assert canceled.canceled_at is not None
+    [charge] = fake.state.charges()
+    # The hold is released: nothing captured, the authorized amount given back.
+    assert (charge["captured"], charge["amount_captured"], charge["refunded"]) == (False, 0, True)
+    # Canceled is final: it can be neither captured nor confirmed any more.
+    with pytest.raises(stripe.InvalidRequestError, match="status of canceled"):
+        capture(client, intent.id)
+    with pytest.raises(stripe.InvalidRequestError, match="status of canceled"):
+        confirm(client, intent.id, TOK_VISA)
+    assert len(fake.state.charges()) == 1
+
+
+@pytest.mark.parametrize("params", [MANUAL, {**MANUAL, "payment_method": "pm_card_visa"}])
+def test_an_intent_never_confirmed_can_be_canceled(
+    client: stripe.StripeClient, fake: FakeStripeServer, params: dict[str, Any]
+) -> None:
+    intent = create(client, params)
+    assert intent.status in ("requires_payment_method", "requires_confirmation")
+    assert cancel(client, intent.id).status == "canceled"
+    with pytest.raises(stripe.InvalidRequestError, match="status of canceled"):
+        confirm(client, intent.id, {})
+    assert fake.state.charges() == []
+
+
+def test_a_cancel_is_replayed_for_its_key_and_refused_again_without_it(
+    client: stripe.StripeClient,
+) -> None:
+    intent = authorized(client)
+    cancel(client, intent.id, idempotency_key="void-o1")
+    again = cancel(client, intent.id, idempotency_key="void-o1")
+    assert again.status == "canceled"
+    assert again.last_response is not None
+    assert again.last_response.headers["Idempotent-Replayed"] == "true"
+    with pytest.raises(stripe.InvalidRequestError, match="status of canceled") as raised:
+        cancel(client, intent.id, idempotency_key="void-other")
+    assert raised.value.code == "payment_intent_unexpected_state"
+
+
+def test_a_captured_intent_cannot_be_canceled(
+    client: stripe.StripeClient, fake: FakeStripeServer
+) -> None:
+    intent = authorized(client)
+    capture(client, intent.id)
+    with pytest.raises(stripe.InvalidRequestError, match="status of succeeded") as raised:
+        cancel(client, intent.id)
+    assert raised.value.code == "payment_intent_unexpected_state"
+    assert raised.value.error is not None
+    assert raised.value.error.payment_intent is not None
+    assert raised.value.error.payment_intent.status == "succeeded"
+    [charge] = fake.state.charges()
+    assert (charge["captured"], charge["refunded"]) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({**MANUAL, "capture_method": "later"}, "Invalid capture_method"),
+        ({"amount": 100, "currency": "usd", "capture_method": ""}, None),
+    ],
+)
+def test_the_capture_method_is_checked(
+    client: stripe.StripeClient, params: dict[str, Any], message: str | None
+) -> None:
+    if message is None:  # empty: Stripe's default, automatic
+        assert create(client, params).capture_method == "automatic"
+        return
+    with pytest.raises(stripe.InvalidRequestError, match=message):
+        create(client, params)
+
+
+def test_an_unknown_cancellation_reason_is_refused(client: stripe.StripeClient) -> None:
+    intent = authorized(client)
+    with pytest.raises(stripe.InvalidRequestError, match="Invalid cancellation_reason"):
+        cancel(client, intent.id, {"cancellation_reason": "because"})
+    assert client.v1.payment_intents.retrieve(intent.id).status == "requires_capture"
+
+
+def test_only_captured_money_can_be_refunded(client: stripe.StripeClient) -> None:
+    intent = authorized(client, 1500)
+    with pytest.raises(stripe.InvalidRequestError, match="does not have a successful charge"):
+        refund(client, {"payment_intent": intent.id})
+    with pytest.raises(stripe.InvalidRequestError, match="has not been captured"):
+        refund(client, {"charge": intent.latest_charge})
+    capture(client, intent.id, {"amount_to_capture": 1000})
+    assert refund(client, {"payment_intent": intent.id}).amount == 1000  # what was captured
+
+
 # --- refunds -------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from ticketing_common.bus.base import (
     DependencyUnavailable,
     Handler,
     RetryLater,
+    Unpublishable,
     durable_name,
     is_infrastructure_failure,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "InMemoryBus",
     "JetStreamBus",
     "RetryLater",
+    "Unpublishable",
     "durable_name",
     "is_infrastructure_failure",
 ]

@@ -1,17 +1,47 @@
-"""What both bus implementations share: the handler contract and the delivery decision.
+"""What both bus implementations share: the handler contract and the delivery loop.
 
 A handler is `async def handle(event) -> None`:
 - returns: the event is done, ack it;
-- raises `RetryLater`: not yet (an earlier event is still on its way), nak with a delay;
-- raises anything else: a failure, nak with a growing delay.
-Either way a message is delivered at most `max_deliver` times; after the last failed delivery it
-is dead-lettered (logged and kept, with its error) and terminated, so a poison message can never
-loop forever (flaw 3 of the app this replaces).
+- raises `RetryLater`: not yet (an earlier event is still on its way): offered again with a
+  capped exponential backoff for as long as it takes, and dead-lettered only once it has waited
+  longer than the retry horizon (`NATS_RETRY_HORIZON_SECONDS`);
+- raises an infrastructure failure (`is_infrastructure_failure`: its own Mongo, Stripe or the
+  broker is unreachable): not the event's fault, so it never uses up a delivery. The bus holds
+  the message (telling JetStream it is in progress, so it is not redelivered elsewhere), stops
+  starting handlers for the whole service, and re-runs the same delivery with a capped backoff
+  until the dependency is back; then everything resumes by itself. If the process dies
+  meanwhile, JetStream redelivers after ack_wait;
+- raises anything else (or the bytes are not a valid event): a failure, offered again with a
+  growing delay; after `max_deliver` failed deliveries it is dead-lettered (kept in the
+  DEADLETTER stream with its error, logged, and terminated), so poison can never loop forever
+  (flaw 3 of the app this replaces).
+
+Counting. The server-side consumer has no delivery limit (`max_deliver = -1`): a count kept by
+JetStream cannot tell a RetryLater deferral (harmless, must not run out) from a failure (must).
+So the bus counts failures itself, per process and message, and decides about dead letters.
+What the server does say is still obeyed: if a durable's actual `max_deliver` is finite (a
+consumer that could not be reconciled), the delivery that reaches it is the last one JetStream
+will make, so a failure there is dead-lettered rather than silently dropped.
+
+The RetryLater horizon is measured from the server's facts, so a restart does not reset it: the
+event's age in the stream, and the time its deliveries have spent in backoff (computed from the
+server's delivery count). Dead-lettering needs both to exceed the horizon: age alone would
+throw away the backlog of a consumer that comes back from a long outage (an event older than
+the horizon whose predecessor is a few messages behind it), and the backoff estimate alone
+could outrun the clock if deliveries were also spent on failures.
+
+While any handler runs, the message's ack deadline is pushed back (`in_progress`) every third
+of `ack_wait`, so a handler slower than ack_wait (a Stripe call) is never redelivered to another
+process concurrently; a handler that runs longer than `max_handler_seconds` is taken for hung
+and its message is left to expire to another process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +55,13 @@ log = logging.getLogger("ticketing.bus")
 Handler = Callable[[Event[Any]], Awaitable[None]]
 
 MAX_RETRY_DELAY = 30.0
+# A held delivery is re-run at most this far apart: the flow resumes within seconds of the
+# dependency coming back, at the cost of one handler call per period while it is down.
+MAX_HOLD_DELAY = 5.0
+DEFAULT_RETRY_HORIZON = 3600.0
+DEFAULT_MAX_HANDLER_SECONDS = 300.0
+# JetStream's "no limit" for a consumer's max_deliver.
+UNLIMITED = -1
 
 
 class RetryLater(Exception):
@@ -33,6 +70,11 @@ class RetryLater(Exception):
 
 class BusUnavailable(Exception):
     """Publishing failed: not connected, or the server did not confirm in time."""
+
+
+class Unpublishable(Exception):
+    """The bus is up but this message can never be published as it is (its subject is in no
+    stream, it is larger than the server accepts): retrying cannot help."""
 
 
 class DependencyUnavailable(Exception):
@@ -67,6 +109,11 @@ class DeadLetter:
     deliveries: int
     error: str
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Its sequence in the DEADLETTER stream (what `show` and `redrive` take), and the
+    # original message's sequence in its own stream.
+    seq: int = 0
+    stream_seq: int = 0
+    service: str = ""
 
 
 class Verdict(Enum):
@@ -82,53 +129,342 @@ class Decision:
     error: str = ""
 
 
+class Outcome(Enum):
+    RETRY_LATER = "retry later"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long and how often an event is offered again; one per bus, read per delivery."""
+
+    max_deliver: int = 5  # failed deliveries (poison) before the dead letters
+    retry_delay: float = 0.5  # the first delay; doubles each time
+    max_retry_delay: float = MAX_RETRY_DELAY
+    horizon: float = DEFAULT_RETRY_HORIZON  # how long a RetryLater event may wait
+    max_hold_delay: float = MAX_HOLD_DELAY
+
+    def backoff(self, n: int) -> float:
+        """The delay before the (n+1)th offer, n >= 1; the exponent is bounded so a message
+        offered thousands of times cannot overflow a float."""
+        return min(self.retry_delay * 2.0 ** min(max(n, 1) - 1, 64), self.max_retry_delay)
+
+    def hold_delay(self, n: int) -> float:
+        return min(self.retry_delay * 2.0 ** min(max(n, 1) - 1, 64), self.max_hold_delay)
+
+    def waited(self, delivered: int) -> float:
+        """Time a message on its `delivered`th delivery has spent in backoff, had each earlier
+        delivery been deferred (derived from the server's count, so it survives restarts)."""
+        total = 0.0
+        for n in range(1, delivered):
+            step = self.backoff(n)
+            if step >= self.max_retry_delay:
+                return total + step * (delivered - n)
+            total += step
+        return total
+
+
+def decide(
+    outcome: Outcome,
+    *,
+    error: str,
+    delivered: int,
+    failures: int,
+    age: float,
+    policy: RetryPolicy,
+    server_max_deliver: int = UNLIMITED,
+) -> Decision:
+    """What to do with a delivery that was not acked (pure: the delivery loop's rules).
+
+    `delivered` is the server's count for this message, `failures` the bus's own count of its
+    failed deliveries (this one included), `age` the seconds since the stream stored it.
+    """
+    if 0 < server_max_deliver <= delivered:
+        # JetStream will not deliver it again: a nak now would lose it without a trace.
+        return Decision(Verdict.DEAD, error=f"{error} (last delivery the server allows)")
+    if outcome is Outcome.RETRY_LATER:
+        if min(age, policy.waited(delivered)) >= policy.horizon:
+            return Decision(Verdict.DEAD, error=f"{error} (waited past the retry horizon)")
+        return Decision(Verdict.NAK, delay=policy.backoff(delivered), error=error)
+    if failures >= policy.max_deliver:
+        return Decision(Verdict.DEAD, error=error)
+    return Decision(Verdict.NAK, delay=policy.backoff(failures), error=error)
+
+
 def durable_name(service: str, subject: Subject) -> str:
     """One durable consumer per service and subject: `orders-ticket-created`."""
     return f"{service}-{subject.wire.replace('.', '-')}"
 
 
-async def decide(
-    handler: Handler,
-    payload: bytes,
-    *,
-    delivered: int,
-    max_deliver: int,
-    retry_delay: float,
-    context: dict[str, Any],
-) -> Decision:
-    """Run the handler on one delivery and say what to do with the message."""
-    try:
-        event = decode(payload)
-    except EventDecodeError as exc:
-        error = str(exc)
-    else:
-        context = {**context, "event_id": event.id}
+def header_text(text: str, limit: int = 500) -> str:
+    """A header value: one line (a newline would break the NATS protocol), bounded."""
+    return " ".join(text.split())[:limit]
+
+
+class Delivery(Protocol):
+    """One delivery of one message, as each bus implementation presents it."""
+
+    @property
+    def payload(self) -> bytes: ...
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def delivered(self) -> int:
+        """The server's count of deliveries of this message, this one included."""
+
+    @property
+    def stream_seq(self) -> int: ...
+
+    @property
+    def age(self) -> float:
+        """Seconds since the stream stored the message."""
+
+    async def progress(self) -> None:
+        """Push the ack deadline back: still being worked on."""
+
+    async def ack(self) -> None: ...
+
+    async def nak(self, delay: float) -> None: ...
+
+    async def dead(self, error: str) -> None:
+        """Store it as a dead letter, then terminate it (raise if it could not be stored)."""
+
+
+@dataclass
+class _Running:
+    """What the progress signaller needs to know about the handler call in progress."""
+
+    since: float | None = None
+    warned: bool = False
+
+
+class Dispatcher:
+    """The delivery loop of one bus (one process): runs handlers, holds messages while a
+    dependency is down, counts failures and settles each message. Both buses use it, so the
+    fake behaves as the real one does."""
+
+    # Failure counts are kept for messages not settled yet; a message taken over by another
+    # process is never settled here, so the table is bounded.
+    MAX_TRACKED = 10_000
+    STILL_HOLDING_LOG_SECONDS = 60.0
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._open = asyncio.Event()
+        self._open.set()
+        self._holding = 0
+        self._failures: OrderedDict[tuple[str, int], int] = OrderedDict()
+
+    @property
+    def holding(self) -> bool:
+        """Whether a delivery is held because a dependency is down."""
+        return self._holding > 0
+
+    async def wait_open(self) -> None:
+        """Return once no delivery is held: a service that is not ready pulls nothing more."""
+        await self._open.wait()
+
+    def _hold(self) -> None:
+        self._holding += 1
+        self._open.clear()
+
+    def _release(self) -> None:
+        self._holding -= 1
+        if self._holding == 0:
+            self._open.set()
+
+    def _count_failure(self, key: tuple[str, int]) -> int:
+        count = self._failures.pop(key, 0) + 1
+        self._failures[key] = count
+        while len(self._failures) > self.MAX_TRACKED:
+            self._failures.popitem(last=False)
+        return count
+
+    async def process(
+        self,
+        delivery: Delivery,
+        handler: Handler,
+        *,
+        durable: str,
+        policy: RetryPolicy,
+        ack_wait: float,
+        max_handler_seconds: float,
+        server_max_deliver: int = UNLIMITED,
+    ) -> Verdict:
+        """Handle one delivery from start to settlement (ack, nak or dead letter)."""
+        context: dict[str, Any] = {
+            "service": self.service,
+            "durable": durable,
+            "subject": delivery.subject,
+            "stream_seq": delivery.stream_seq,
+        }
+        running = _Running()
+        beat = asyncio.create_task(
+            self._signal_progress(delivery, running, ack_wait, max_handler_seconds, context),
+            name=f"progress-{durable}",
+        )
         try:
-            await handler(event)
-        except RetryLater as exc:
-            error = f"retry later: {exc}"
-            log.info(
-                "event deferred", extra={**context, "delivered": delivered, "reason": str(exc)}
-            )
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "handler failed",
-                exc_info=exc,
-                extra={**context, "delivered": delivered},
-            )
-        else:
-            return Decision(Verdict.ACK)
-    if delivered >= max_deliver:
+            # A message fetched just as another one started to be held waits too (its ack
+            # deadline pushed back meanwhile): no handler starts while a dependency is down.
+            await self._open.wait()
+            outcome, error = await self._run(delivery, handler, policy, running, context)
+        finally:
+            beat.cancel()
+            # asyncio.wait, not `await beat`: suppressing the CancelledError of the latter would
+            # also swallow a cancellation of this task (close()) arriving at that moment.
+            await asyncio.wait({beat})
+        return await self._settle(
+            delivery, outcome, error, durable, policy, server_max_deliver, context
+        )
+
+    async def _run(
+        self,
+        delivery: Delivery,
+        handler: Handler,
+        policy: RetryPolicy,
+        running: _Running,
+        context: dict[str, Any],
+    ) -> tuple[Outcome | None, str]:
+        try:
+            event = decode(delivery.payload)
+        except EventDecodeError as exc:
+            log.warning("undecodable message", extra={**context, "error": str(exc)})
+            return Outcome.FAILED, str(exc)
+        context["event_id"] = event.id
+        attempt = 0
+        held_since: float | None = None
+        last_log = 0.0
+        try:
+            while True:
+                running.since, running.warned = time.monotonic(), False
+                try:
+                    await handler(event)
+                except RetryLater as exc:
+                    log.info(
+                        "event deferred",
+                        extra={**context, "delivered": delivery.delivered, "reason": str(exc)},
+                    )
+                    return Outcome.RETRY_LATER, f"retry later: {exc}"
+                except Exception as exc:
+                    if not is_infrastructure_failure(exc):
+                        log.warning(
+                            "handler failed",
+                            exc_info=exc,
+                            extra={**context, "delivered": delivery.delivered},
+                        )
+                        return Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+                    now = time.monotonic()
+                    if held_since is None:
+                        held_since = last_log = now
+                        self._hold()
+                        log.warning(
+                            "dependency unavailable: holding the event and pausing the service",
+                            extra={**context, "error": f"{type(exc).__name__}: {exc}"},
+                        )
+                    elif now - last_log >= self.STILL_HOLDING_LOG_SECONDS:
+                        last_log = now
+                        log.warning(
+                            "dependency still unavailable",
+                            extra={
+                                **context,
+                                "held_seconds": round(now - held_since),
+                                "error": f"{type(exc).__name__}: {exc}",
+                            },
+                        )
+                    attempt += 1
+                    running.since = None
+                    await asyncio.sleep(policy.hold_delay(attempt))
+                    continue
+                finally:
+                    running.since = None
+                return None, ""
+        finally:
+            if held_since is not None:
+                self._release()
+                log.info(
+                    "dependency back: resuming",
+                    extra={**context, "held_seconds": round(time.monotonic() - held_since, 3)},
+                )
+
+    async def _signal_progress(
+        self,
+        delivery: Delivery,
+        running: _Running,
+        ack_wait: float,
+        max_handler_seconds: float,
+        context: dict[str, Any],
+    ) -> None:
+        interval = max(ack_wait / 3, 0.01)
+        while True:
+            await asyncio.sleep(interval)
+            since = running.since
+            if since is not None and time.monotonic() - since > max_handler_seconds:
+                if not running.warned:
+                    running.warned = True
+                    log.error(
+                        "handler hung: no longer extending its ack deadline",
+                        extra={**context, "max_handler_seconds": max_handler_seconds},
+                    )
+                continue
+            try:
+                await delivery.progress()
+            except Exception as exc:
+                # Disconnected: the message may be redelivered after ack_wait, and the handler,
+                # being idempotent, does nothing the second time.
+                log.info("progress signal failed", extra={**context, "error": repr(exc)})
+
+    async def _settle(
+        self,
+        delivery: Delivery,
+        outcome: Outcome | None,
+        error: str,
+        durable: str,
+        policy: RetryPolicy,
+        server_max_deliver: int,
+        context: dict[str, Any],
+    ) -> Verdict:
+        key = (durable, delivery.stream_seq)
+        if outcome is None:
+            self._failures.pop(key, None)
+            await delivery.ack()
+            return Verdict.ACK
+        failures = (
+            self._count_failure(key) if outcome is Outcome.FAILED else self._failures.get(key, 0)
+        )
+        decision = decide(
+            outcome,
+            error=error,
+            delivered=delivery.delivered,
+            failures=failures,
+            age=delivery.age,
+            policy=policy,
+            server_max_deliver=server_max_deliver,
+        )
+        if decision.verdict is Verdict.NAK:
+            await delivery.nak(decision.delay)
+            return Verdict.NAK
         log.error(
             "event dead-lettered",
-            extra={**context, "delivered": delivered, "error": error},
+            extra={**context, "delivered": delivery.delivered, "error": decision.error},
         )
-        return Decision(Verdict.DEAD, error=error)
-    # Exponential backoff, capped: an earlier event held up by a slow or restarting consumer gets
-    # minutes to land before its successor gives up, yet the number of tries stays bounded.
-    delay = min(retry_delay * 2 ** (delivered - 1), MAX_RETRY_DELAY)
-    return Decision(Verdict.NAK, delay=delay, error=error)
+        try:
+            await delivery.dead(decision.error)
+        except Exception:
+            if 0 < server_max_deliver <= delivery.delivered:
+                # JetStream will not offer it again: the log is the one place left.
+                log.error(
+                    "dead letter not stored",
+                    extra={**context, "payload": delivery.payload.decode(errors="replace")},
+                )
+                raise
+            # Not stored: offer it again later; it will be dead-lettered then.
+            log.warning("dead letter not stored, retrying later", extra=context)
+            await delivery.nak(policy.max_retry_delay)
+            return Verdict.NAK
+        self._failures.pop(key, None)
+        return Verdict.DEAD
 
 
 class Bus(Protocol):
@@ -146,8 +482,15 @@ class Bus(Protocol):
     async def publish(self, event: Event[Any]) -> None:
         """Publish and wait for the server's confirmation; raise BusUnavailable otherwise."""
 
-    async def publish_raw(self, subject: str, payload: bytes, *, msg_id: str) -> None: ...
+    async def publish_raw(self, subject: str, payload: bytes, *, msg_id: str) -> None:
+        """Publish bytes as they are; raise BusUnavailable when the bus is down and
+        Unpublishable when the bus will never take this message."""
 
     async def ready(self) -> bool: ...
 
-    async def dead_letters(self) -> list[DeadLetter]: ...
+    async def dead_letters(self) -> list[DeadLetter]:
+        """This service's dead letters."""
+
+    async def redrive(self, seq: int) -> DeadLetter | None:
+        """Send the dead letter `seq` back to the one consumer that dead-lettered it (once,
+        however often this is called); None when there is no such dead letter (any more)."""

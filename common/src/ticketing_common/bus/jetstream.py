@@ -1,9 +1,21 @@
 """The bus on NATS JetStream (nats-py).
 
 One connection per process, reconnecting forever on its own; streams declared from `STREAMS`;
-one durable pull consumer per service and subject with explicit ack, `ack_wait` and a finite
-`max_deliver`. Pull consumers share work: two processes of one service each get a part of the
-messages, never the same one twice unless it was not acked in time.
+one durable pull consumer per service and subject with explicit ack and `ack_wait`. Pull
+consumers share work: two processes of one service each get a part of the messages, never the
+same one twice unless it was not acked (nor signalled in progress) in time.
+
+Consumer config is reconciled on every (re)subscribe: nats-py's `pull_subscribe` reuses an
+existing durable exactly as it is, so a changed setting (ack_wait, a lower max_deliver left by
+an older version) would otherwise be silently ignored, and with it events lost. Editable fields
+are updated in place (a create request on an existing durable is an update); a field JetStream
+cannot change in place (deliver or ack policy) is logged at error and the bus runs with the
+server's actual values, which is also what it decides dead letters from.
+
+The server-side `max_deliver` is unlimited (-1): the bus counts failures itself and dead-letters
+poison after NATS_MAX_DELIVER failed deliveries, while RetryLater deferrals (bounded by the retry
+horizon) and infrastructure failures (held, never counted) do not use up deliveries; see
+`base.py`. Each durable also filters on its own re-drive subject (`streams.redrive_subject`).
 """
 
 from __future__ import annotations
@@ -11,6 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 import nats
@@ -19,22 +34,111 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    ConsumerInfo,
+    DeliverPolicy,
+    StorageType,
+    StreamConfig,
+)
 
+from ticketing_common.bus import deadletters
 from ticketing_common.bus.base import (
+    DEFAULT_MAX_HANDLER_SECONDS,
+    DEFAULT_RETRY_HORIZON,
+    MAX_HOLD_DELAY,
+    MAX_RETRY_DELAY,
+    UNLIMITED,
     BusUnavailable,
     DeadLetter,
+    Dispatcher,
     Handler,
-    Verdict,
-    decide,
+    RetryPolicy,
+    Unpublishable,
     durable_name,
 )
-from ticketing_common.bus.streams import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, STREAMS, stream_for
+from ticketing_common.bus.streams import (
+    STREAMS,
+    original_subject,
+    redrive_subject,
+    stream_for,
+)
 from ticketing_common.events import Event, Subject, encode
 
 log = logging.getLogger("ticketing.bus")
 
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
+
+
+@dataclass(frozen=True)
+class ServerConsumer:
+    """What the server actually applies to a durable (after reconciliation, or despite it)."""
+
+    max_deliver: int
+    ack_wait: float
+
+
+class _JsDelivery:
+    """One JetStream delivery, as the dispatcher settles it."""
+
+    def __init__(self, bus: JetStreamBus, msg: Msg, durable: str) -> None:
+        self._bus, self._msg, self._durable = bus, msg, durable
+        self._meta = msg.metadata
+
+    @property
+    def payload(self) -> bytes:
+        return self._msg.data
+
+    @property
+    def subject(self) -> str:
+        return self._msg.subject
+
+    @property
+    def delivered(self) -> int:
+        return self._meta.num_delivered or 1
+
+    @property
+    def stream_seq(self) -> int:
+        return self._meta.sequence.stream if self._meta.sequence else 0
+
+    @property
+    def age(self) -> float:
+        # The ack subject carries the time the stream stored the message.
+        return max(time.time() - self._meta.timestamp.timestamp(), 0.0)
+
+    async def progress(self) -> None:
+        await self._msg.in_progress()
+
+    async def ack(self) -> None:
+        await self._settle(self._msg.ack())
+
+    async def nak(self, delay: float) -> None:
+        await self._settle(self._msg.nak(delay=delay))
+
+    async def _settle(self, op: Awaitable[None]) -> None:
+        try:
+            await op
+        except _NATS_ERRORS as exc:
+            # Lost: JetStream redelivers after ack_wait and the handler, being idempotent, does
+            # nothing the second time (or the bus decides again).
+            log.warning("ack failed", extra={"durable": self._durable, "error": repr(exc)})
+
+    async def dead(self, error: str) -> None:
+        js = self._bus._js
+        if js is None:
+            raise BusUnavailable("not connected to NATS")
+        await deadletters.store(
+            js,
+            service=self._bus.service,
+            durable=self._durable,
+            subject=original_subject(self._msg.subject, self._durable),
+            payload=self._msg.data,
+            deliveries=self.delivered,
+            error=error,
+            stream_seq=self.stream_seq,
+        )
+        await self._settle(self._msg.term())
 
 
 class JetStreamBus:
@@ -46,6 +150,10 @@ class JetStreamBus:
         ack_wait: float = 30.0,
         max_deliver: int = 5,
         retry_delay: float = 0.5,
+        max_retry_delay: float = MAX_RETRY_DELAY,
+        retry_horizon: float = DEFAULT_RETRY_HORIZON,
+        max_hold_delay: float = MAX_HOLD_DELAY,
+        max_handler_seconds: float = DEFAULT_MAX_HANDLER_SECONDS,
         publish_timeout: float = 2.0,
     ) -> None:
         self.url = url
@@ -53,13 +161,29 @@ class JetStreamBus:
         self.ack_wait = ack_wait
         self.max_deliver = max_deliver
         self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.retry_horizon = retry_horizon
+        self.max_hold_delay = max_hold_delay
+        self.max_handler_seconds = max_handler_seconds
         self.publish_timeout = publish_timeout
+        self.dispatcher = Dispatcher(service)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._handlers: list[tuple[Subject, Handler]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self._closing = False
+        self.server_consumers: dict[str, ServerConsumer] = {}
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_deliver=self.max_deliver,
+            retry_delay=self.retry_delay,
+            max_retry_delay=self.max_retry_delay,
+            horizon=self.retry_horizon,
+            max_hold_delay=self.max_hold_delay,
+        )
 
     def subscribe(self, subject: Subject, handler: Handler) -> None:
         self._handlers.append((subject, handler))
@@ -89,7 +213,7 @@ class JetStreamBus:
                     reconnected_cb=self._on_reconnected,
                 )
                 js = nc.jetstream(timeout=self.publish_timeout)
-                await self._declare_streams(js)
+                await declare_streams(js)
             except _NATS_ERRORS as exc:
                 log.warning("nats not reachable, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
@@ -111,21 +235,6 @@ class JetStreamBus:
                 )
             return
 
-    async def _declare_streams(self, js: JetStreamContext) -> None:
-        for spec in STREAMS:
-            config = StreamConfig(
-                name=spec.name,
-                subjects=list(spec.subjects),
-                storage=StorageType.FILE,
-                max_age=spec.max_age_seconds,
-                duplicate_window=spec.duplicate_window_seconds,
-            )
-            try:
-                await js.add_stream(config)
-            except nats.js.errors.BadRequestError:
-                # Exists with other settings: bring it to the declared ones.
-                await js.update_stream(config)
-
     async def _on_error(self, exc: Exception) -> None:
         log.warning("nats error", extra={"error": repr(exc)})
 
@@ -137,7 +246,7 @@ class JetStreamBus:
         if self._js is not None:
             # A server that lost its store (a new volume) must get its streams back.
             with contextlib.suppress(*_NATS_ERRORS):
-                await self._declare_streams(self._js)
+                await declare_streams(self._js)
 
     async def close(self) -> None:
         self._closing = True
@@ -155,10 +264,16 @@ class JetStreamBus:
         await self.publish_raw(event.subject.wire, encode(event), msg_id=event.id)
 
     async def publish_raw(self, subject: str, payload: bytes, *, msg_id: str) -> None:
+        try:
+            stream_for(subject)
+        except KeyError as exc:
+            raise Unpublishable(str(exc)) from exc
         nc, js = self._nc, self._js
         if nc is None or js is None or not nc.is_connected:
             # Do not let nats-py buffer it while reconnecting: the outbox keeps it safer.
             raise BusUnavailable("not connected to NATS")
+        if len(payload) > nc.max_payload:
+            raise Unpublishable(f"{len(payload)} bytes, more than the server's {nc.max_payload}")
         try:
             await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
         except _NATS_ERRORS as exc:
@@ -178,57 +293,77 @@ class JetStreamBus:
         """Read this service's dead letters back from the DEADLETTER stream."""
         if self._js is None:
             raise BusUnavailable("not connected to NATS")
-        out: list[DeadLetter] = []
-        sub = await self._js.pull_subscribe(
-            f"{DEAD_LETTER_PREFIX}.{self.service}.>",
-            stream=DEAD_LETTER_STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=5
-            ),
-        )
-        try:
-            while True:
-                try:
-                    msgs = await sub.fetch(batch=100, timeout=0.5)
-                except TimeoutError:
-                    break
-                for m in msgs:
-                    h = m.headers or {}
-                    out.append(
-                        DeadLetter(
-                            subject=h.get("Ticketing-Subject", ""),
-                            durable=h.get("Ticketing-Durable", ""),
-                            payload=m.data,
-                            deliveries=int(h.get("Ticketing-Deliveries", "0")),
-                            error=h.get("Ticketing-Error", ""),
-                        )
-                    )
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        return out
+        return await deadletters.read(self._js, service=self.service)
 
-    async def _consume(self, subject: Subject, handler: Handler) -> None:
+    async def redrive(self, seq: int) -> DeadLetter | None:
+        if self._js is None:
+            raise BusUnavailable("not connected to NATS")
+        return await deadletters.redrive(self._js, seq)
+
+    def consumer_config(self, subject: Subject) -> ConsumerConfig:
+        """The config this bus wants for its durable on `subject`."""
         durable = durable_name(self.service, subject)
-        config = ConsumerConfig(
+        return ConsumerConfig(
+            name=durable,
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=self.ack_wait,
-            max_deliver=self.max_deliver,
-            filter_subject=subject.wire,
+            max_deliver=UNLIMITED,
+            filter_subjects=[subject.wire, redrive_subject(subject.wire, durable)],
             max_ack_pending=1000,
         )
+
+    async def _ensure_consumer(self, js: JetStreamContext, subject: Subject) -> ServerConsumer:
+        """Create the durable, or bring an existing one to this bus's config; return what the
+        server actually applies."""
+        want = self.consumer_config(subject)
+        durable = durable_name(self.service, subject)
+        stream = stream_for(subject.wire)
+        try:
+            info = await js.consumer_info(stream, durable)
+        except nats.js.errors.NotFoundError:
+            info = await js.add_consumer(stream, want)
+            return _server_values(info)
+        drift = _drift(info.config, want)
+        fixed = [f for f in drift if f in ("deliver_policy", "ack_policy")]
+        if fixed:
+            log.error(
+                "consumer config cannot be updated in place; running with the server's",
+                extra={
+                    "durable": durable,
+                    "fields": fixed,
+                    "hint": f"delete the consumer to recreate it: nats consumer rm {stream} "
+                    f"{durable} (it starts again from the first message)",
+                },
+            )
+            return _server_values(info)
+        if drift:
+            log.warning(
+                "consumer config differs from the settings, updating it",
+                extra={"durable": durable, "fields": drift},
+            )
+            try:
+                info = await js.add_consumer(stream, want)  # on an existing durable: an update
+            except nats.js.errors.APIError as exc:
+                log.error(
+                    "consumer config update refused; running with the server's",
+                    extra={"durable": durable, "fields": drift, "error": repr(exc)},
+                )
+        return _server_values(info)
+
+    async def _consume(self, subject: Subject, handler: Handler) -> None:
+        durable = durable_name(self.service, subject)
         sub: JetStreamContext.PullSubscription | None = None
         while not self._closing:
+            # While a delivery is held (a dependency is down) this service pulls nothing more.
+            await self.dispatcher.wait_open()
             try:
                 if sub is None:
                     assert self._js is not None
-                    sub = await self._js.pull_subscribe(
-                        subject.wire,
-                        durable=durable,
-                        stream=stream_for(subject.wire),
-                        config=config,
+                    self.server_consumers[durable] = await self._ensure_consumer(self._js, subject)
+                    sub = await self._js.pull_subscribe_bind(
+                        durable=durable, stream=stream_for(subject.wire)
                     )
                 # batch=1: with a larger batch, nats-py's lingering pull holds the first message
                 # that arrives on an idle consumer until the rest of the batch or the timeout
@@ -251,54 +386,70 @@ class JetStreamBus:
                 sub = None
                 await asyncio.sleep(0.5)
                 continue
+            server = self.server_consumers[durable]
             for msg in msgs:
-                await self._deliver(msg, handler, durable)
+                try:
+                    await self.dispatcher.process(
+                        _JsDelivery(self, msg, durable),
+                        handler,
+                        durable=durable,
+                        policy=self.policy,
+                        ack_wait=min(server.ack_wait, self.ack_wait),
+                        max_handler_seconds=self.max_handler_seconds,
+                        server_max_deliver=server.max_deliver,
+                    )
+                except Exception as exc:
+                    # NATS went away while settling: redelivered after ack_wait, decided again.
+                    log.warning(
+                        "delivery not settled", extra={"durable": durable, "error": repr(exc)}
+                    )
 
-    async def _deliver(self, msg: Msg, handler: Handler, durable: str) -> None:
-        delivered = msg.metadata.num_delivered or 1
-        decision = await decide(
-            handler,
-            msg.data,
-            delivered=delivered,
-            max_deliver=self.max_deliver,
-            retry_delay=self.retry_delay,
-            context={"service": self.service, "durable": durable, "subject": msg.subject},
+
+def _server_values(info: ConsumerInfo) -> ServerConsumer:
+    config = info.config
+    return ServerConsumer(
+        max_deliver=config.max_deliver if config.max_deliver else UNLIMITED,
+        ack_wait=config.ack_wait or 30.0,
+    )
+
+
+def _drift(actual: ConsumerConfig, want: ConsumerConfig) -> list[str]:
+    """The fields of `want` that the server's `actual` config does not match."""
+    fields: list[str] = []
+    actual_filters = actual.filter_subjects or (
+        [actual.filter_subject] if actual.filter_subject else []
+    )
+    if sorted(actual_filters) != sorted(want.filter_subjects or []):
+        fields.append("filter_subjects")
+    if (actual.max_deliver or UNLIMITED) != want.max_deliver:
+        fields.append("max_deliver")
+    if abs((actual.ack_wait or 0.0) - (want.ack_wait or 0.0)) > 1e-3:
+        fields.append("ack_wait")
+    if actual.max_ack_pending != want.max_ack_pending:
+        fields.append("max_ack_pending")
+    # The server's answer holds plain strings, the wanted config enums ("all" vs ALL).
+    if _value(actual.deliver_policy) != _value(want.deliver_policy):
+        fields.append("deliver_policy")
+    if _value(actual.ack_policy) != _value(want.ack_policy):
+        fields.append("ack_policy")
+    return fields
+
+
+def _value(field: Any) -> Any:
+    return getattr(field, "value", field)
+
+
+async def declare_streams(js: JetStreamContext) -> None:
+    for spec in STREAMS:
+        config = StreamConfig(
+            name=spec.name,
+            subjects=list(spec.subjects),
+            storage=StorageType.FILE,
+            max_age=spec.max_age_seconds,
+            duplicate_window=spec.duplicate_window_seconds,
         )
         try:
-            if decision.verdict is Verdict.ACK:
-                await msg.ack()
-            elif decision.verdict is Verdict.NAK:
-                await msg.nak(delay=decision.delay)
-            else:
-                try:
-                    await self._dead_letter(msg, durable, delivered, decision.error)
-                except _NATS_ERRORS:
-                    # Its deliveries are used up: JetStream will not offer it again, so the log
-                    # is the one place left that keeps it.
-                    log.error(
-                        "dead letter not stored",
-                        extra={"durable": durable, "payload": msg.data.decode(errors="replace")},
-                    )
-                    raise
-                finally:
-                    await msg.term()
-        except _NATS_ERRORS as exc:
-            # The ack was lost: JetStream redelivers after ack_wait and the handler, being
-            # idempotent, does nothing the second time.
-            log.warning("ack failed", extra={"durable": durable, "error": repr(exc)})
-
-    async def _dead_letter(self, msg: Msg, durable: str, delivered: int, error: str) -> None:
-        assert self._js is not None
-        meta = msg.metadata
-        await self._js.publish(
-            f"{DEAD_LETTER_PREFIX}.{self.service}.{durable}",
-            msg.data,
-            headers={
-                # Unique per original message, so a retried dead-lettering is stored once.
-                "Nats-Msg-Id": f"{durable}:{meta.sequence.stream if meta.sequence else 0}",
-                "Ticketing-Subject": msg.subject,
-                "Ticketing-Durable": durable,
-                "Ticketing-Deliveries": str(delivered),
-                "Ticketing-Error": error[:500],
-            },
-        )
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            # Exists with other settings: bring it to the declared ones.
+            await js.update_stream(config)

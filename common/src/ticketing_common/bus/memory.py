@@ -1,9 +1,14 @@
 """An in-memory bus for unit tests that behaves like JetStream where it matters.
 
-Modelled: durable consumers that share work between subscribers of the same name, explicit
-ack, nak with delay, redelivery after `ack_wait` when a handler neither acks nor naks in time,
-`max_deliver` with dead-lettering, and de-duplication by event id. Several `InMemoryBus`
-instances built on one `InMemoryBroker` behave like several processes on one server.
+Modelled: durable consumers that share work between subscribers of the same name, each with
+its server-side config (filter subjects, ack_wait, max_deliver, deliver policy) that the bus
+reconciles on start as the real one does; explicit ack, nak with delay, in-progress signals,
+redelivery after `ack_wait` when a handler neither acks nor signals progress in time, a finite
+server max_deliver silently ending deliveries (as JetStream does), dead letters with sequence
+numbers, re-drive to one consumer, de-duplication by message id, and subjects that no stream
+holds being refused. The delivery decisions themselves are the shared `Dispatcher`'s. Several
+`InMemoryBus` instances built on one `InMemoryBroker` behave like several processes on one
+server.
 """
 
 from __future__ import annotations
@@ -16,13 +21,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ticketing_common.bus.base import (
+    DEFAULT_MAX_HANDLER_SECONDS,
+    DEFAULT_RETRY_HORIZON,
+    MAX_RETRY_DELAY,
+    UNLIMITED,
     BusUnavailable,
     DeadLetter,
+    Dispatcher,
     Handler,
-    Verdict,
-    decide,
+    RetryPolicy,
+    Unpublishable,
     durable_name,
 )
+from ticketing_common.bus.streams import original_subject, redrive_subject, stream_for
 from ticketing_common.events import Event, EventDecodeError, Subject, decode, encode
 
 log = logging.getLogger("ticketing.bus")
@@ -33,6 +44,7 @@ class _Pending:
     seq: int
     subject: str
     payload: bytes
+    stored_at: float = 0.0  # wall clock, as a stream's timestamp
     deliveries: int = 0
     available_at: float = 0.0
 
@@ -41,9 +53,20 @@ class _Pending:
 class _Consumer:
     name: str
     subject: str
+    filters: set[str] = field(default_factory=set)
+    ack_wait: float = 30.0
+    max_deliver: int = UNLIMITED
+    deliver_all: bool = True  # like deliver_policy, fixed once created
     queue: list[_Pending] = field(default_factory=list)
     in_flight: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (deadline, nth)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.filters = self.filters or {self.subject}
+
+    def exhausted(self, item: _Pending) -> bool:
+        """JetStream stops offering a message once a finite max_deliver is reached."""
+        return 0 < self.max_deliver <= item.deliveries
 
 
 class InMemoryBroker:
@@ -51,37 +74,161 @@ class InMemoryBroker:
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, bytes]] = []
+        self.stored_at: list[float] = []
         self.dead: list[DeadLetter] = []
         self.consumers: dict[str, _Consumer] = {}
         self._seen_ids: set[str] = set()
+        self._dead_seq = 0
         self.available = True
 
-    def consumer(self, name: str, subject: str) -> _Consumer:
+    def consumer(
+        self,
+        name: str,
+        subject: str,
+        *,
+        ack_wait: float = 30.0,
+        max_deliver: int = UNLIMITED,
+        deliver_all: bool = True,
+    ) -> _Consumer:
+        """The durable `name`, created with this config if it does not exist yet; an existing
+        one is returned as it is (as nats-py's pull_subscribe does)."""
         existing = self.consumers.get(name)
         if existing is None:
-            existing = _Consumer(name=name, subject=subject)
-            # A new durable consumer starts at the beginning of the stream (deliver all).
-            for seq, (subj, payload) in enumerate(self.messages):
-                if subj == subject:
-                    existing.queue.append(_Pending(seq=seq, subject=subj, payload=payload))
+            existing = _Consumer(
+                name=name,
+                subject=subject,
+                ack_wait=ack_wait,
+                max_deliver=max_deliver,
+                deliver_all=deliver_all,
+            )
+            if deliver_all:
+                for seq, (subj, payload) in enumerate(self.messages):
+                    if subj in existing.filters:
+                        existing.queue.append(
+                            _Pending(seq, subj, payload, stored_at=self.stored_at[seq])
+                        )
             self.consumers[name] = existing
         return existing
 
     def append(self, subject: str, payload: bytes, msg_id: str) -> None:
         if not self.available:
             raise BusUnavailable("in-memory broker is down")
+        try:
+            stream_for(subject)
+        except KeyError as exc:
+            raise Unpublishable(str(exc)) from exc
         if msg_id in self._seen_ids:
             return  # JetStream's Nats-Msg-Id de-duplication
         self._seen_ids.add(msg_id)
         seq = len(self.messages)
+        now = time.time()
         self.messages.append((subject, payload))
+        self.stored_at.append(now)
         for consumer in self.consumers.values():
-            if consumer.subject == subject:
-                consumer.queue.append(_Pending(seq=seq, subject=subject, payload=payload))
+            if subject in consumer.filters:
+                consumer.queue.append(_Pending(seq, subject, payload, stored_at=now))
                 consumer.wakeup.set()
+
+    def store_dead(self, letter: DeadLetter) -> DeadLetter:
+        self._dead_seq += 1
+        stored = DeadLetter(
+            subject=letter.subject,
+            durable=letter.durable,
+            payload=letter.payload,
+            deliveries=letter.deliveries,
+            error=letter.error,
+            seq=self._dead_seq,
+            stream_seq=letter.stream_seq,
+            service=letter.service,
+        )
+        self.dead.append(stored)
+        return stored
+
+    def redrive(self, seq: int) -> DeadLetter | None:
+        """Send dead letter `seq` back to its one consumer, as the operator command does."""
+        letter = next((d for d in self.dead if d.seq == seq), None)
+        if letter is None:
+            return None
+        self.append(
+            redrive_subject(letter.subject, letter.durable),
+            letter.payload,
+            msg_id=f"redrive:{letter.durable}:{letter.seq}",
+        )
+        self.dead.remove(letter)
+        return letter
 
     def idle(self) -> bool:
         return all(not c.queue and not c.in_flight for c in self.consumers.values())
+
+
+class _MemoryDelivery:
+    """One delivery of a message by the fake server (the `Delivery` the dispatcher settles)."""
+
+    def __init__(self, bus: InMemoryBus, consumer: _Consumer, item: _Pending, nth: int) -> None:
+        self._bus, self._consumer, self._item, self._nth = bus, consumer, item, nth
+
+    @property
+    def payload(self) -> bytes:
+        return self._item.payload
+
+    @property
+    def subject(self) -> str:
+        return self._item.subject
+
+    @property
+    def delivered(self) -> int:
+        return self._nth
+
+    @property
+    def stream_seq(self) -> int:
+        return self._item.seq
+
+    @property
+    def age(self) -> float:
+        return time.time() - self._item.stored_at
+
+    def _current(self) -> bool:
+        """Whether this delivery still owns the message: after ack_wait it went out again, and
+        an ack or nak of the old delivery is void (as on the server)."""
+        return self._consumer.in_flight.get(self._item.seq, (0.0, -1))[1] == self._nth
+
+    async def progress(self) -> None:
+        if self._current():
+            self._consumer.in_flight[self._item.seq] = (
+                time.monotonic() + self._consumer.ack_wait,
+                self._nth,
+            )
+
+    async def ack(self) -> None:
+        if self._current():
+            del self._consumer.in_flight[self._item.seq]
+            self._consumer.queue.remove(self._item)
+
+    async def nak(self, delay: float) -> None:
+        if not self._current():
+            return
+        del self._consumer.in_flight[self._item.seq]
+        if self._consumer.exhausted(self._item):
+            self._consumer.queue.remove(self._item)
+        else:
+            self._item.available_at = time.monotonic() + delay
+
+    async def dead(self, error: str) -> None:
+        if not self._current():
+            return
+        self._bus.broker.store_dead(
+            DeadLetter(
+                subject=original_subject(self._item.subject, self._consumer.name),
+                durable=self._consumer.name,
+                payload=self._item.payload,
+                deliveries=self._nth,
+                error=error,
+                stream_seq=self._item.seq,
+                service=self._bus.service,
+            )
+        )
+        del self._consumer.in_flight[self._item.seq]
+        self._consumer.queue.remove(self._item)
 
 
 class InMemoryBus:
@@ -93,14 +240,36 @@ class InMemoryBus:
         ack_wait: float = 30.0,
         max_deliver: int = 5,
         retry_delay: float = 0.01,
+        max_retry_delay: float = MAX_RETRY_DELAY,
+        retry_horizon: float = DEFAULT_RETRY_HORIZON,
+        # Test timings, like retry_delay's: a held delivery is re-run at most 0.5 s apart, so a
+        # test that brings a dependency back sees the flow resume well within drain()'s timeout.
+        max_hold_delay: float = 0.5,
+        max_handler_seconds: float = DEFAULT_MAX_HANDLER_SECONDS,
     ) -> None:
         self.service = service
         self.broker = broker or InMemoryBroker()
         self.ack_wait = ack_wait
         self.max_deliver = max_deliver
         self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.retry_horizon = retry_horizon
+        self.max_hold_delay = max_hold_delay
+        self.max_handler_seconds = max_handler_seconds
+        self.dispatcher = Dispatcher(service)
         self._handlers: list[tuple[Subject, Handler]] = []
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """Read per delivery, so a test may change `max_deliver` on a running bus."""
+        return RetryPolicy(
+            max_deliver=self.max_deliver,
+            retry_delay=self.retry_delay,
+            max_retry_delay=self.max_retry_delay,
+            horizon=self.retry_horizon,
+            max_hold_delay=self.max_hold_delay,
+        )
 
     @property
     def published(self) -> list[Event[Any]]:
@@ -119,8 +288,24 @@ class InMemoryBus:
 
     async def start(self) -> None:
         for subject, handler in self._handlers:
-            consumer = self.broker.consumer(durable_name(self.service, subject), subject.wire)
+            durable = durable_name(self.service, subject)
+            consumer = self.broker.consumer(
+                durable, subject.wire, ack_wait=self.ack_wait, deliver_all=True
+            )
+            self._reconcile(consumer, subject)
             self._tasks.append(asyncio.create_task(self._consume(consumer, handler)))
+
+    def _reconcile(self, consumer: _Consumer, subject: Subject) -> None:
+        """Bring an existing durable to this bus's settings, as JetStreamBus does on the server."""
+        if not consumer.deliver_all:
+            log.error(
+                "consumer config cannot be updated in place; running with the server's",
+                extra={"durable": consumer.name, "fields": ["deliver_policy"]},
+            )
+            return
+        consumer.filters = {subject.wire, redrive_subject(subject.wire, consumer.name)}
+        consumer.ack_wait = self.ack_wait
+        consumer.max_deliver = UNLIMITED
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -140,7 +325,10 @@ class InMemoryBus:
         return self.broker.available
 
     async def dead_letters(self) -> list[DeadLetter]:
-        return list(self.broker.dead)
+        return [d for d in self.broker.dead if d.service == self.service]
+
+    async def redrive(self, seq: int) -> DeadLetter | None:
+        return self.broker.redrive(seq)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait until every consumer has nothing queued or in flight (tests only)."""
@@ -156,6 +344,9 @@ class InMemoryBus:
         for seq, (deadline, _) in list(consumer.in_flight.items()):
             if deadline <= now:
                 del consumer.in_flight[seq]
+                item = next((p for p in consumer.queue if p.seq == seq), None)
+                if item is not None and consumer.exhausted(item):
+                    consumer.queue.remove(item)
         ready = [
             p for p in consumer.queue if p.available_at <= now and p.seq not in consumer.in_flight
         ]
@@ -163,41 +354,24 @@ class InMemoryBus:
             return None
         item = min(ready, key=lambda p: p.seq)
         item.deliveries += 1
-        consumer.in_flight[item.seq] = (now + self.ack_wait, item.deliveries)
+        consumer.in_flight[item.seq] = (now + consumer.ack_wait, item.deliveries)
         return item
 
     async def _consume(self, consumer: _Consumer, handler: Handler) -> None:
         while True:
+            await self.dispatcher.wait_open()
             item = self._take(consumer)
             if item is None:
                 consumer.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(consumer.wakeup.wait(), timeout=0.005)
                 continue
-            nth = item.deliveries
-            decision = await decide(
+            await self.dispatcher.process(
+                _MemoryDelivery(self, consumer, item, item.deliveries),
                 handler,
-                item.payload,
-                delivered=nth,
-                max_deliver=self.max_deliver,
-                retry_delay=self.retry_delay,
-                context={"service": self.service, "durable": consumer.name},
+                durable=consumer.name,
+                policy=self.policy,
+                ack_wait=consumer.ack_wait,
+                max_handler_seconds=self.max_handler_seconds,
+                server_max_deliver=consumer.max_deliver,
             )
-            if consumer.in_flight.get(item.seq, (0.0, -1))[1] != nth:
-                # Too late: ack_wait passed and the message went out again; this ack is void.
-                continue
-            del consumer.in_flight[item.seq]
-            if decision.verdict is Verdict.NAK:
-                item.available_at = time.monotonic() + decision.delay
-                continue
-            consumer.queue.remove(item)
-            if decision.verdict is Verdict.DEAD:
-                self.broker.dead.append(
-                    DeadLetter(
-                        subject=item.subject,
-                        durable=consumer.name,
-                        payload=item.payload,
-                        deliveries=item.deliveries,
-                        error=decision.error,
-                    )
-                )

@@ -30,8 +30,8 @@ from ticketing_expiration.settings import get_settings
 log = logging.getLogger("ticketing.expiration")
 
 # RQ's schedule has whole-second resolution (scores and clock are truncated to the second), so
-# a job can reach a worker up to a second before its expiresAt; it waits out the rest rather
-# than cancel an order early.
+# a job can reach a worker up to a second before it is due; it waits out the rest rather than
+# cancel an order early.
 MAX_EARLY_SECONDS = 1.0
 
 
@@ -76,33 +76,39 @@ async def publish_expiration(nats_url: str, order_id: str, *, connect_timeout: f
 
 def expire(
     order_id: str,
-    expires_at: datetime,
+    due_at: datetime,
     *,
     redis: Redis,
     nats_url: str,
     connect_timeout: float,
 ) -> str:
-    """Publish the order's expiry unless it was cancelled meanwhile; what happened, as text."""
-    early = (expires_at - datetime.now(UTC)).total_seconds()
+    """Publish the order's expiry unless it was cancelled meanwhile; what happened, as text.
+
+    `due_at` is the order's expiresAt plus the grace (see `Settings.expiry_grace_seconds`).
+    """
+    early = (due_at - datetime.now(UTC)).total_seconds()
     if early > 0:
         time.sleep(min(early, MAX_EARLY_SECONDS))
     if repository.is_cancelled(redis, order_id=order_id):
         log.info("order cancelled, no expiry published", extra={"order": order_id})
         return "cancelled"
     asyncio.run(publish_expiration(nats_url, order_id, connect_timeout=connect_timeout))
-    lag = (datetime.now(UTC) - expires_at).total_seconds()
+    lag = (datetime.now(UTC) - due_at).total_seconds()
     log.info("expiration published", extra={"order": order_id, "lag_seconds": round(lag, 3)})
     return "published"
 
 
-def expire_order(order_id: str, expires_at: str) -> str:
-    """The RQ job (see `repository.EXPIRE_JOB`): arguments as JSON-serialised at scheduling."""
+def expire_order(order_id: str, due_at: str) -> str:
+    """The RQ job (see `repository.EXPIRE_JOB`): arguments as JSON-serialised at scheduling.
+
+    (Jobs scheduled before the grace existed carry the expiresAt itself: due then.)
+    """
     settings = get_settings()
     job = get_current_job()
     redis: Redis = job.connection if job is not None else repository.connect(settings.redis_url)
     return expire(
         order_id,
-        as_utc(datetime.fromisoformat(expires_at)),
+        as_utc(datetime.fromisoformat(due_at)),
         redis=redis,
         nats_url=settings.nats_url,
         connect_timeout=settings.nats_connect_timeout_seconds,

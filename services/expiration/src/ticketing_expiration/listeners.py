@@ -1,5 +1,8 @@
 """Event handlers: schedule an order's expiry when it is created, drop it when it is cancelled.
 
+The expiry is due EXPIRY_GRACE_SECONDS after the order's expiresAt: a payment accepted just
+before expiresAt then reaches orders (which completes the order) before the expiry does.
+
 Both are idempotent (a redelivery schedules or drops nothing twice) and cope with either event
 arriving first. Redis and RQ calls block, so they run in worker threads, off the event loop.
 """
@@ -8,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from datetime import timedelta
+from typing import Any, cast
 
 from rq import Queue
 
@@ -17,6 +21,7 @@ from ticketing_common.events import Event, OrderCancelled, OrderCreated, Subject
 from ticketing_common.mongo import as_utc
 from ticketing_common.service import Runtime
 from ticketing_expiration import repository
+from ticketing_expiration.settings import Settings
 
 log = logging.getLogger("ticketing.expiration")
 
@@ -31,11 +36,20 @@ def queue_of(runtime: Runtime) -> Queue:
 async def on_order_created(runtime: Runtime, event: Event[Any]) -> None:
     data: OrderCreated = event.data
     expires_at = as_utc(data.expires_at)
+    grace = cast(Settings, runtime.settings).expiry_grace_seconds
+    due_at = expires_at + timedelta(seconds=grace)
     scheduled = await asyncio.to_thread(
-        repository.schedule_expiry, queue_of(runtime), order_id=data.id, expires_at=expires_at
+        repository.schedule_expiry, queue_of(runtime), order_id=data.id, due_at=due_at
     )
     if scheduled:
-        log.info("expiry scheduled", extra={"order": data.id, "expires_at": expires_at.isoformat()})
+        log.info(
+            "expiry scheduled",
+            extra={
+                "order": data.id,
+                "expires_at": expires_at.isoformat(),
+                "due_at": due_at.isoformat(),
+            },
+        )
     else:
         log.info("order already scheduled or cancelled, ignored", extra={"order": data.id})
 

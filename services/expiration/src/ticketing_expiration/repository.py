@@ -1,4 +1,5 @@
-"""The scheduled expiries: one RQ job per order, in Redis, due at the order's expiresAt.
+"""The scheduled expiries: one RQ job per order, in Redis, due at the order's expiresAt plus
+the grace (see `Settings.expiry_grace_seconds`).
 
 The job id is derived from the order id, so the job itself is the record that an order's expiry
 is scheduled: a redelivered order:created finds it and schedules nothing. The check and the
@@ -63,14 +64,15 @@ def cancelled_key(order_id: str) -> str:
     return CANCELLED_PREFIX + _key_part(order_id)
 
 
-def schedule_expiry(queue: Queue, *, order_id: str, expires_at: datetime) -> bool:
-    """Schedule the order's expiry job at `expires_at` (now if past); False if already done.
+def schedule_expiry(queue: Queue, *, order_id: str, due_at: datetime) -> bool:
+    """Schedule the order's expiry job at `due_at` (now if past); False if already done.
 
     Blocking (Redis): call it from a worker thread.
     """
     job = queue.create_job(
         EXPIRE_JOB,
-        args=(order_id, expires_at.isoformat()),
+        # The job gets its due time (it waits out the rest should RQ hand it over early).
+        args=(order_id, due_at.isoformat()),
         job_id=job_id_for(order_id),
         timeout=JOB_TIMEOUT_SECONDS,
         result_ttl=RESULT_TTL_SECONDS,
@@ -87,7 +89,7 @@ def schedule_expiry(queue: Queue, *, order_id: str, expires_at: datetime) -> boo
                 if pipe.exists(job.key, marker):
                     return False
                 pipe.multi()
-                queue.schedule_job(job, expires_at, pipeline=pipe)
+                queue.schedule_job(job, due_at, pipeline=pipe)
                 pipe.execute()
                 return True
             except WatchError:

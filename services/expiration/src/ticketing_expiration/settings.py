@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from pydantic import NonNegativeFloat
+
 from ticketing_common.settings import ServiceSettings
 
 
@@ -12,6 +14,12 @@ class Settings(ServiceSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue_name: str = "expiration"
+
+    # An order's expiry fires this long after its expiresAt (EXPIRY_GRACE_SECONDS): a buyer may
+    # pay up to expiresAt, and the payment:created of a payment accepted at the last moment must
+    # reach orders before expiration:complete does, or orders cancels a paid-for order (whose
+    # authorization is then voided: no money taken, but no sale either).
+    expiry_grace_seconds: NonNegativeFloat = 5.0
 
     # An order:created that cannot be scheduled (Redis down) is nak-ed and offered again with a
     # doubling delay (capped at 30 s); a dead-lettered one would be an order that never

@@ -66,11 +66,15 @@ async def on_payment_created(runtime: Runtime, event: Event[Any]) -> None:
         if order_id is not None
         else repository.CompleteResult.NOT_FOUND
     )
-    if result is repository.CompleteResult.CANCELLED:
-        # Payments refuses cancelled orders, but its replica can lag behind an expiry: the
-        # charge went through for an order that no longer holds its ticket.
-        log.warning(
-            "payment for a cancelled order: refund needed",
+    if result is repository.CompleteResult.COMPLETED and order_id is not None:
+        # order:completed went into the same write: out now, so payments captures at once.
+        runtime.relay.kick(repository.ORDERS, order_id)
+    elif result is repository.CompleteResult.CANCELLED:
+        # The buyer's cancel or the expiry got here first (payments' replica lagged, or this
+        # event did): the order stays cancelled, and payments voids the authorization when its
+        # order:cancelled arrives. Nothing was captured, so nothing is owed.
+        log.info(
+            "payment for a cancelled order: its authorization is voided by payments",
             extra={"order": data.order_id, "payment": data.id, "stripe_id": data.stripe_id},
         )
     elif result is repository.CompleteResult.NOT_FOUND:

@@ -7,10 +7,21 @@ from typing import Any
 from fastapi import FastAPI
 
 from ticketing_common.bus import Bus
-from ticketing_common.service import ServiceSpec, create_service_app
-from ticketing_orders import listeners, repository
+from ticketing_common.service import Runtime, ServiceSpec, create_service_app
+from ticketing_orders import expiry, listeners, repository
 from ticketing_orders.api.routes import orders
 from ticketing_orders.settings import Settings, get_settings
+
+
+async def _startup(runtime: Runtime) -> None:
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    expiry.start(runtime, settings)
+
+
+async def _shutdown(runtime: Runtime) -> None:
+    await expiry.stop(runtime)
+
 
 SPEC = ServiceSpec(
     name="orders",
@@ -18,6 +29,8 @@ SPEC = ServiceSpec(
     indexes=repository.INDEXES,
     outbox_collections=[repository.ORDERS],
     subscriptions=listeners.subscriptions,
+    on_startup=_startup,
+    on_shutdown=_shutdown,
 )
 
 

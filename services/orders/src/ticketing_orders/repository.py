@@ -1,23 +1,18 @@
 """The orders collection, the replica of tickets, and the atomic reservation between them.
 
-Reserving a ticket is one conditional single-document update on its replica
-(`reservedBy: None` -> the new order's id), so of any number of concurrent buyers exactly one
-wins, on every Mongo we run on, without transactions or partial unique indexes. The order is
-inserted right after; the reservation and the order are two writes, so every way the second can
-go missing is covered:
-- the insert fails: the reservation is released at once;
-- the process dies in between: the reservation names an order that does not exist, and once it
-  is older than `ORPHAN_RESERVATION_SECONDS` the next buyer takes it over;
-- an order is cancelled but the process dies before the release: the reservation names a
-  cancelled order, which the next buyer takes over too.
-A takeover is itself a conditional update (`reservedBy: <that holder>`), so it has one winner.
+Of any number of concurrent buyers of one ticket exactly one ends with an open order, on every
+Mongo we run on, without transactions, partial unique indexes or clocks (see `create_order`):
+the order is inserted unconfirmed, the ticket's replica is reserved naming it with a
+conditional single-document update, and the order then confirms with a compare-and-set. Only a
+holder that never confirmed, or whose order is cancelled or gone, can be taken over, and taking
+over an unconfirmed holder is the compare-and-set that its confirmation would need.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 from typing import Any
 
@@ -26,8 +21,11 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ticketing_common.events import (
+    Event,
     OrderCancelled,
     OrderCancelledTicketRef,
+    OrderCompleted,
+    OrderCompletedTicketRef,
     OrderCreated,
     OrderStatus,
     OrderTicketRef,
@@ -35,7 +33,8 @@ from ticketing_common.events import (
     TicketUpdated,
     new_event,
 )
-from ticketing_common.mongo import Document, IndexSpec, as_utc, parse_object_id, versioned_update
+from ticketing_common.money import to_cents, to_dollars
+from ticketing_common.mongo import Document, IndexSpec, parse_object_id, versioned_update
 from ticketing_common.outbox import outbox_fields, strip_outbox, with_outbox
 
 log = logging.getLogger("ticketing.orders")
@@ -43,11 +42,14 @@ log = logging.getLogger("ticketing.orders")
 TICKETS = "tickets"
 ORDERS = "orders"
 
-INDEXES = [IndexSpec(ORDERS, [("userId", 1), ("_id", -1)], {"name": "user_newest_first"})]
+INDEXES = [
+    IndexSpec(ORDERS, [("userId", 1), ("_id", -1)], {"name": "user_newest_first"}),
+    # The expiry sweep: open orders by how long ago they ran out.
+    IndexSpec(ORDERS, [("status", 1), ("expiresAt", 1)], {"name": "status_expires"}),
+]
 
-# A live request inserts its order milliseconds after reserving; a reservation whose order is
-# still missing after this long was left by a process that died in between.
-ORPHAN_RESERVATION_SECONDS = 30
+# A pause point between the steps of a reservation: tests interleave two buyers through it.
+Pause = Callable[[str], Awaitable[None]]
 
 # Statuses in which an order holds its ticket and may still be cancelled or paid.
 OPEN_STATUSES = [OrderStatus.CREATED.value, OrderStatus.AWAITING_PAYMENT.value]
@@ -77,15 +79,6 @@ class CompleteResult(Enum):
     ALREADY_COMPLETE = "already complete"
     CANCELLED = "cancelled"
     NOT_FOUND = "not found"
-
-
-def to_cents(price: float) -> int:
-    # str() first: 19.99 * 100 is 1998.9999...; Decimal("19.99") * 100 is exactly 1999.
-    return int((Decimal(str(price)) * 100).to_integral_value(rounding=ROUND_HALF_UP))
-
-
-def to_dollars(cents: int) -> float:
-    return cents / 100
 
 
 def _to_millis(value: datetime) -> datetime:
@@ -118,7 +111,6 @@ async def insert_ticket(db: Any, *, data: TicketCreated) -> bool:
                 "priceCents": to_cents(data.price),
                 "version": data.version,
                 "reservedBy": None,
-                "reservedAt": None,
             }
         )
     except DuplicateKeyError:
@@ -150,7 +142,7 @@ async def _reserve(
     """Make `order_id` the ticket's holder if `holder` still is (None: the ticket is free)."""
     doc: Document | None = await db[TICKETS].find_one_and_update(
         {"_id": ticket_id, "reservedBy": holder},
-        {"$set": {"reservedBy": order_id, "reservedAt": datetime.now(UTC)}},
+        {"$set": {"reservedBy": order_id}},
         return_document=ReturnDocument.AFTER,
     )
     return doc
@@ -160,35 +152,51 @@ async def release_ticket(db: Any, *, ticket_id: str, order_id: str) -> None:
     """Free the ticket if, and only if, this order still holds it."""
     await db[TICKETS].update_one(
         {"_id": ticket_id, "reservedBy": order_id},
-        {"$set": {"reservedBy": None, "reservedAt": None}},
+        {"$set": {"reservedBy": None}},
     )
 
 
-async def _holder_is_gone(db: Any, *, ticket: Document) -> bool:
-    """Whether the ticket's current reservation no longer stands and may be taken over."""
-    holder = ticket["reservedBy"]
+async def _no_pause(step: str) -> None:
+    return None
+
+
+async def _withdraw_unconfirmed(db: Any, *, order_id: ObjectId) -> bool:
+    """Delete an order that has not confirmed its reservation; False if it confirmed first.
+
+    The compare-and-set that decides a race between a buyer confirming and another taking the
+    ticket over: one of `confirmed: False -> True` and this delete matches, never both.
+    """
+    result = await db[ORDERS].delete_one({"_id": order_id, "confirmed": False})
+    return bool(result.deleted_count == 1)
+
+
+async def _holder_stands(db: Any, *, holder: str, pause: Pause) -> bool:
+    """Whether the ticket's holder keeps it: a confirmed order that is not cancelled.
+
+    An unconfirmed holder (a buyer between reserving and confirming, alive or dead) is withdrawn
+    here; a holder that does not exist was withdrawn before. Nothing depends on a clock.
+    """
     order_id = parse_object_id(holder)
-    order = await get_order(db, order_id=order_id) if order_id is not None else None
-    if order is not None:
-        return bool(order["status"] == OrderStatus.CANCELLED)
-    reserved_at = _stored_time(ticket.get("reservedAt"))
-    if reserved_at is None:
-        # Fail closed: a ticket stuck until someone looks beats a ticket sold twice.
-        log.error("reservation without a readable time", extra={"ticket_id": ticket["_id"]})
+    if order_id is None:
         return False
-    return datetime.now(UTC) - reserved_at > timedelta(seconds=ORPHAN_RESERVATION_SECONDS)
+    for _ in range(_ATTEMPTS):
+        order: Document | None = await db[ORDERS].find_one({"_id": order_id})
+        if order is None:
+            return False
+        if order.get("confirmed") is False:
+            await pause("withdraw")
+            if await _withdraw_unconfirmed(db, order_id=order_id):
+                return False
+            continue  # it confirmed in the meantime: read it again
+        return bool(order["status"] != OrderStatus.CANCELLED)
+    return True  # changing under us: leave it to its owner
 
 
-def _stored_time(value: Any) -> datetime | None:
-    """A datetime as read back from any of our Mongo backends; None when unreadable."""
-    try:
-        return as_utc(value)
-    except (ValueError, TypeError):
-        return None
-
-
-async def reserve_ticket(db: Any, *, ticket_id: str, order_id: str) -> Document:
-    """Reserve the ticket for `order_id` and return it; raise if another order holds it."""
+async def reserve_ticket(
+    db: Any, *, ticket_id: str, order_id: str, pause: Pause = _no_pause
+) -> Document:
+    """Reserve the ticket for the (inserted, unconfirmed) order `order_id` and return it; raise
+    TicketReservedError if a holder that stands has it."""
     for _ in range(_ATTEMPTS):
         ticket = await _reserve(db, ticket_id=ticket_id, holder=None, order_id=order_id)
         if ticket is not None:
@@ -199,8 +207,10 @@ async def reserve_ticket(db: Any, *, ticket_id: str, order_id: str) -> Document:
         holder = current.get("reservedBy")
         if holder is None:
             continue  # released in the meantime: try again
-        if not await _holder_is_gone(db, ticket=current):
+        await pause("check holder")
+        if await _holder_stands(db, holder=holder, pause=pause):
             raise TicketReservedError(ticket_id)
+        await pause("take over")
         ticket = await _reserve(db, ticket_id=ticket_id, holder=holder, order_id=order_id)
         if ticket is not None:
             log.info(
@@ -213,9 +223,12 @@ async def reserve_ticket(db: Any, *, ticket_id: str, order_id: str) -> Document:
 
 # --- orders -------------------------------------------------------------------------------------
 
+# Orders that exist for their buyer: confirmed, or written before confirmation existed.
+VISIBLE: Document = {"confirmed": {"$ne": False}}
+
 
 async def get_order(db: Any, *, order_id: ObjectId) -> Document | None:
-    doc: Document | None = await db[ORDERS].find_one({"_id": order_id})
+    doc: Document | None = await db[ORDERS].find_one({"_id": order_id, **VISIBLE})
     return strip_outbox(doc) if doc is not None else None
 
 
@@ -223,7 +236,7 @@ async def list_orders(
     db: Any, *, user_id: str, limit: int, before: ObjectId | None = None
 ) -> list[Document]:
     """The user's orders, newest first (`_id` order), optionally those older than `before`."""
-    query: Document = {"userId": user_id}
+    query: Document = {"userId": user_id, **VISIBLE}
     if before is not None:
         query["_id"] = {"$lt": before}
     cursor = db[ORDERS].find(query).sort("_id", -1).limit(limit)
@@ -231,58 +244,87 @@ async def list_orders(
 
 
 async def create_order(
-    db: Any, *, user_id: str, ticket_id: str, expires_in: timedelta
+    db: Any, *, user_id: str, ticket_id: str, expires_in: timedelta, pause: Pause = _no_pause
 ) -> tuple[Document, Document]:
-    """Reserve the ticket and insert the order with its order:created event; (order, ticket)."""
+    """Insert the order, reserve the ticket naming it, confirm; (order, ticket).
+
+    Three writes, each safe to be the last one that happens:
+    1. the order is inserted unconfirmed: invisible, announces nothing, holds nothing;
+    2. the ticket is reserved naming it (or taken over from a holder that does not stand);
+    3. the order confirms with a compare-and-set (`confirmed: False -> True`) that also writes
+       order:created to its outbox. Another buyer may withdraw an unconfirmed holder (delete it
+       with the opposite compare-and-set) and take the ticket; exactly one of the two matches.
+    A buyer that dies after 2 leaves a holder any later buyer may take over at once.
+    """
     if await get_ticket(db, ticket_id=ticket_id) is None:
         raise TicketNotFoundError(ticket_id)
     order_id = ObjectId()
-    ticket = await reserve_ticket(db, ticket_id=ticket_id, order_id=str(order_id))
     expires_at = _to_millis(datetime.now(UTC) + expires_in)
-    order: Document = {
-        "_id": order_id,
-        "userId": user_id,
-        "status": OrderStatus.CREATED.value,
-        "expiresAt": expires_at,
-        "version": 0,
-        "ticketId": ticket_id,
-        # The price the buyer was shown when the ticket was reserved.
-        "priceCents": ticket["priceCents"],
-    }
-    event = new_event(
-        OrderCreated(
-            id=str(order_id),
-            version=0,
-            status=OrderStatus.CREATED,
-            user_id=user_id,
-            expires_at=expires_at,
-            ticket=OrderTicketRef(id=ticket_id, price=to_dollars(ticket["priceCents"])),
-        )
+    await pause("insert")
+    await db[ORDERS].insert_one(
+        {
+            "_id": order_id,
+            "userId": user_id,
+            "status": OrderStatus.CREATED.value,
+            "expiresAt": expires_at,
+            "version": 0,
+            "ticketId": ticket_id,
+            "confirmed": False,
+            # An empty outbox from the start: the confirmation appends order:created to it.
+            **outbox_fields(),
+        }
     )
     try:
-        await db[ORDERS].insert_one({**order, **outbox_fields(event)})
-    except Exception:
-        # An error reply does not prove the write failed (a connection lost after the server
-        # applied it): keep the reservation of an order that exists. If even this check fails,
-        # the reservation stays orphaned and the next buyer takes it over after a while.
-        if await db[ORDERS].find_one({"_id": order_id}, {"_id": 1}) is None:
-            await release_ticket(db, ticket_id=ticket_id, order_id=str(order_id))
-            raise
-        log.warning(
-            "order insert reported an error but was applied", extra={"order_id": str(order_id)}
+        await pause("reserve")
+        ticket = await reserve_ticket(db, ticket_id=ticket_id, order_id=str(order_id), pause=pause)
+        await pause("confirm")
+        event = new_event(
+            OrderCreated(
+                id=str(order_id),
+                version=0,
+                status=OrderStatus.CREATED,
+                user_id=user_id,
+                expires_at=expires_at,
+                ticket=OrderTicketRef(id=ticket_id, price=to_dollars(ticket["priceCents"])),
+            )
         )
-    # A reservation taken over as orphaned (our insert was slower than the takeover window, or
-    # clocks disagree) must not leave two live orders for one ticket: check we still hold it,
-    # and if not, withdraw the order we just wrote (the relay's sweep publishes its created and
-    # cancelled events; this path is rare enough not to need the immediate kick).
-    held = await get_ticket(db, ticket_id=ticket_id)
-    if held is None or held.get("reservedBy") != str(order_id):
-        log.warning(
-            "reservation lost before the order was written", extra={"order_id": str(order_id)}
+        # The price the buyer was shown when the ticket was reserved.
+        update = {"$set": {"confirmed": True, "priceCents": ticket["priceCents"]}}
+        order: Document | None = await db[ORDERS].find_one_and_update(
+            {"_id": order_id, "confirmed": False},
+            with_outbox(update, event),
+            return_document=ReturnDocument.AFTER,
         )
-        await cancel_order(db, order_id=order_id)
-        raise TicketReservedError(ticket_id)
-    return order, ticket
+        if order is None:
+            # Withdrawn by a buyer who found the reservation unconfirmed and took it over.
+            log.info("reservation taken over before confirmation", extra={"order": str(order_id)})
+            raise TicketReservedError(ticket_id)
+    except (TicketReservedError, TicketNotFoundError):
+        await _withdraw_unconfirmed(db, order_id=order_id)
+        await release_ticket(db, ticket_id=ticket_id, order_id=str(order_id))
+        raise
+    return strip_outbox(order), ticket
+
+
+SWEEP_PAGE = 100
+
+
+async def sweep_unconfirmed(db: Any, *, older_than: datetime, limit: int = SWEEP_PAGE) -> int:
+    """Delete orders that never confirmed (their buyer died mid-way) and free what they hold."""
+    query = {"confirmed": False, "expiresAt": {"$lt": older_than}}
+    removed = 0
+    async for doc in db[ORDERS].find(query, {"ticketId": 1}).limit(limit):
+        if await _withdraw_unconfirmed(db, order_id=doc["_id"]):
+            await release_ticket(db, ticket_id=doc["ticketId"], order_id=str(doc["_id"]))
+            removed += 1
+    return removed
+
+
+async def overdue_orders(db: Any, *, cutoff: datetime, limit: int = SWEEP_PAGE) -> list[ObjectId]:
+    """Open orders whose time ran out before `cutoff` (indexed by status and expiresAt)."""
+    query = {"status": {"$in": OPEN_STATUSES}, "expiresAt": {"$lt": cutoff}, **VISIBLE}
+    cursor = db[ORDERS].find(query, {"_id": 1}).sort("expiresAt", 1).limit(limit)
+    return [doc["_id"] async for doc in cursor]
 
 
 async def cancel_order(db: Any, *, order_id: ObjectId) -> tuple[CancelResult, Document | None]:
@@ -322,7 +364,14 @@ async def cancel_order(db: Any, *, order_id: ObjectId) -> tuple[CancelResult, Do
 
 
 async def complete_order(db: Any, *, order_id: ObjectId) -> CompleteResult:
-    """Mark an open order paid. A cancelled order never becomes complete."""
+    """Complete an open order that a payment authorized, publishing order:completed.
+
+    Orders alone decides an order's fate: this and `cancel_order` each change an open order
+    with one conditional write, so exactly one of them wins. A cancelled order never becomes
+    complete (payments voids its authorization on order:cancelled); a complete one publishes
+    nothing more. order:completed (which makes payments capture the money) is written in the
+    same update as the status, so it exists exactly when the order is complete.
+    """
     for _ in range(_ATTEMPTS):
         order = await get_order(db, order_id=order_id)
         if order is None:
@@ -335,9 +384,22 @@ async def complete_order(db: Any, *, order_id: ObjectId) -> CompleteResult:
             db[ORDERS],
             id=order_id,
             version=order["version"],
-            update={"$set": {"status": OrderStatus.COMPLETE.value}},
+            update=with_outbox(
+                {"$set": {"status": OrderStatus.COMPLETE.value}},
+                _completed_event(order, version=order["version"] + 1),
+            ),
             extra_filter={"status": {"$in": OPEN_STATUSES}},
         )
         if updated is not None:
             return CompleteResult.COMPLETED
     raise RuntimeError(f"order {order_id} kept changing while being completed")
+
+
+def _completed_event(order: Document, *, version: int) -> Event[OrderCompleted]:
+    return new_event(
+        OrderCompleted(
+            id=str(order["_id"]),
+            version=version,
+            ticket=OrderCompletedTicketRef(id=order["ticketId"]),
+        )
+    )

@@ -1,11 +1,20 @@
-"""Charging a card through Stripe, and refunding it: one PaymentIntent per order.
+"""Money through Stripe in two steps: authorize the card, then capture or void: one
+PaymentIntent per order.
+
+Paying authorizes only (`capture_method=manual`): the card is held for the price and the
+PaymentIntent waits in `requires_capture`. Orders alone then decides the order's fate, and
+payments settles the authorization accordingly (see `settle`): it captures it when the order is
+complete and voids it when the order is cancelled. So a cancelled order never had money taken,
+and a paid order cannot be cancelled (SPEC flaw 4).
 
 The order's PaymentIntent is created once, unconfirmed, under an idempotency key derived from the
 order alone, so every attempt to pay the order finds the same one, whatever card it brings.
-That is what makes an unknown outcome safe: when Stripe charged the card but the answer was lost
-(a timeout, a 5xx after the charge, our own write failing), the buyer's next attempt comes with a
-new single-use token, finds the PaymentIntent `succeeded`, and records it instead of charging
-again. A decline leaves it `requires_payment_method`, ready to be confirmed with another card.
+That is what makes an unknown outcome safe: when Stripe authorized the card but the answer was
+lost (a timeout, a 5xx after the authorization, our own write failing), the buyer's next attempt
+comes with a new single-use token, finds the PaymentIntent `requires_capture`, and records it
+instead of authorizing again. A decline leaves it `requires_payment_method`, ready to be
+confirmed with another card. Capturing and voiding have one idempotency key per order each, so
+a redelivered event replays Stripe's first answer instead of acting twice.
 
 The official SDK, async end to end (`*_async` over its HTTPX client), so a slow Stripe never
 blocks the event loop. One client per process: it holds the connection pool.
@@ -23,6 +32,7 @@ from typing import Any, cast
 import stripe
 from stripe.params import PaymentIntentConfirmParams
 
+from ticketing_common.bus import DependencyUnavailable
 from ticketing_common.errors import BadRequestError, UpstreamError
 from ticketing_payments.settings import Settings
 
@@ -30,9 +40,15 @@ log = logging.getLogger("ticketing.payments.charges")
 
 CURRENCY = "usd"
 PROVIDER_UNAVAILABLE = "Payment provider unavailable, please try again"
-SUCCEEDED = "succeeded"
+SUCCEEDED = "succeeded"  # captured: the money moved
+REQUIRES_CAPTURE = "requires_capture"  # authorized: the card is held, nothing moved yet
 PROCESSING = "processing"
 CANCELED = "canceled"
+# What a confirmed PaymentIntent of ours can be: authorized, or (once orders completed the
+# order) captured.
+AUTHORIZED = (REQUIRES_CAPTURE, SUCCEEDED)
+# Stripe's reason for a voided authorization: the buyer's order went away before completing.
+VOID_REASON = "abandoned"
 
 
 class HTTPXClient(stripe.HTTPXClient):
@@ -61,7 +77,8 @@ class Intent:
 
 
 class StripeCharger:
-    """Charges and refunds cards through Stripe; built once per process (it owns the pool)."""
+    """Authorizes, captures and voids card payments through Stripe; built once per process (it
+    owns the pool)."""
 
     def __init__(
         self, settings: Settings, *, http_client: stripe.HTTPXClient | None = None
@@ -84,7 +101,7 @@ class StripeCharger:
     async def close(self) -> None:
         await self.http_client.close_async()  # type: ignore[no-untyped-call]
 
-    # --- paying: errors become what the buyer is shown ------------------------------------------
+    # --- paying (authorizing): errors become what the buyer is shown ---------------------------
 
     async def order_intent(self, *, order_id: str, amount_cents: int) -> Intent:
         """The order's one PaymentIntent, created unconfirmed on first use, as it is now."""
@@ -95,6 +112,9 @@ class StripeCharger:
                 params={
                     "amount": amount_cents,
                     "currency": CURRENCY,
+                    # Confirming authorizes only: the money moves when orders completes the
+                    # order (`capture`), and the hold is released if it cancels it (`void`).
+                    "capture_method": "manual",
                     # No redirecting payment methods, so confirming here needs no return_url.
                     # (Not `payment_method_types: ["card"]`: Stripe refuses it from API version
                     # 2026-09-30, and the SDK pins a later one.)
@@ -110,7 +130,7 @@ class StripeCharger:
         return Intent(id=intent.id, status=intent.status)
 
     async def confirm(self, intent: Intent, *, order_id: str, token: str) -> None:
-        """Charge the card to the PaymentIntent; returns once it succeeded.
+        """Authorize the card for the PaymentIntent; returns once it is authorized.
 
         Raises the error to show the buyer otherwise: BadRequestError (declined, refused, needs
         authentication) or UpstreamError (Stripe unreachable or failing: outcome unknown).
@@ -131,39 +151,60 @@ class StripeCharger:
                 status = confirmed.status
             except stripe.InvalidRequestError as exc:
                 # Confirmed meanwhile by an attempt that outlived its lease: Stripe tells us how
-                # it stands (and never charges a succeeded PaymentIntent twice).
-                stale = exc.error.payment_intent if exc.error is not None else None
-                if exc.code != "payment_intent_unexpected_state" or stale is None:
-                    raise
-                status = stale.status
-        if status == SUCCEEDED:
-            log.info("charged", extra=context)
+                # it stands (and never authorizes a confirmed PaymentIntent twice).
+                status = _status_in(exc)
+        if status in AUTHORIZED:
+            log.info("authorized", extra=context)
             return
         # E.g. requires_action (3-D Secure): this API has no step to complete it, so no sale.
         log.info("payment not completed", extra={**context, "status": status})
         raise not_payable(status)
 
-    # --- settling a cancelled order: errors propagate (the event is retried) ------------------
+    # --- settling, once orders decided: Stripe being down is DependencyUnavailable ------------
 
-    async def intent_status(self, intent_id: str) -> str:
-        intent = await self.client.v1.payment_intents.retrieve_async(intent_id)
-        return intent.status
+    async def capture(self, *, order_id: str, intent_id: str) -> str:
+        """Capture the order's authorization in full; the PaymentIntent's status afterwards.
 
-    async def refund(self, *, order_id: str, intent_id: str) -> str:
-        """Refund the order's payment in full; the refund's id. Once per order, however often."""
-        refund = await self.client.v1.refunds.create_async(
-            params={"payment_intent": intent_id, "metadata": {"orderId": order_id}},
-            options={"idempotency_key": refund_key(order_id=order_id)},
-        )
-        log.info(
-            "refunded",
-            extra={"order_id": order_id, "payment_intent": intent_id, "refund": refund.id},
-        )
-        return refund.id
+        `succeeded` once captured, by this call or an earlier one (however often it is asked:
+        one key per order). Any other status is one Stripe refused to capture from.
+        """
+        context = {"order_id": order_id, "payment_intent": intent_id}
+        with _settling(context):
+            try:
+                intent = await self.client.v1.payment_intents.capture_async(
+                    intent_id, options={"idempotency_key": capture_key(order_id=order_id)}
+                )
+                status = intent.status
+            except stripe.InvalidRequestError as exc:
+                # Captured already under a key Stripe no longer keeps, or not capturable:
+                # the error carries the PaymentIntent as it stands.
+                status = _status_in(exc)
+        log.info("capture", extra={**context, "status": status})
+        return status
+
+    async def void(self, *, order_id: str, intent_id: str) -> str:
+        """Cancel the order's PaymentIntent, releasing an authorization; its status afterwards.
+
+        `canceled` once voided, by this call or an earlier one; any other status is one Stripe
+        refused to cancel from (`succeeded`: the money was captured).
+        """
+        context = {"order_id": order_id, "payment_intent": intent_id}
+        with _settling(context):
+            try:
+                intent = await self.client.v1.payment_intents.cancel_async(
+                    intent_id,
+                    params={"cancellation_reason": VOID_REASON},
+                    options={"idempotency_key": void_key(order_id=order_id)},
+                )
+                status = intent.status
+            except stripe.InvalidRequestError as exc:
+                status = _status_in(exc)
+        log.info("void", extra={**context, "status": status})
+        return status
 
 
 def not_payable(status: str) -> BadRequestError:
-    """What the buyer is told when the order's PaymentIntent is in `status` (not succeeded)."""
+    """What the buyer is told when the order's PaymentIntent is in `status` (not authorized)."""
     if status == "requires_action":
         return BadRequestError("Your card could not be charged without further authentication")
     if status == PROCESSING:
@@ -199,6 +240,25 @@ def _for_the_buyer(context: dict[str, Any]) -> Iterator[None]:
         raise UpstreamError(PROVIDER_UNAVAILABLE) from None
 
 
+@contextmanager
+def _settling(context: dict[str, Any]) -> Iterator[None]:
+    """Stripe out of reach as DependencyUnavailable: the event waits for Stripe, it is not at
+    fault. (Its own refusals and our configuration errors propagate as they are.)"""
+    try:
+        yield
+    except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
+        log.warning("stripe unavailable while settling", extra={**context, "error": repr(exc)})
+        raise DependencyUnavailable(f"Stripe unavailable: {exc!r}") from exc
+
+
+def _status_in(exc: stripe.InvalidRequestError) -> str:
+    """The PaymentIntent's status Stripe reports with a refusal to act on it in its state."""
+    stale = exc.error.payment_intent if exc.error is not None else None
+    if exc.code != "payment_intent_unexpected_state" or stale is None:
+        raise exc
+    return stale.status
+
+
 def _replayed(intent: stripe.PaymentIntent) -> bool:
     response = intent.last_response
     return response is not None and response.headers.get("idempotent-replayed") == "true"
@@ -222,8 +282,12 @@ def confirm_key(*, order_id: str, token: str) -> str:
     return f"pi-confirm-{order_id}-{card}"
 
 
-def refund_key(*, order_id: str) -> str:
-    return f"refund-{order_id}"
+def capture_key(*, order_id: str) -> str:
+    return f"pi-capture-{order_id}"
+
+
+def void_key(*, order_id: str) -> str:
+    return f"pi-void-{order_id}"
 
 
 def _card(token: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
@@ -21,6 +22,14 @@ INDEXES = [
     # At most one payment per order, whatever races: the database decides (flaw 4).
     IndexSpec(PAYMENTS, [("orderId", 1)], {"unique": True, "name": "orderId_unique"}),
 ]
+
+
+class PaymentStatus(StrEnum):
+    """A payment's money: held on the card, then taken or released as orders decided."""
+
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    VOIDED = "voided"
 
 
 # --- the orders replica --------------------------------------------------------------------------
@@ -47,8 +56,10 @@ async def insert_order(
         # A payment attempt's lease on the order (see `lease_order`).
         "payingUntil": None,
         "payingLease": None,
-        # The order's one PaymentIntent, once an attempt made it (see `set_payment_intent`).
+        # The order's one PaymentIntent, once an attempt made it (see `set_payment_intent`),
+        # and whether it was canceled because the order was (see `mark_voided`).
         "paymentIntentId": None,
+        "paymentIntentCanceled": False,
     }
     try:
         await db[ORDERS].insert_one(doc)
@@ -64,11 +75,19 @@ async def get_order(db: Any, *, order_id: str) -> Document | None:
 
 async def cancel_order(db: Any, *, order_id: str, version: int) -> Document | None:
     """Apply an order:cancelled of `version` if the replica is at `version - 1`; else None."""
+    return await _set_status(db, order_id=order_id, version=version, status=OrderStatus.CANCELLED)
+
+
+async def complete_order(db: Any, *, order_id: str, version: int) -> Document | None:
+    """Apply an order:completed of `version` if the replica is at `version - 1`; else None."""
+    return await _set_status(db, order_id=order_id, version=version, status=OrderStatus.COMPLETE)
+
+
+async def _set_status(
+    db: Any, *, order_id: str, version: int, status: OrderStatus
+) -> Document | None:
     return await versioned_update(
-        db[ORDERS],
-        id=order_id,
-        version=version - 1,
-        update={"$set": {"status": OrderStatus.CANCELLED.value}},
+        db[ORDERS], id=order_id, version=version - 1, update={"$set": {"status": status.value}}
     )
 
 
@@ -102,9 +121,9 @@ def lease_held(order: Document, *, now: datetime | None = None) -> bool:
 
 
 async def set_payment_intent(db: Any, *, order_id: str, payment_intent_id: str) -> None:
-    """Remember the order's PaymentIntent before charging it.
+    """Remember the order's PaymentIntent before confirming it.
 
-    So that a cancellation finds the charge even when its answer never reached us.
+    So that a cancellation finds, and voids, an authorization whose answer never reached us.
     """
     await db[ORDERS].update_one({"_id": order_id}, {"$set": {"paymentIntentId": payment_intent_id}})
 
@@ -126,15 +145,9 @@ async def get_payment_for_order(db: Any, *, order_id: str) -> Document | None:
 
 
 async def create_payment(
-    db: Any,
-    *,
-    order_id: str,
-    stripe_id: str,
-    amount_cents: int,
-    currency: str,
-    publish: bool = True,
+    db: Any, *, order_id: str, stripe_id: str, amount_cents: int, currency: str
 ) -> Document:
-    """Insert the payment, with its payment:created event (if `publish`) in the same write.
+    """Insert the order's authorized payment, with its payment:created event in the same write.
 
     DuplicateKeyError when the order already has a payment.
     """
@@ -146,19 +159,36 @@ async def create_payment(
         "stripeId": stripe_id,
         "amountCents": amount_cents,
         "currency": currency,
+        "status": PaymentStatus.AUTHORIZED.value,
         "createdAt": datetime.now(UTC),
-        "refundId": None,
-        "refundedAt": None,
-        **(outbox_fields(event) if publish else outbox_fields()),
+        "capturedAt": None,
+        "voidedAt": None,
+        **outbox_fields(event),
     }
     await db[PAYMENTS].insert_one(doc)
     return doc
 
 
-async def mark_refunded(db: Any, *, payment_id: ObjectId, refund_id: str) -> bool:
-    """Record the payment's refund; False if it was already recorded."""
+async def mark_captured(db: Any, *, order_id: str) -> bool:
+    """Record that the order's authorization was captured; False if already recorded."""
+    return await _settled(db, order_id=order_id, status=PaymentStatus.CAPTURED, at="capturedAt")
+
+
+async def mark_voided(db: Any, *, order_id: str) -> None:
+    """Record that the order's PaymentIntent was canceled: its payment (if it got that far) is
+    voided, and the replica remembers, so a redelivered order:cancelled asks Stripe nothing.
+
+    The payment first: a crash between the two writes leaves the replica unmarked, and the
+    next delivery voids (a replay at Stripe) and marks again.
+    """
+    await _settled(db, order_id=order_id, status=PaymentStatus.VOIDED, at="voidedAt")
+    await db[ORDERS].update_one({"_id": order_id}, {"$set": {"paymentIntentCanceled": True}})
+
+
+async def _settled(db: Any, *, order_id: str, status: PaymentStatus, at: str) -> bool:
+    # Only from authorized: a payment is settled once, one way.
     doc: Document | None = await db[PAYMENTS].find_one_and_update(
-        {"_id": payment_id, "refundId": {"$eq": None}},
-        {"$set": {"refundId": refund_id, "refundedAt": datetime.now(UTC)}},
+        {"orderId": order_id, "status": PaymentStatus.AUTHORIZED.value},
+        {"$set": {"status": status.value, at: datetime.now(UTC)}},
     )
     return doc is not None

@@ -17,8 +17,10 @@ from ticketing_common.settings import ServiceSettings
 PLACEHOLDER_STRIPE_KEY = "sk_test_local"
 # Where local development finds the fake when nothing is configured (stripe-mock's port).
 DEV_STRIPE_API_BASE = "http://127.0.0.1:12111"
-# At most, one payment attempt: create (or find) the order's PaymentIntent, read it back when
-# that was a replay, confirm it.
+# At most, one payment attempt until its outcome is stored: create (or find) the order's
+# PaymentIntent, read it back when that was a replay, confirm (authorize) it. (A void after the
+# payment is stored may outlast the lease harmlessly: the cancellation handler's void, waiting
+# for the lease, is the same idempotent request.)
 STRIPE_CALLS_PER_ATTEMPT = 3
 
 
@@ -32,12 +34,10 @@ class Settings(ServiceSettings):
     stripe_timeout_seconds: float = 15.0
     stripe_max_network_retries: int = 2
     # How long a payment attempt holds its order against a second, concurrent attempt (and
-    # holds back the order's cancellation, which must see how the attempt ended). Longer than
-    # the slowest attempt (validated below), so a live attempt never loses it.
+    # holds back the void of the order's authorization on cancellation, which must see how the
+    # attempt ended). Longer than the slowest attempt (validated below), so a live attempt
+    # never loses it.
     payment_lease_seconds: float = 180.0
-    # No charge starts for an order that expires sooner than this: the expiry (and so the
-    # order's cancellation) would likely land mid-charge, and the money go back by refund.
-    payment_min_remaining_seconds: float = 60.0
 
     @model_validator(mode="after")
     def _stripe_target(self) -> Settings:
@@ -65,8 +65,6 @@ class Settings(ServiceSettings):
                 f"({self.slowest_payment_attempt_seconds:.0f}s: {STRIPE_CALLS_PER_ATTEMPT} Stripe "
                 "calls with these timeouts and retries)"
             )
-        if self.payment_min_remaining_seconds < 0:
-            raise ValueError("PAYMENT_MIN_REMAINING_SECONDS cannot be negative")
         return self
 
     @property

@@ -13,6 +13,7 @@ from typing import Any
 from bson import ObjectId
 
 from ticketing_common.events import Event, TicketCreated, TicketUpdated, new_event
+from ticketing_common.money import to_dollars
 from ticketing_common.mongo import Document, IndexSpec, parse_object_id, versioned_update
 from ticketing_common.outbox import outbox_fields, with_outbox
 
@@ -32,7 +33,7 @@ UNRESERVED: Document = {"orderId": {"$eq": None}}
 
 def _price(doc: Document) -> float:
     cents: int = doc["priceCents"]
-    return cents / 100
+    return to_dollars(cents)
 
 
 def _updated_event(ticket: Document, **changes: Any) -> Event[TicketUpdated]:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator
 
+from ticketing_common.money import to_dollars
 from ticketing_common.mongo import Document
 from ticketing_common.validation import RequestBody, money_check, text_check
 
@@ -16,10 +17,6 @@ PRICE_MESSAGE = "Price must be greater than 0"
 Title = Annotated[str, BeforeValidator(text_check(TITLE_MESSAGE))]
 # Exact to the cent (a Decimal with two places): stored as integer cents, never as a float.
 Price = Annotated[Decimal, BeforeValidator(money_check(PRICE_MESSAGE))]
-
-
-def to_cents(price: Decimal) -> int:
-    return int(price * 100)
 
 
 class TicketCreate(RequestBody):
@@ -47,7 +44,7 @@ class TicketPublic(BaseModel):
         return cls(
             id=str(doc["_id"]),
             title=doc["title"],
-            price=doc["priceCents"] / 100,
+            price=to_dollars(doc["priceCents"]),
             userId=doc["userId"],
             version=doc["version"],
             orderId=doc.get("orderId"),

@@ -42,7 +42,10 @@ PASSTHROUGH = (
     "NATS_ACK_WAIT_SECONDS",
     "NATS_RETRY_DELAY_SECONDS",
     "OUTBOX_SWEEP_SECONDS",
-    "PAYMENT_MIN_REMAINING_SECONDS",
+    "NATS_RETRY_HORIZON_SECONDS",
+    "EXPIRY_SWEEP_SECONDS",
+    # Expiration fires, and orders sweeps, this long after an order's expiresAt.
+    "EXPIRY_GRACE_SECONDS",
 )
 
 

@@ -2,11 +2,20 @@
 
 Only what the payments service uses, answered the way Stripe answers it, so the official SDK
 talks to this app unchanged (`base_addresses={"api": ...}`) and raises the same exceptions:
-- PaymentIntents: create (confirming it with `confirm=true`), confirm, retrieve, list. Without a
-  card a new PaymentIntent is `requires_payment_method`, with one `requires_confirmation`;
-  confirming it charges the card: `succeeded`, or a 402 `card_error` that leaves it
-  `requires_payment_method` for another card. A PaymentIntent that succeeded cannot be confirmed
-  again (400 `payment_intent_unexpected_state`);
+- PaymentIntents: create (confirming it with `confirm=true`), confirm, capture, cancel,
+  retrieve, list. Without a card a new PaymentIntent is `requires_payment_method`, with one
+  `requires_confirmation`; confirming it charges the card: `succeeded`, or a 402 `card_error`
+  that leaves it `requires_payment_method` for another card. A PaymentIntent that succeeded
+  cannot be confirmed again (400 `payment_intent_unexpected_state`);
+- manual capture (`capture_method=manual`): confirming only authorizes the card, and the
+  PaymentIntent waits in `requires_capture` (`amount_capturable` set, nothing received).
+  Capturing it (all, or `amount_to_capture`) makes it `succeeded`; only a `requires_capture`
+  PaymentIntent can be captured (400 `payment_intent_unexpected_state` otherwise, e.g. when it
+  was captured already, unless the same idempotency key replays the first capture);
+- cancel: from `requires_payment_method`, `requires_confirmation`, `requires_action` or
+  `requires_capture` (which voids the authorization: its charge is released, nothing moves),
+  the PaymentIntent becomes `canceled` and can never be confirmed or captured; a `succeeded`
+  or `canceled` one cannot be canceled (400 `payment_intent_unexpected_state`);
 - the documented test cards: `pm_card_visa` / `tok_visa` succeed; `pm_card_chargeDeclined`,
   `pm_card_visa_chargeDeclined`, `tok_chargeDeclined` are declined;
 - Refunds: create (by `payment_intent` or `charge`, whole or partial), retrieve, list; a charge
@@ -54,8 +63,11 @@ MINIMUM_AMOUNT = 50  # Stripe's minimum charge in USD cents
 # From this API version on (stripe-python 16 pins 2026-10-28), `payment_method_types` is no
 # longer writable: Stripe answers 400 `payment_method_types_no_longer_supported`.
 TYPES_REMOVED_IN = "2026-09-30"
-# The statuses from which Stripe lets a PaymentIntent be confirmed.
+# The statuses from which Stripe lets a PaymentIntent be confirmed, and canceled.
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+CANCELABLE = (*CONFIRMABLE, "requires_capture")
+CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
+CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
 
 IDEMPOTENCY_MISMATCH = (
     "Keys for idempotent requests can only be used with the same parameters they were first "
@@ -82,6 +94,16 @@ NOT_CONFIRMABLE = (
     "You cannot confirm this PaymentIntent because it has a status of {status}. Only a "
     "PaymentIntent with one of the following statuses may be confirmed: requires_confirmation, "
     "requires_action, requires_payment_method."
+)
+NOT_CAPTURABLE = (
+    "This PaymentIntent could not be captured because it has a status of {status}. Only a "
+    "PaymentIntent with one of the following statuses may be captured: requires_capture."
+)
+NOT_CANCELABLE = (
+    "You cannot cancel this PaymentIntent because it has a status of {status}. Only a "
+    "PaymentIntent with one of the following statuses may be canceled: "
+    + ", ".join(CANCELABLE)
+    + "."
 )
 MISSING_PAYMENT_METHOD = (
     "You cannot confirm this PaymentIntent because it's missing a payment method. You can either "
@@ -318,6 +340,16 @@ def create_app(state: FakeState | None = None) -> FastAPI:
         """Confirm a PaymentIntent: charge its card, or the one given now."""
         return await execute(request, lambda ledger, params: _confirm(ledger, intent_id, params))
 
+    @app.post("/v1/payment_intents/{intent_id}/capture")
+    async def capture_payment_intent(intent_id: str, request: Request) -> Response:
+        """Capture an authorized (`requires_capture`) PaymentIntent: the money moves."""
+        return await execute(request, lambda ledger, params: _capture(ledger, intent_id, params))
+
+    @app.post("/v1/payment_intents/{intent_id}/cancel")
+    async def cancel_payment_intent(intent_id: str, request: Request) -> Response:
+        """Cancel a PaymentIntent not yet succeeded; an authorization is voided."""
+        return await execute(request, lambda ledger, params: _cancel(ledger, intent_id, params))
+
     @app.get("/v1/payment_intents/{intent_id}")
     async def retrieve_payment_intent(intent_id: str) -> Response:
         """One PaymentIntent."""
@@ -458,6 +490,12 @@ def _create_intent(ledger: _Ledger, params: Json) -> tuple[int, Json]:
     if not currency:
         raise _Rejected("Missing required param: currency.", "currency")
     confirm = params.get("confirm") == "true"
+    capture_method = params.get("capture_method") or "automatic"
+    if capture_method not in CAPTURE_METHODS:
+        raise _Rejected(
+            f"Invalid capture_method: must be one of {', '.join(CAPTURE_METHODS)}",
+            "capture_method",
+        )
     automatic = params.get("automatic_payment_methods") or {}
     types = params.get("payment_method_types")
     no_redirects = (
@@ -475,18 +513,21 @@ def _create_intent(ledger: _Ledger, params: Json) -> tuple[int, Json]:
         "object": "payment_intent",
         "amount": amount,
         "amount_received": 0,
+        "amount_capturable": 0,
         "currency": currency,
         "created": int(time.time()),
         "livemode": False,
         "client_secret": f"{intent_id}_secret_{secrets.token_hex(12)}",
         "confirmation_method": "automatic",
-        "capture_method": "automatic",
+        "capture_method": capture_method,
         "description": params.get("description"),
         "metadata": params.get("metadata") or {},
         "payment_method": _new_id("pm") if card is not None else None,
         "payment_method_types": types or ["card"],
         "latest_charge": None,
         "last_payment_error": None,
+        "canceled_at": None,
+        "cancellation_reason": None,
         "status": "requires_confirmation" if card is not None else "requires_payment_method",
     }
     ledger.intents[intent_id] = intent
@@ -499,42 +540,55 @@ def _create_intent(ledger: _Ledger, params: Json) -> tuple[int, Json]:
     return 200, dict(intent)
 
 
-def _confirm(ledger: _Ledger, intent_id: str, params: Json) -> tuple[int, Json]:
+def _intent(ledger: _Ledger, intent_id: str) -> Json:
     intent = ledger.intents.get(intent_id)
     if intent is None:
         raise _Rejected(
             f"No such payment_intent: '{intent_id}'", "intent", status=404, code="resource_missing"
         )
+    return intent
+
+
+def _unexpected_state(message: str, intent: Json) -> _Rejected:
+    # Stripe sends the PaymentIntent as it stands with this error: the SDK exposes it as
+    # `error.payment_intent`, which is how a caller learns what happened meanwhile.
+    return _Rejected(
+        message, None, code="payment_intent_unexpected_state", payment_intent=dict(intent)
+    )
+
+
+def _confirm(ledger: _Ledger, intent_id: str, params: Json) -> tuple[int, Json]:
+    intent = _intent(ledger, intent_id)
     if intent["status"] not in CONFIRMABLE:
-        message = (
+        raise _unexpected_state(
             ALREADY_SUCCEEDED
             if intent["status"] == "succeeded"
-            else NOT_CONFIRMABLE.format(status=intent["status"])
-        )
-        raise _Rejected(
-            message, None, code="payment_intent_unexpected_state", payment_intent=dict(intent)
+            else NOT_CONFIRMABLE.format(status=intent["status"]),
+            intent,
         )
     if intent_id in ledger.redirectable and not params.get("return_url"):
         raise _Rejected(RETURN_URL_REQUIRED, None)
     card = _card_of(params) or ledger.cards.get(intent_id)
     if card is None:
-        raise _Rejected(
-            MISSING_PAYMENT_METHOD,
-            None,
-            code="payment_intent_unexpected_state",
-            payment_intent=dict(intent),
-        )
+        raise _unexpected_state(MISSING_PAYMENT_METHOD, intent)
     intent["payment_method"] = _new_id("pm")
     return _charge(ledger, intent, card)
 
 
 def _charge(ledger: _Ledger, intent: Json, card: _Card) -> tuple[int, Json]:
-    """Charge the card for the PaymentIntent (both already valid); it is `succeeded` or not."""
+    """Charge the card for the PaymentIntent (both already valid): `succeeded`, or with manual
+    capture only authorized (`requires_capture`), or declined."""
     ledger.cards.pop(intent["id"], None)  # used: a retry needs a card again
+    manual = intent["capture_method"] == "manual"
+    captured = not card.declines and not manual
     charge: Json = {
         "id": _new_id("ch"),
         "object": "charge",
         "amount": intent["amount"],
+        # As on Stripe, an authorized charge has succeeded (the card said yes) and is not
+        # captured: no money moved until the PaymentIntent is captured.
+        "amount_captured": intent["amount"] if captured else 0,
+        "captured": captured,
         "amount_refunded": 0,
         "currency": intent["currency"],
         "payment_intent": intent["id"],
@@ -559,7 +613,60 @@ def _charge(ledger: _Ledger, intent: Json, card: _Card) -> tuple[int, Json]:
             status="requires_payment_method", payment_method=None, last_payment_error=error
         )
         return 402, {"error": {**error, "payment_intent": dict(intent)}}
-    intent.update(status="succeeded", amount_received=intent["amount"], last_payment_error=None)
+    if manual:
+        intent.update(
+            status="requires_capture", amount_capturable=intent["amount"], last_payment_error=None
+        )
+    else:
+        intent.update(status="succeeded", amount_received=intent["amount"], last_payment_error=None)
+    return 200, dict(intent)
+
+
+def _capture(ledger: _Ledger, intent_id: str, params: Json) -> tuple[int, Json]:
+    intent = _intent(ledger, intent_id)
+    if intent["status"] != "requires_capture":
+        raise _unexpected_state(NOT_CAPTURABLE.format(status=intent["status"]), intent)
+    capturable = intent["amount_capturable"]
+    amount = _amount({"amount": params.get("amount_to_capture")}, required=False)
+    amount = capturable if amount is None else amount
+    if amount <= 0:
+        raise _Rejected("Invalid positive integer", "amount_to_capture")
+    if amount > capturable:
+        raise _Rejected(
+            f"The amount to capture ({amount}) cannot be greater than the amount capturable "
+            f"({capturable}).",
+            "amount_to_capture",
+            code="amount_too_large",
+        )
+    charge = ledger.charges[intent["latest_charge"]]
+    # A partial capture releases the rest of the authorization, as on Stripe.
+    charge.update(captured=True, amount_captured=amount)
+    intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
+    return 200, dict(intent)
+
+
+def _cancel(ledger: _Ledger, intent_id: str, params: Json) -> tuple[int, Json]:
+    intent = _intent(ledger, intent_id)
+    reason = params.get("cancellation_reason") or None
+    if reason is not None and reason not in CANCELLATION_REASONS:
+        raise _Rejected(
+            f"Invalid cancellation_reason: must be one of {', '.join(CANCELLATION_REASONS)}",
+            "cancellation_reason",
+        )
+    if intent["status"] not in CANCELABLE:
+        raise _unexpected_state(NOT_CANCELABLE.format(status=intent["status"]), intent)
+    if intent["status"] == "requires_capture":
+        # Voiding an authorization: Stripe refunds the uncaptured charge, so the hold on the
+        # card is released and nothing was ever captured.
+        charge = ledger.charges[intent["latest_charge"]]
+        charge.update(amount_refunded=charge["amount"], refunded=True)
+    ledger.cards.pop(intent_id, None)
+    intent.update(
+        status="canceled",
+        amount_capturable=0,
+        canceled_at=int(time.time()),
+        cancellation_reason=reason,
+    )
     return 200, dict(intent)
 
 
@@ -589,13 +696,20 @@ def _create_refund(ledger: _Ledger, params: Json) -> tuple[int, Json]:
         raise _Rejected(f"No such charge: '{charge_id}'", "charge", code="resource_missing")
     if charge["status"] != "succeeded":
         raise _Rejected(f"Charge {charge_id} has no successful payment to refund.", "charge")
-    left = charge["amount"] - charge["amount_refunded"]
-    if left == 0:
+    if charge["refunded"]:
         raise _Rejected(
             f"Charge {charge_id} has already been refunded.",
             None,
             code="charge_already_refunded",
         )
+    if not charge["captured"]:
+        # Only what was captured can go back; an authorization is released by canceling its
+        # PaymentIntent (the payments service's void), which the fake models alone.
+        raise _Rejected(
+            f"Charge {charge_id} has not been captured: cancel its PaymentIntent instead.",
+            "charge",
+        )
+    left = charge["amount_captured"] - charge["amount_refunded"]
     amount = _amount(params, required=False)
     amount = left if amount is None else amount
     if amount <= 0:
@@ -621,5 +735,5 @@ def _create_refund(ledger: _Ledger, params: Json) -> tuple[int, Json]:
     }
     ledger.refunds[refund["id"]] = refund
     charge["amount_refunded"] += amount
-    charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+    charge["refunded"] = charge["amount_refunded"] == charge["amount_captured"]
     return 200, dict(refund)

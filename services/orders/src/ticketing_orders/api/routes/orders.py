@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from ticketing_common.errors import BadRequestError, NotAuthorizedError, NotFoundError
+from ticketing_common.money import to_dollars
 from ticketing_common.mongo import Document, as_utc, parse_object_id
 from ticketing_orders import repository
 from ticketing_orders.deps import CurrentUser, RuntimeDep, SettingsDep
@@ -22,7 +23,7 @@ def order_public(order: Document, ticket: Document | None) -> OrderPublic:
         ticket_public = OrderTicket(
             id=order["ticketId"],
             title="",
-            price=repository.to_dollars(order["priceCents"]),
+            price=to_dollars(order["priceCents"]),
             version=0,
         )
     else:
@@ -30,7 +31,7 @@ def order_public(order: Document, ticket: Document | None) -> OrderPublic:
             id=ticket["_id"],
             title=ticket["title"],
             # What this order is charged, even if the ticket's price changed since.
-            price=repository.to_dollars(order["priceCents"]),
+            price=to_dollars(order["priceCents"]),
             version=ticket["version"],
         )
     return OrderPublic(

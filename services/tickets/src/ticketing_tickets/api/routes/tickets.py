@@ -8,10 +8,11 @@ from bson import ObjectId
 from fastapi import APIRouter, status
 
 from ticketing_common.errors import AppError, BadRequestError, NotAuthorizedError, NotFoundError
+from ticketing_common.money import to_cents
 from ticketing_common.mongo import parse_object_id
 from ticketing_tickets import repository
 from ticketing_tickets.deps import CurrentUser, RuntimeDep
-from ticketing_tickets.schemas import TicketCreate, TicketPublic, TicketUpdate, to_cents
+from ticketing_tickets.schemas import TicketCreate, TicketPublic, TicketUpdate
 
 router = APIRouter(prefix="/api/tickets", tags=["tickets"])
 

@@ -1,0 +1,349 @@
+"""The event flow under long outages (issue 8), on the fake bus and on a real nats-server.
+
+What is not the event's fault (a dependency down, an earlier event still on its way) never uses
+up its deliveries; a slow handler is not redelivered concurrently; a durable left with other
+settings on the server is brought to the configured ones, or dead-letters at the server's limit.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import nats
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from pymongo.errors import ServerSelectionTimeoutError
+
+from ticketing_common.bus import Bus, DependencyUnavailable, RetryLater, durable_name
+from ticketing_common.bus.jetstream import declare_streams
+from ticketing_common.bus.streams import stream_for
+from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated, new_event
+from ticketing_common.testing import ServerProcess, eventually, started
+
+BusFactory = Callable[..., Bus]
+
+
+def ticket(n: int = 1) -> Event[TicketCreated]:
+    return new_event(TicketCreated(id=f"t{n}", version=0, title="show", price=10.0, user_id="u"))
+
+
+def ticket_updated(n: int = 1) -> Event[TicketUpdated]:
+    return new_event(TicketUpdated(id=f"t{n}", version=1, title="show", price=10.0, user_id="u"))
+
+
+async def true(value: bool) -> bool:
+    return value
+
+
+class Dependency:
+    """A handler's database: while `down`, every call fails as an unreachable one does."""
+
+    def __init__(self, error: Callable[[], Exception] = lambda: DependencyUnavailable("db")):
+        self.down = True
+        self.error = error
+        self.calls: list[float] = []
+        self.applied: list[str] = []
+
+    async def __call__(self, event: Event[Any]) -> None:
+        self.calls.append(time.monotonic())
+        if self.down:
+            raise self.error()
+        self.applied.append(event.id)
+
+    def held_for(self) -> float:
+        return self.calls[-1] - self.calls[0] if self.calls else 0.0
+
+
+async def server_view(make_bus: BusFactory, durable: str, subject: Subject) -> tuple[int, int]:
+    """(messages delivered and not acked yet, messages among them delivered more than once),
+    as the server sees the durable."""
+    server: ServerProcess | None = make_bus.server  # type: ignore[attr-defined]
+    if server is None:
+        consumer = make_bus.broker.consumers[durable]  # type: ignore[attr-defined]
+        return len(consumer.in_flight), sum(1 for p in consumer.queue if p.deliveries > 1)
+    nc = await nats.connect(f"nats://{server.url}")
+    try:
+        info = await nc.jetstream().consumer_info(stream_for(subject.wire), durable)
+        return info.num_ack_pending or 0, info.num_redelivered or 0
+    finally:
+        await nc.close()
+
+
+async def precreate_durable(
+    make_bus: BusFactory, durable: str, subject: Subject, *, max_deliver: int, new_only: bool
+) -> None:
+    """A durable as an earlier version (or an operator) left it on the server."""
+    server: ServerProcess | None = make_bus.server  # type: ignore[attr-defined]
+    if server is None:
+        make_bus.broker.consumer(  # type: ignore[attr-defined]
+            durable, subject.wire, max_deliver=max_deliver, deliver_all=not new_only
+        )
+        return
+    nc = await nats.connect(f"nats://{server.url}")
+    try:
+        js = nc.jetstream()
+        await declare_streams(js)
+        await js.add_consumer(
+            stream_for(subject.wire),
+            ConsumerConfig(
+                name=durable,
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.NEW if new_only else DeliverPolicy.ALL,
+                ack_wait=5,
+                max_deliver=max_deliver,
+                filter_subject=subject.wire,
+            ),
+        )
+    finally:
+        await nc.close()
+
+
+# --- 1. infrastructure failures never use up deliveries -------------------------------------
+
+
+async def test_an_unreachable_dependency_holds_the_event_without_using_its_deliveries(
+    make_bus: BusFactory,
+) -> None:
+    """Held for longer than twice ack_wait, tried far more often than max_deliver: the same
+    delivery all along (not redelivered, not to the other process), then applied, no dead
+    letter."""
+    bus = make_bus("orders", ack_wait=1.0, max_deliver=2, max_hold_delay=0.2)
+    other_process = make_bus("orders", ack_wait=1.0, max_deliver=2)
+    producer = make_bus("tickets")
+    db = Dependency()
+    other = Dependency()
+    other.down = False
+    bus.subscribe(Subject.TICKET_CREATED, db)
+    await started(bus)
+    await started(producer)
+    event = ticket()
+    await producer.publish(event)
+    await eventually(lambda: true(len(db.calls) >= 2))
+    other_process.subscribe(Subject.TICKET_CREATED, other)
+    await started(other_process)
+    await eventually(lambda: true(db.held_for() > 2.5), timeout=10)
+    durable = durable_name("orders", Subject.TICKET_CREATED)
+    assert await server_view(make_bus, durable, Subject.TICKET_CREATED) == (1, 0)
+    assert len(db.calls) > 2  # tried more often than max_deliver
+    db.down = False  # the database is back: the bus resumes by itself
+    await eventually(lambda: true(db.applied == [event.id]))
+    assert other.applied == []
+    assert await bus.dead_letters() == []
+
+
+async def test_a_held_service_pulls_nothing_more_until_the_dependency_is_back(
+    make_bus: BusFactory,
+) -> None:
+    bus = make_bus("orders", max_deliver=2, max_hold_delay=0.1)
+    producer = make_bus("tickets")
+    # A Mongo that cannot be reached, as pymongo reports it.
+    db = Dependency(lambda: ServerSelectionTimeoutError("mongo: connection refused"))
+    updates: list[str] = []
+
+    async def on_update(event: Event[Any]) -> None:
+        updates.append(event.id)
+
+    bus.subscribe(Subject.TICKET_CREATED, db)
+    bus.subscribe(Subject.TICKET_UPDATED, on_update)
+    await started(bus)
+    await started(producer)
+    created, updated = ticket(), ticket_updated()
+    await producer.publish(created)
+    await eventually(lambda: true(len(db.calls) >= 2))
+    await producer.publish(updated)
+    # Several more tries of the held event: the other consumer had all that time to pull.
+    tries = len(db.calls)
+    await eventually(lambda: true(len(db.calls) >= tries + 4), timeout=10)
+    assert updates == []
+    db.down = False
+    await eventually(lambda: true(db.applied == [created.id] and updates == [updated.id]))
+    assert await bus.dead_letters() == []
+
+
+async def test_an_event_deferred_more_often_than_max_deliver_still_lands(
+    make_bus: BusFactory,
+) -> None:
+    bus = make_bus("orders", max_deliver=2, max_retry_delay=0.1)
+    attempts: list[str] = []
+    applied: list[str] = []
+
+    async def waits_for_its_predecessor(event: Event[Any]) -> None:
+        attempts.append(event.id)
+        if len(attempts) < 6:
+            raise RetryLater("version 0 not here yet")
+        applied.append(event.id)
+
+    bus.subscribe(Subject.TICKET_CREATED, waits_for_its_predecessor)
+    await started(bus)
+    event = ticket()
+    await bus.publish(event)
+    await eventually(lambda: true(applied == [event.id]), timeout=10)
+    assert len(attempts) == 6
+    assert await bus.dead_letters() == []
+
+
+async def test_an_event_deferred_past_the_retry_horizon_is_dead_lettered(
+    make_bus: BusFactory,
+) -> None:
+    horizon = 1.0
+    bus = make_bus("orders", max_deliver=2, max_retry_delay=0.2, retry_horizon=horizon)
+    attempts: list[float] = []
+
+    async def never_its_turn(event: Event[Any]) -> None:
+        attempts.append(time.monotonic())
+        raise RetryLater("version 0 was lost")
+
+    bus.subscribe(Subject.TICKET_CREATED, never_its_turn)
+    await started(bus)
+    published_at = time.monotonic()
+    await bus.publish(ticket())
+
+    async def dead() -> bool:
+        return len(await bus.dead_letters()) == 1
+
+    await eventually(dead, timeout=15)
+    [letter] = await bus.dead_letters()
+    assert "retry later" in letter.error
+    assert "horizon" in letter.error
+    assert letter.deliveries == len(attempts) > 2  # far more than max_deliver
+    assert attempts[-1] - published_at >= horizon
+
+
+# --- 2. a handler slower than ack_wait is not redelivered -------------------------------------
+
+
+async def test_a_handler_slower_than_ack_wait_is_delivered_once(make_bus: BusFactory) -> None:
+    """Like a Stripe call that takes longer than ack_wait: progress is signalled, so neither
+    this process nor another one gets the event again while it runs."""
+    first, second = make_bus("payments", ack_wait=1.0), make_bus("payments", ack_wait=1.0)
+    calls: list[str] = []
+    done: list[str] = []
+
+    async def slow(event: Event[Any]) -> None:
+        calls.append(event.id)
+        await asyncio.sleep(3.0)  # the slow dependency being modelled, three times ack_wait
+        done.append(event.id)
+
+    first.subscribe(Subject.TICKET_CREATED, slow)
+    second.subscribe(Subject.TICKET_CREATED, slow)
+    await started(first)
+    await started(second)
+    event = ticket()
+    await first.publish(event)
+    await eventually(lambda: true(done == [event.id]), timeout=10)
+    assert calls == [event.id]
+
+
+# --- 3. a durable's config on the server is reconciled --------------------------------------
+
+
+async def test_a_durable_left_with_a_lower_max_deliver_is_brought_to_the_settings(
+    make_bus: BusFactory,
+) -> None:
+    """Created earlier with max_deliver=3, started with 6: without reconciliation JetStream
+    stops after 3 deliveries and the event vanishes, with no dead letter and no error."""
+    durable = durable_name("orders", Subject.TICKET_CREATED)
+    await precreate_durable(
+        make_bus, durable, Subject.TICKET_CREATED, max_deliver=3, new_only=False
+    )
+    bus = make_bus("orders", max_deliver=6, max_retry_delay=0.1)
+    attempts: list[str] = []
+
+    async def broken(event: Event[Any]) -> None:
+        attempts.append(event.id)
+        raise RuntimeError("bug")
+
+    bus.subscribe(Subject.TICKET_CREATED, broken)
+    await started(bus)
+    event = ticket()
+    await bus.publish(event)
+
+    async def dead() -> bool:
+        return len(await bus.dead_letters()) == 1
+
+    await eventually(dead, timeout=15)
+    [letter] = await bus.dead_letters()
+    assert (letter.deliveries, len(attempts)) == (6, 6)
+    assert "RuntimeError: bug" in letter.error
+
+
+async def test_a_durable_that_cannot_be_updated_dead_letters_at_the_servers_limit(
+    make_bus: BusFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A field JetStream cannot change in place (the deliver policy) blocks the update: the bus
+    says so and decides from the server's actual max_deliver, so its last delivery is
+    dead-lettered instead of silently dropped."""
+    caplog.set_level(logging.ERROR, logger="ticketing.bus")
+    durable = durable_name("orders", Subject.TICKET_CREATED)
+    await precreate_durable(make_bus, durable, Subject.TICKET_CREATED, max_deliver=3, new_only=True)
+    bus = make_bus("orders", max_deliver=6, max_retry_delay=0.1)
+    attempts: list[str] = []
+
+    async def broken(event: Event[Any]) -> None:
+        attempts.append(event.id)
+        raise RuntimeError("bug")
+
+    bus.subscribe(Subject.TICKET_CREATED, broken)
+    await started(bus)
+    await eventually(
+        lambda: true(any("cannot be updated in place" in r.message for r in caplog.records))
+    )
+    await bus.publish(ticket())
+
+    async def dead() -> bool:
+        return len(await bus.dead_letters()) == 1
+
+    await eventually(dead, timeout=15)
+    [letter] = await bus.dead_letters()
+    assert (letter.deliveries, len(attempts)) == (3, 3)
+    assert "last delivery the server allows" in letter.error
+
+
+@pytest.mark.connected
+async def test_reconciliation_updates_the_durable_on_the_server(
+    nats_server: ServerProcess,
+) -> None:
+    url = f"nats://{nats_server.url}"
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    # As an earlier version declared the stream: no re-drive subjects yet.
+    await js.add_stream(StreamConfig(name="TICKETS", subjects=["ticket.>"]))
+    durable = durable_name("orders", Subject.TICKET_CREATED)
+    await js.add_consumer(
+        "TICKETS",
+        ConsumerConfig(
+            name=durable,
+            durable_name=durable,
+            ack_wait=30,
+            max_deliver=3,
+            filter_subject="ticket.created",
+        ),
+    )
+    from ticketing_common.bus import JetStreamBus
+
+    bus = JetStreamBus(url, "orders", ack_wait=7.0, max_deliver=10)
+
+    async def ignore(event: Event[Any]) -> None:
+        return None
+
+    bus.subscribe(Subject.TICKET_CREATED, ignore)
+    await started(bus)
+    try:
+
+        async def reconciled() -> bool:
+            config = (await js.consumer_info("TICKETS", durable)).config
+            return (config.max_deliver, config.ack_wait, sorted(config.filter_subjects or [])) == (
+                -1,
+                7.0,
+                ["redrive.ticket.created.orders-ticket-created", "ticket.created"],
+            )
+
+        await eventually(reconciled)
+        stream = await js.stream_info("TICKETS")
+        assert sorted(stream.config.subjects or []) == ["redrive.ticket.>", "ticket.>"]
+    finally:
+        await bus.close()
+        await nc.close()

@@ -1,0 +1,390 @@
+"""Settling as orders decided: order:completed captures the authorization, order:cancelled voids
+it; once, whatever is redelivered, duplicated or fails, and never both."""
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from ticketing_common.bus import DependencyUnavailable, RetryLater
+from ticketing_common.bus.memory import InMemoryBus
+from ticketing_common.events import Event, OrderCancelled, OrderCompleted, OrderCreated, Subject
+from ticketing_common.testing import running, session_cookie
+from ticketing_fakestripe import FakeStripeServer
+from ticketing_payments import listeners, repository
+from ticketing_payments.charges import StripeCharger
+from ticketing_payments.main import create_app
+from ticketing_payments.settings import Settings
+from ticketing_payments.settle import SettlementError
+
+Created = Callable[..., Event[OrderCreated]]
+Cancelled = Callable[..., Event[OrderCancelled]]
+Completed = Callable[..., Event[OrderCompleted]]
+
+
+@pytest.fixture
+def no_retries(settings: Settings) -> Settings:
+    """Stripe failures reach the handler at once, without the SDK's back-off."""
+    return settings.model_copy(update={"stripe_max_network_retries": 0})
+
+
+@pytest.fixture
+async def quick_charger(no_retries: Settings) -> AsyncIterator[StripeCharger]:
+    charger = StripeCharger(no_retries)
+    yield charger
+    await charger.close()
+
+
+async def authorized_order(
+    db: Any, charger: StripeCharger, created: Event[OrderCreated]
+) -> dict[str, Any]:
+    """The order replicated and paid, as the route leaves it: its (authorized) payment."""
+    await listeners.on_order_created(db, created)
+    order_id = created.data.id
+    replica = await repository.get_order(db, order_id=order_id)
+    assert replica is not None
+    intent = await charger.order_intent(order_id=order_id, amount_cents=replica["priceCents"])
+    await repository.set_payment_intent(db, order_id=order_id, payment_intent_id=intent.id)
+    await charger.confirm(intent, order_id=order_id, token="tok_visa")
+    payment: dict[str, Any] = await repository.create_payment(
+        db,
+        order_id=order_id,
+        stripe_id=intent.id,
+        amount_cents=replica["priceCents"],
+        currency="usd",
+    )
+    return payment
+
+
+async def payment_of(db: Any, order_id: str) -> dict[str, Any]:
+    payment = await repository.get_payment_for_order(db, order_id=order_id)
+    assert payment is not None
+    return payment
+
+
+def intent_of(fake: FakeStripeServer, order_id: str) -> dict[str, Any]:
+    [intent] = [pi for pi in fake.state.intents() if pi["metadata"].get("orderId") == order_id]
+    return intent
+
+
+def again(event: Event[Any]) -> Event[Any]:
+    """The same event under a new envelope id: a redelivery JetStream cannot de-duplicate."""
+    return event.model_copy(update={"id": uuid.uuid4().hex})
+
+
+async def pay(client: httpx.AsyncClient, order_id: str) -> httpx.Response:
+    return await client.post("/api/payments", json={"token": "tok_visa", "orderId": order_id})
+
+
+# --- capture on order:completed -------------------------------------------------------------------
+
+
+async def test_order_completed_captures_the_authorization_once(
+    client: httpx.AsyncClient,
+    place_order: Callable[..., Any],
+    bus: InMemoryBus,
+    db: Any,
+    fake_stripe: FakeStripeServer,
+    completed_event: Completed,
+) -> None:
+    order_id = await place_order(price=42.5)
+    assert (await pay(client, order_id)).status_code == 201
+    assert intent_of(fake_stripe, order_id)["status"] == "requires_capture"
+    completed = completed_event(order_id)
+    await bus.publish(completed)
+    await bus.drain()
+
+    intent = intent_of(fake_stripe, order_id)
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", 4250)
+    payment = await payment_of(db, order_id)
+    assert (payment["status"], payment["stripeId"]) == ("captured", intent["id"])
+    assert payment["capturedAt"] is not None
+    replica = await repository.get_order(db, order_id=order_id)
+    assert replica is not None
+    assert (replica["status"], replica["version"]) == ("complete", 1)
+
+    # Redelivered (and republished under a new id): no second capture, not even a Stripe call.
+    requests = fake_stripe.state.requests
+    await bus.publish(again(completed))
+    await bus.drain()
+    assert fake_stripe.state.requests == requests
+    assert [c["amount_captured"] for c in fake_stripe.state.charges()] == [4250]
+    assert await bus.dead_letters() == []
+
+
+async def test_a_capture_failure_is_dependency_unavailable_and_a_later_delivery_captures(
+    db: Any,
+    quick_charger: StripeCharger,
+    fake_stripe: FakeStripeServer,
+    created_event: Created,
+    completed_event: Completed,
+) -> None:
+    created = created_event()
+    await authorized_order(db, quick_charger, created)
+    completed = completed_event(created.data.id)
+    fake_stripe.state.fail_next(1, status=503, path="/capture")
+    with pytest.raises(DependencyUnavailable):
+        await listeners.on_order_completed(db, quick_charger, completed)
+    assert intent_of(fake_stripe, created.data.id)["status"] == "requires_capture"
+    assert (await payment_of(db, created.data.id))["status"] == "authorized"
+
+    await listeners.on_order_completed(db, quick_charger, completed)  # the next delivery
+    assert intent_of(fake_stripe, created.data.id)["status"] == "succeeded"
+    assert (await payment_of(db, created.data.id))["status"] == "captured"
+
+
+async def test_a_capture_whose_answer_was_lost_is_not_made_twice(
+    db: Any,
+    quick_charger: StripeCharger,
+    fake_stripe: FakeStripeServer,
+    created_event: Created,
+    completed_event: Completed,
+) -> None:
+    created = created_event(price=30)
+    await authorized_order(db, quick_charger, created)
+    completed = completed_event(created.data.id)
+    fake_stripe.state.fail_next(1, after_commit=True, path="/capture")
+    with pytest.raises(DependencyUnavailable):
+        await listeners.on_order_completed(db, quick_charger, completed)
+    assert intent_of(fake_stripe, created.data.id)["status"] == "succeeded"  # we cannot know
+
+    await listeners.on_order_completed(db, quick_charger, completed)  # replayed for the key
+    assert [c["amount_captured"] for c in fake_stripe.state.charges()] == [3000]
+    assert (await payment_of(db, created.data.id))["status"] == "captured"
+
+
+async def test_through_the_bus_a_failed_capture_is_retried_until_it_is_made(
+    no_retries: Settings,
+    mongo: Any,
+    db: Any,
+    fake_stripe: FakeStripeServer,
+    created_event: Created,
+    completed_event: Completed,
+) -> None:
+    bus = InMemoryBus("payments")  # 5 deliveries
+    created = created_event()
+    async with running(create_app(no_retries, mongo=mongo, bus=bus)) as client:
+        client.cookies.update(session_cookie(no_retries, user_id=created.data.user_id))
+        await bus.publish(created)
+        await bus.drain()
+        assert (await pay(client, created.data.id)).status_code == 201
+        fake_stripe.state.fail_next(2, path="/capture")  # two deliveries fail
+        await bus.publish(completed_event(created.data.id))
+        await bus.drain()
+        assert await bus.dead_letters() == []
+    assert intent_of(fake_stripe, created.data.id)["status"] == "succeeded"
+    assert (await payment_of(db, created.data.id))["status"] == "captured"
+
+
+async def test_a_complete_order_without_a_payment_is_a_settlement_error(
+    db: Any, charger: StripeCharger, created_event: Created, completed_event: Completed
+) -> None:
+    """Orders completes only on our payment:created: this cannot happen unless data was lost,
+    and retrying cannot fix it, so it ends dead-lettered, for a person."""
+    created = created_event()
+    await listeners.on_order_created(db, created)
+    with pytest.raises(SettlementError, match="no payment"):
+        await listeners.on_order_completed(db, charger, completed_event(created.data.id))
+
+
+async def test_an_authorization_that_cannot_be_captured_is_a_settlement_error(
+    db: Any,
+    charger: StripeCharger,
+    fake_stripe: FakeStripeServer,
+    created_event: Created,
+    completed_event: Completed,
+) -> None:
+    """E.g. Stripe released it after 7 days uncaptured: the order is complete, unpaid."""
+    created = created_event()
+    payment = await authorized_order(db, charger, created)
+    await charger.void(order_id="expired-by-stripe", intent_id=payment["stripeId"])
+    with pytest.raises(SettlementError, match="canceled"):
+        await listeners.on_order_completed(db, charger, completed_event(created.data.id))
+    assert (await payment_of(db, created.data.id))["status"] == "authorized"
+
+
+# --- void on order:cancelled ----------------------------------------------------------------------
+
+
+async def test_a_payment_accepted_while_the_cancel_was_on_its_way_is_voided_once(
+    client: httpx.AsyncClient,
+    place_order: Callable[..., Any],
+    bus: InMemoryBus,
+    db: Any,
+    fake_stripe: FakeStripeServer,
+    cancelled_event: Cancelled,
+) -> None:
+    """The buyer's DELETE landed while payment:created was still on its way to orders: orders
+    keeps the order cancelled, so the authorization is released and nothing is taken."""
+    order_id = await place_order(price=42.5)
+    assert (await pay(client, order_id)).status_code == 201
+    cancel = cancelled_event(order_id)
+    await bus.publish(cancel)
+    await bus.drain()
+
+    intent = intent_of(fake_stripe, order_id)
+    assert (intent["status"], intent["amount_received"], intent["cancellation_reason"]) == (
+        "canceled",
+        0,
+        "abandoned",
+    )
+    assert [c["captured"] for c in fake_stripe.state.charges()] == [False]
+    assert fake_stripe.state.refunds() == []  # nothing was taken, nothing to give back
+    payment = await payment_of(db, order_id)
+    assert (payment["status"], payment["capturedAt"]) == ("voided", None)
+    assert payment["voidedAt"] is not None
+
+    # Redelivered (and republished under a new id): not even a Stripe call.
+    requests = fake_stripe.state.requests
+    await bus.publish(again(cancel))
+    await bus.drain()
+    assert fake_stripe.state.requests == requests
+    assert await bus.dead_letters() == []
+
+
+async def test_a_void_failure_is_dependency_unavailable_and_a_later_delivery_voids(
+    db: Any,
+    quick_charger: StripeCharger,
+    fake_stripe: FakeStripeServer,
+    created_event: Created,
+    cancelled_event: Cancelled,
+) -> None:
+    created = created_event()
+    await authorized_order(db, quick_charger, created)
+    cancel = cancelled_event(created.data.id)
+    fake_stripe.state.fail_next(1, path="/cancel")
+    with pytest.raises(DependencyUnavailable):
+        await listeners.on_order_cancelled(db, quick_charger, cancel)
+    assert intent_of(fake_stripe, created.data.id)["status"] == "requires_capture"
+    replica = await repository.get_order(db, order_id=created.data.id)
+    assert replica is not None
+    assert replica["status"] == "cancelled"  # applied: no new attempt can start
+
+    await listeners.on_order_cancelled(db, quick_charger, cancel)
+    assert intent_of(fake_stripe, created.data.id)["status"] == "canceled"
+    assert (await payment_of(db, created.data.id))["status"] == "voided"
+
+
+async def test_a_void_whose_answer_was_lost_is_replayed_not_refused(
+    db: Any,
+    quick_charger: StripeCharger,
+    fake_stripe: FakeStripeServer,
+    created_event: Created,
+    cancelled_event: Cancelled,
+) -> None:
+    created = created_event()
+    await authorized_order(db, quick_charger, created)
+    cancel = cancelled_event(created.data.id)
+    fake_stripe.state.fail_next(1, after_commit=True, path="/cancel")
+    with pytest.raises(DependencyUnavailable):
+        await listeners.on_order_cancelled(db, quick_charger, cancel)
+    assert intent_of(fake_stripe, created.data.id)["status"] == "canceled"
+
+    await listeners.on_order_cancelled(db, quick_charger, cancel)
+    assert (await payment_of(db, created.data.id))["status"] == "voided"
+
+
+async def test_a_cancellation_waits_for_a_running_payment_attempt(
+    db: Any,
+    charger: StripeCharger,
+    fake_stripe: FakeStripeServer,
+    created_event: Created,
+    cancelled_event: Cancelled,
+) -> None:
+    """Until the attempt ends, whether it authorized is unknown: deferred, not lost."""
+    created = created_event()
+    await listeners.on_order_created(db, created)
+    order_id = created.data.id
+    leased = await repository.lease_order(db, order_id=order_id, seconds=60)
+    assert leased is not None
+    cancel = cancelled_event(order_id)
+    with pytest.raises(RetryLater, match="payment attempt"):
+        await listeners.on_order_cancelled(db, charger, cancel)
+    replica = await repository.get_order(db, order_id=order_id)
+    assert replica is not None
+    assert replica["status"] == "cancelled"  # applied at once: no new attempt can start
+
+    # The attempt authorized the card, then stored its payment and let the order go.
+    intent = await charger.order_intent(order_id=order_id, amount_cents=2000)
+    await charger.confirm(intent, order_id=order_id, token="tok_visa")
+    await repository.create_payment(
+        db, order_id=order_id, stripe_id=intent.id, amount_cents=2000, currency="usd"
+    )
+    await repository.release_order(db, order_id=order_id, lease=leased[0])
+
+    await listeners.on_order_cancelled(db, charger, cancel)  # redelivered
+    assert intent_of(fake_stripe, order_id)["status"] == "canceled"
+
+
+async def test_an_authorization_whose_answer_was_lost_is_voided_on_cancellation(
+    client: httpx.AsyncClient,
+    place_order: Callable[..., Any],
+    bus: InMemoryBus,
+    db: Any,
+    fake_stripe: FakeStripeServer,
+    cancelled_event: Cancelled,
+) -> None:
+    """Stripe authorized, the buyer got a 502 and gave up, the order expired: released."""
+    order_id = await place_order(price=30)
+    fake_stripe.state.fail_next(3, after_commit=True, path="/confirm")
+    assert (await pay(client, order_id)).status_code == 502
+    assert intent_of(fake_stripe, order_id)["status"] == "requires_capture"
+    await bus.publish(cancelled_event(order_id))
+    await bus.drain()
+
+    assert intent_of(fake_stripe, order_id)["status"] == "canceled"
+    assert await repository.get_payment_for_order(db, order_id=order_id) is None
+    replica = await repository.get_order(db, order_id=order_id)
+    assert replica is not None
+    assert replica["paymentIntentCanceled"] is True
+    assert bus.published_on(Subject.PAYMENT_CREATED) == []  # nothing to complete the order
+    requests = fake_stripe.state.requests
+    await bus.publish(cancelled_event(order_id))  # a duplicate: Stripe is not asked again
+    await bus.drain()
+    assert fake_stripe.state.requests == requests
+    assert await bus.dead_letters() == []
+
+
+async def test_an_order_never_paid_is_cancelled_without_stripe_and_a_declined_one_closed(
+    client: httpx.AsyncClient,
+    place_order: Callable[..., Any],
+    bus: InMemoryBus,
+    db: Any,
+    fake_stripe: FakeStripeServer,
+    cancelled_event: Cancelled,
+) -> None:
+    unpaid = await place_order()
+    declined = await place_order()
+    res = await client.post(
+        "/api/payments", json={"token": "tok_chargeDeclined", "orderId": declined}
+    )
+    assert res.status_code == 400
+    requests = fake_stripe.state.requests
+    for order_id in (unpaid, declined):
+        await bus.publish(cancelled_event(order_id))
+    await bus.drain()
+    # Only the declined order's PaymentIntent is canceled, so that no attempt that outlived
+    # its lease can confirm it any more.
+    assert fake_stripe.state.requests == requests + 1
+    assert intent_of(fake_stripe, declined)["status"] == "canceled"
+    for order_id in (unpaid, declined):
+        assert await repository.get_payment_for_order(db, order_id=order_id) is None
+    assert await bus.dead_letters() == []
+
+
+async def test_a_cancelled_order_whose_money_was_captured_is_a_settlement_error(
+    db: Any,
+    charger: StripeCharger,
+    fake_stripe: FakeStripeServer,
+    created_event: Created,
+    cancelled_event: Cancelled,
+) -> None:
+    """Only order:completed captures, and orders never cancels a complete order: were it to
+    happen, it is loud, not silently refunded."""
+    created = created_event()
+    payment = await authorized_order(db, charger, created)
+    await charger.capture(order_id=created.data.id, intent_id=payment["stripeId"])
+    with pytest.raises(SettlementError, match="succeeded"):
+        await listeners.on_order_cancelled(db, charger, cancelled_event(created.data.id))

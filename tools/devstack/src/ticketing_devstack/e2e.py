@@ -1,0 +1,140 @@
+"""What the end-to-end and fault tests do to a running stack: wait, read the bus, check it.
+
+Everything goes through the gateway or reads the servers directly (JetStream, the databases);
+nothing reaches into a service's process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import nats
+import nats.js.api
+
+from ticketing_common.servers import free_port
+from ticketing_devstack.checks import mongo_urls, problems, snapshot
+from ticketing_devstack.client import User
+from ticketing_devstack.stack import Stack
+
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 20.0) -> T:
+    """Poll until `check` returns something truthy; HTTP errors and assertions count as "not
+    yet" until the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = await check()
+            if result:
+                return result
+        except (AssertionError, httpx.HTTPError):
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def assert_consistent(stack: Stack, timeout: float = 30.0) -> None:
+    """Once quiet, every service agrees: nothing lost, nothing applied twice."""
+    last: list[str] = []
+
+    async def consistent() -> bool:
+        nonlocal last
+        last = problems(await snapshot(mongo_urls(stack.urls), stack.urls.get("stripe")))
+        return not last
+
+    try:
+        await eventually(consistent, timeout)
+    except TimeoutError:
+        raise AssertionError("inconsistent: " + "; ".join(last[:10])) from None
+
+
+async def stream_events(stack: Stack, subject: str) -> list[dict[str, Any]]:
+    """Every message on `subject` (wildcards allowed), read back from JetStream."""
+    nc = await nats.connect(stack.urls["nats"])
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(
+            subject,
+            config=nats.js.api.ConsumerConfig(
+                ack_policy=nats.js.api.AckPolicy.NONE, inactive_threshold=5.0
+            ),
+        )
+        out: list[dict[str, Any]] = []
+        while True:
+            try:
+                msgs = await sub.fetch(batch=500, timeout=1)
+            except TimeoutError:  # nats-py raises its own subclass or the builtin one
+                break
+            for msg in msgs:
+                try:
+                    out.append({**json.loads(msg.data), "wire": msg.subject})
+                except ValueError:
+                    out.append({"wire": msg.subject, "raw": msg.data})
+        await sub.unsubscribe()
+        return out
+    finally:
+        await nc.close()
+
+
+async def dead_letters(stack: Stack) -> list[dict[str, Any]]:
+    """Every dead letter of every service."""
+    return await stream_events(stack, "deadletter.>")
+
+
+async def buy_until_answered(buyer: User, ticket_id: str, timeout: float = 60) -> httpx.Response:
+    """A client that retries while orders is unreachable (502/503) or not yet aware (404)."""
+
+    async def attempt() -> httpx.Response | None:
+        res = await buyer.order(ticket_id)
+        return None if res.status_code in (404, 502, 503) else res
+
+    res: httpx.Response = await eventually(attempt, timeout=timeout)
+    return res
+
+
+async def ticket_state(user: User, ticket_id: str) -> dict[str, Any]:
+    ticket: dict[str, Any] = await user.get(f"/api/tickets/{ticket_id}")
+    return ticket
+
+
+@contextlib.contextmanager
+def local_stack(base: Path, env: dict[str, str]) -> Iterator[Stack]:
+    """The whole system on free ports under `base`, on its own servers (whatever MONGO_URL,
+    NATS_URL, REDIS_URL or STRIPE_KEY the caller's environment holds), stopped afterwards."""
+    full = {**os.environ, **env}
+    for key in ("MONGO_URL", "NATS_URL", "REDIS_URL", "STRIPE_KEY"):
+        full.pop(key, None)
+    stack = Stack(base / "data", gateway_port=free_port(), env=full, log_dir=base / "logs")
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@contextlib.asynccontextmanager
+async def users_of(stack: Stack) -> AsyncIterator[Callable[[], Awaitable[User]]]:
+    """Sign up new users through the gateway; their HTTP clients close afterwards."""
+    users: list[User] = []
+
+    async def make() -> User:
+        user = await User(stack.urls["gateway"]).signup()
+        users.append(user)
+        return user
+
+    try:
+        yield make
+    finally:
+        for user in users:
+            await user.__aexit__()

@@ -1,0 +1,144 @@
+"""Long outages, on the real processes: a consumer's own database down for longer than the whole
+retry budget, and Redis losing every pending expiry. Nothing is dead-lettered, nothing stays
+stuck, and every replica converges.
+"""
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from ticketing_common.settings import ServiceSettings
+from ticketing_devstack.client import User
+from ticketing_devstack.e2e import (
+    assert_consistent,
+    buy_until_answered,
+    dead_letters,
+    eventually,
+    local_stack,
+    ticket_state,
+    users_of,
+)
+from ticketing_devstack.stack import Stack
+
+pytestmark = pytest.mark.connected
+
+EXPIRY = 4  # seconds an order holds its ticket
+GRACE = 1.0  # EXPIRY_GRACE_SECONDS
+ENV = {
+    "ORDER_EXPIRATION_SECONDS": str(EXPIRY),
+    "EXPIRY_GRACE_SECONDS": str(GRACE),
+    "EXPIRY_SWEEP_SECONDS": "0.5",
+    "JWT_KEY": "outage-jwt-key-0123456789abcdef0123456789",
+    # A short retry budget, so an outage longer than it takes seconds, not minutes.
+    "NATS_ACK_WAIT_SECONDS": "3",
+    "NATS_MAX_DELIVER": "8",
+    "NATS_RETRY_DELAY_SECONDS": "0.1",
+    "OUTBOX_SWEEP_SECONDS": "0.5",
+}
+
+
+def retry_budget() -> float:
+    settings = ServiceSettings(
+        environment="test",
+        jwt_key=ENV["JWT_KEY"],
+        nats_ack_wait_seconds=float(ENV["NATS_ACK_WAIT_SECONDS"]),
+        nats_max_deliver=int(ENV["NATS_MAX_DELIVER"]),
+        nats_retry_delay_seconds=float(ENV["NATS_RETRY_DELAY_SECONDS"]),
+    )
+    return settings.nats_retry_budget_seconds
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with local_stack(tmp_path_factory.mktemp("outages"), ENV) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def user_factory(stack: Stack) -> AsyncIterator[Callable[[], Awaitable[User]]]:
+    async with users_of(stack) as make:
+        yield make
+
+
+async def test_orders_database_down_longer_than_the_retry_budget_loses_nothing(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    seller, buyer = await user_factory(), await user_factory()
+    before = [await seller.sell(f"before {i}") for i in range(3)]
+    for ticket in before[:2]:
+        assert (await buy_until_answered(buyer, ticket["id"])).status_code == 201
+
+    stack.kill("mongo-orders", signal.SIGKILL)
+    down_at = time.monotonic()
+    # While orders cannot write: tickets are sold and edited (orders must replicate each
+    # version, in order), and a buyer tries to order (503, try again).
+    during = [await seller.sell(f"during {i}") for i in range(3)]
+    for ticket in [*during, before[2]]:
+        for n in range(3):
+            res = await seller.http.put(
+                f"/api/tickets/{ticket['id']}", json={"title": f"edit {n}", "price": 10 + n}
+            )
+            assert res.status_code == 200, res.text
+    res = await buyer.order(during[0]["id"])
+    assert res.status_code in (503, 404), res.text
+    # The outage itself: longer than every delivery of every event could take under the old
+    # rules (each failed delivery counted, and the last one dead-lettered the event).
+    outage = retry_budget() + 5
+    await asyncio.sleep(max(0.0, down_at + outage - time.monotonic()))
+    stack.spawn("mongo-orders")
+    stack.wait_ready("mongo-orders")
+
+    for ticket in during:
+        assert (await buy_until_answered(buyer, ticket["id"])).status_code == 201
+
+    async def edits_replicated() -> bool:
+        states = [await ticket_state(seller, t["id"]) for t in during]
+        return all(s["version"] == 4 and s["orderId"] for s in states)
+
+    await eventually(edits_replicated, timeout=60)
+    await assert_consistent(stack, timeout=60)
+    assert await dead_letters(stack) == []
+
+
+async def test_redis_wiped_with_pending_expiries_the_orders_still_end(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    seller, buyer = await user_factory(), await user_factory()
+    tickets = [await seller.sell(f"expiring {i}") for i in range(3)]
+    orders = []
+    for ticket in tickets:
+        res = await buy_until_answered(buyer, ticket["id"])
+        assert res.status_code == 201
+        orders.append(res.json())
+    r = redis.asyncio.Redis.from_url(stack.urls["redis"])
+    try:
+
+        async def scheduled() -> bool:
+            # RQ holds every scheduled job in its registry: all three are pending.
+            keys = [k async for k in r.scan_iter("rq:job:*")]
+            return len(keys) >= len(orders)
+
+        await eventually(scheduled)
+        await r.flushall()  # every pending expiry is gone
+    finally:
+        await r.aclose()
+
+    async def all_cancelled() -> bool:
+        states = [(await buyer.get(f"/api/orders/{o['id']}"))["status"] for o in orders]
+        return all(s == "cancelled" for s in states)
+
+    await eventually(all_cancelled, timeout=EXPIRY + GRACE + 10)
+
+    # Cancelled by orders' own sweep, within its period after expiresAt + grace.
+    async def released() -> bool:
+        states = [await ticket_state(seller, t["id"]) for t in tickets]
+        return all(s["orderId"] is None for s in states)
+
+    await eventually(released)
+    await assert_consistent(stack)
+    assert await dead_letters(stack) == []
