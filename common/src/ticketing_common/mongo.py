@@ -25,14 +25,14 @@ class IndexSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def connect(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
+def connect(url: str, *, app_name: str, timeout: float = 3.0) -> AsyncMongoClient[Document]:
     """One client per process: it pools connections and must be reused, never per request."""
     return AsyncMongoClient(
         url,
         appname=app_name,
         tz_aware=True,
-        serverSelectionTimeoutMS=3000,
-        connectTimeoutMS=3000,
+        serverSelectionTimeoutMS=int(timeout * 1000),
+        connectTimeoutMS=int(timeout * 1000),
         # A server that stops answering (paused, partitioned) fails the operation instead of
         # hanging it forever; our slowest query takes milliseconds.
         socketTimeoutMS=10000,

@@ -118,7 +118,13 @@ def create_service_app(
         client: Any = None
         db: Any = None
         if spec.uses_mongo:
-            client = mongo if mongo is not None else connect(settings.mongo_url, app_name=spec.name)
+            client = (
+                mongo
+                if mongo is not None
+                else connect(
+                    settings.mongo_url, app_name=spec.name, timeout=settings.mongo_timeout_seconds
+                )
+            )
             db = client[settings.mongo_db]
             # The relay's sweep looks for pending events every second, oldest first: indexed,
             # not a scan (nx-27017 gets the key without `_id`, see ensure_indexes).

@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
 
     mongo_url: str = "mongodb://127.0.0.1:27017"
     mongo_db: str = ""
+    # How long an operation waits for an unreachable Mongo before it fails (and the event
+    # waits, or the request is a 503); MONGO_TIMEOUT_SECONDS.
+    mongo_timeout_seconds: float = 3.0
 
     nats_url: str = "nats://127.0.0.1:4222"
     # How long JetStream waits for an ack (or a progress signal: the bus sends one every third

@@ -19,6 +19,7 @@ from ticketing_devstack.client import User
 from ticketing_devstack.e2e import (
     assert_consistent,
     buy_until_answered,
+    dead_letters,
     eventually,
     local_stack,
     stream_events,
@@ -49,6 +50,17 @@ ENV = {
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with local_stack(tmp_path_factory.mktemp("stack"), ENV) as stack:
         yield stack
+
+
+POISON = b"\x00 not an event"
+
+
+@pytest.fixture(autouse=True)
+async def no_unexpected_dead_letters(stack: Stack) -> AsyncIterator[None]:
+    """After every test: the only dead letters are the poison test's own."""
+    yield
+    letters = await dead_letters(stack)
+    assert [d for d in letters if d.get("raw") != POISON] == []
 
 
 @pytest.fixture
@@ -388,14 +400,14 @@ async def test_a_poison_message_is_dead_lettered_and_the_flow_continues(
     nc = await nats.connect(stack.urls["nats"])
     try:
         await nc.jetstream().publish(
-            "ticket.created", b"\x00 not an event", headers={"Nats-Msg-Id": f"poison-{time.time()}"}
+            "ticket.created", POISON, headers={"Nats-Msg-Id": f"poison-{time.time()}"}
         )
     finally:
         await nc.close()
 
     async def dead_lettered() -> bool:
         letters = await stream_events(stack, "deadletter.orders.>")
-        return any(e.get("raw") == b"\x00 not an event" for e in letters)
+        return any(e.get("raw") == POISON for e in letters)
 
     await eventually(dead_lettered, timeout=60)
     seller, buyer = await user_factory(), await user_factory()

@@ -39,6 +39,8 @@ ENV = {
     "NATS_MAX_DELIVER": "8",
     "NATS_RETRY_DELAY_SECONDS": "0.1",
     "OUTBOX_SWEEP_SECONDS": "0.5",
+    # A failing delivery fails fast, so the outage exhausts the old retry rules in seconds.
+    "MONGO_TIMEOUT_SECONDS": "0.5",
 }
 
 
@@ -88,7 +90,8 @@ async def test_orders_database_down_longer_than_the_retry_budget_loses_nothing(
     assert res.status_code in (503, 404), res.text
     # The outage itself: longer than every delivery of every event could take under the old
     # rules (each failed delivery counted, and the last one dead-lettered the event).
-    outage = retry_budget() + 5
+    deliveries = int(ENV["NATS_MAX_DELIVER"])
+    outage = retry_budget() + deliveries * float(ENV["MONGO_TIMEOUT_SECONDS"]) + 5
     await asyncio.sleep(max(0.0, down_at + outage - time.monotonic()))
     stack.spawn("mongo-orders")
     stack.wait_ready("mongo-orders")

@@ -44,6 +44,7 @@ PASSTHROUGH = (
     "OUTBOX_SWEEP_SECONDS",
     "NATS_RETRY_HORIZON_SECONDS",
     "EXPIRY_SWEEP_SECONDS",
+    "MONGO_TIMEOUT_SECONDS",
     # Expiration fires, and orders sweeps, this long after an order's expiresAt.
     "EXPIRY_GRACE_SECONDS",
 )
