@@ -10,33 +10,42 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 SYNCED := $(VENV)/.synced
-MEMBERS := pyproject.toml uv.lock common/pyproject.toml $(wildcard services/*/pyproject.toml) $(wildcard tools/*/pyproject.toml)
+# axe-core, which the web client's browser tests inject into every page (npm, locked).
+AXE := client/node_modules/axe-core/axe.min.js
+MEMBERS := pyproject.toml uv.lock common/pyproject.toml $(wildcard services/*/pyproject.toml) $(wildcard tools/*/pyproject.toml) client/pyproject.toml
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: up test lint typecheck pytest bootstrap bench clean
+.PHONY: help up test lint typecheck pytest bootstrap bench clean
 
-up: $(SYNCED)
+help: ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+
+up: $(SYNCED) ## Run the whole system locally: http://127.0.0.1:8080
 	$(BIN)/python -m ticketing_devstack up
 
-test: lint typecheck pytest
+test: lint typecheck pytest ## Lint, type-check and run every test (what CI runs)
 
-lint: $(SYNCED)
+lint: $(SYNCED) ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(SYNCED)
-	$(BIN)/mypy common/src $(wildcard services/*/src) $(wildcard tools/*/src)
+typecheck: $(SYNCED) ## mypy --strict over every member's sources
+	$(BIN)/mypy common/src $(wildcard services/*/src) $(wildcard tools/*/src) client/src
 
 # One worker per core; a test module stays on one worker (the e2e stack is per module).
 PYTEST_WORKERS ?= auto
-pytest: $(SYNCED)
+pytest: $(SYNCED) $(AXE) ## pytest on every core (PYTEST_ARGS=..., PYTEST_WORKERS=0 for one process)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-bootstrap: $(SYNCED)
+bootstrap: $(SYNCED) ## Install uv and the locked workspace into .venv
+
+$(AXE): client/package.json client/package-lock.json
+	cd client && npm ci --no-audit --no-fund
+	@touch $@
 
 # Benchmarks, not timed tests: the whole stack on free ports, figures printed.
-bench: $(SYNCED)
+bench: $(SYNCED) ## Benchmarks on the local stack (not part of test)
 	$(BIN)/python -m ticketing_devstack.bench $(BENCH_ARGS)
 
 $(UV):
@@ -47,5 +56,5 @@ $(SYNCED): $(UV) $(MEMBERS)
 	$(UV) sync --all-packages --frozen --python $(PYTHON)
 	@touch $@
 
-clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+clean: ## Remove the virtualenv, tools and caches
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache client/node_modules client/test-output

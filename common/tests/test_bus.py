@@ -13,7 +13,8 @@ import pytest
 
 from ticketing_common.bus import Bus, JetStreamBus, RetryLater, Unpublishable
 from ticketing_common.events import Event, TicketCreated, new_event
-from ticketing_common.testing import ServerProcess, eventually, started
+from ticketing_testing.servers import ServerProcess
+from ticketing_testing.waiting import eventually, started
 
 BusFactory = Callable[..., Bus]
 
@@ -48,7 +49,7 @@ async def test_a_published_event_reaches_the_subscriber(make_bus: BusFactory) ->
     await started(producer)
     event = ticket()
     await producer.publish(event)
-    await eventually(lambda: _async(rec.seen == [event]))
+    await eventually(lambda: rec.seen == [event])
 
 
 async def test_a_failing_handler_gets_the_message_again(make_bus: BusFactory) -> None:
@@ -58,7 +59,7 @@ async def test_a_failing_handler_gets_the_message_again(make_bus: BusFactory) ->
     await started(bus)
     event = ticket()
     await bus.publish(event)
-    await eventually(lambda: _async(len(rec.seen) == 1))
+    await eventually(lambda: len(rec.seen) == 1)
     assert rec.attempts[event.id] == 3
     assert await bus.dead_letters() == []
 
@@ -87,7 +88,7 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_after_max_deliver(
     poison.always_fail = False
     good = ticket(2)
     await bus.publish(good)
-    await eventually(lambda: _async([e.id for e in poison.seen] == [good.id]))
+    await eventually(lambda: [e.id for e in poison.seen] == [good.id])
     assert poison.attempts[bad.id] == 3  # never delivered again
 
 
@@ -104,7 +105,7 @@ async def test_bytes_that_are_not_an_event_are_dead_lettered(make_bus: BusFactor
 
     await eventually(dead, timeout=10)
     assert (await bus.dead_letters())[0].payload == b"{not json"
-    await eventually(lambda: _async(len(rec.seen) == 1))
+    await eventually(lambda: len(rec.seen) == 1)
 
 
 async def test_retry_later_waits_for_the_earlier_event(make_bus: BusFactory) -> None:
@@ -123,7 +124,7 @@ async def test_retry_later_waits_for_the_earlier_event(make_bus: BusFactory) -> 
     await started(bus)
     for version in (2, 1, 0):
         await bus.publish(ticket(1, version))
-    await eventually(lambda: _async(applied == [0, 1, 2]), timeout=10)
+    await eventually(lambda: applied == [0, 1, 2], timeout=10)
 
 
 async def test_the_same_event_id_is_stored_once(make_bus: BusFactory) -> None:
@@ -135,7 +136,7 @@ async def test_the_same_event_id_is_stored_once(make_bus: BusFactory) -> None:
     await bus.publish(event)
     await bus.publish(event)
     await bus.publish(ticket(2))
-    await eventually(lambda: _async(len(rec.seen) == 2))
+    await eventually(lambda: len(rec.seen) == 2)
     assert [e.id for e in rec.seen].count(event.id) == 1
 
 
@@ -149,7 +150,7 @@ async def test_two_processes_of_one_service_share_the_work(make_bus: BusFactory)
     events = [ticket(n) for n in range(30)]
     for event in events:
         await producer.publish(event)
-    await eventually(lambda: _async(len(rec_a.seen) + len(rec_b.seen) == 30), timeout=10)
+    await eventually(lambda: len(rec_a.seen) + len(rec_b.seen) == 30, timeout=10)
     ids = [e.id for e in rec_a.seen + rec_b.seen]
     assert sorted(ids) == sorted(e.id for e in events)  # each once, none twice
 
@@ -164,14 +165,14 @@ async def test_a_durable_consumer_gets_what_was_published_while_it_was_away(
     await started(producer)
     await started(before)
     await producer.publish(ticket(1))
-    await eventually(lambda: _async(len(rec.seen) == 1))
+    await eventually(lambda: len(rec.seen) == 1)
     await before.close()
     await producer.publish(ticket(2))  # nobody of "orders" is listening now
     after = make_bus("orders")
     rec_after = Recorder()
     after.subscribe(ticket().subject, rec_after)
     await started(after)
-    await eventually(lambda: _async([e.data.id for e in rec_after.seen] == ["t2"]))
+    await eventually(lambda: [e.data.id for e in rec_after.seen] == ["t2"])
 
 
 async def test_the_message_of_a_process_that_died_is_redelivered_after_ack_wait(
@@ -195,12 +196,12 @@ async def test_the_message_of_a_process_that_died_is_redelivered_after_ack_wait(
     await started(dying_bus)
     await started(producer)
     await producer.publish(ticket())
-    await eventually(lambda: _async(handled_by == ["dying"]))
+    await eventually(lambda: handled_by == ["dying"])
     await dying_bus.close()  # killed mid-handler: no ack, and no more progress signals
     helper_bus.subscribe(ticket().subject, works)
     await started(helper_bus)
     # Not acked within ack_wait: JetStream hands it to the other subscriber.
-    await eventually(lambda: _async(handled_by == ["dying", "helper"]), timeout=10)
+    await eventually(lambda: handled_by == ["dying", "helper"], timeout=10)
 
 
 async def test_a_hung_handler_lets_another_process_take_its_message(
@@ -227,15 +228,11 @@ async def test_a_hung_handler_lets_another_process_take_its_message(
     await started(stuck_bus)
     await started(producer)
     await producer.publish(ticket())
-    await eventually(lambda: _async(handled_by == ["stuck"]))
+    await eventually(lambda: handled_by == ["stuck"])
     helper_bus.subscribe(ticket().subject, works)
     await started(helper_bus)
-    await eventually(lambda: _async("helper" in handled_by), timeout=10)
+    await eventually(lambda: "helper" in handled_by, timeout=10)
     release.set()
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 @pytest.mark.connected
@@ -254,9 +251,7 @@ async def test_published_events_survive_a_server_restart(nats_server: ServerProc
     consumer.subscribe(ticket().subject, rec)
     await started(consumer)
     try:
-        await eventually(
-            lambda: _async([e.id for e in rec.seen] == [e.id for e in events]), timeout=10
-        )
+        await eventually(lambda: [e.id for e in rec.seen] == [e.id for e in events], timeout=10)
     finally:
         await consumer.close()
 

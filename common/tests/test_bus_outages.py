@@ -20,7 +20,8 @@ from ticketing_common.bus import Bus, DependencyUnavailable, RetryLater, durable
 from ticketing_common.bus.jetstream import declare_streams
 from ticketing_common.bus.streams import stream_for
 from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated, new_event
-from ticketing_common.testing import ServerProcess, eventually, started
+from ticketing_testing.servers import ServerProcess
+from ticketing_testing.waiting import eventually, started
 
 BusFactory = Callable[..., Bus]
 
@@ -31,10 +32,6 @@ def ticket(n: int = 1) -> Event[TicketCreated]:
 
 def ticket_updated(n: int = 1) -> Event[TicketUpdated]:
     return new_event(TicketUpdated(id=f"t{n}", version=1, title="show", price=10.0, user_id="u"))
-
-
-async def true(value: bool) -> bool:
-    return value
 
 
 class Dependency:
@@ -54,6 +51,28 @@ class Dependency:
 
     def held_for(self) -> float:
         return self.calls[-1] - self.calls[0] if self.calls else 0.0
+
+
+class Broken:
+    """A handler with a bug: every delivery fails. The deliveries it saw."""
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+
+    async def __call__(self, event: Event[Any]) -> None:
+        self.attempts.append(event.id)
+        raise RuntimeError("bug")
+
+
+async def the_dead_letter(bus: Bus) -> Any:
+    """The bus's one dead letter, once there is one."""
+
+    async def dead() -> bool:
+        return len(await bus.dead_letters()) == 1
+
+    await eventually(dead, timeout=15)
+    [letter] = await bus.dead_letters()
+    return letter
 
 
 async def server_view(make_bus: BusFactory, durable: str, subject: Subject) -> tuple[int, int]:
@@ -121,15 +140,15 @@ async def test_an_unreachable_dependency_holds_the_event_without_using_its_deliv
     await started(producer)
     event = ticket()
     await producer.publish(event)
-    await eventually(lambda: true(len(db.calls) >= 2))
+    await eventually(lambda: len(db.calls) >= 2)
     other_process.subscribe(Subject.TICKET_CREATED, other)
     await started(other_process)
-    await eventually(lambda: true(db.held_for() > 2.5), timeout=10)
+    await eventually(lambda: db.held_for() > 2.5, timeout=10)
     durable = durable_name("orders", Subject.TICKET_CREATED)
     assert await server_view(make_bus, durable, Subject.TICKET_CREATED) == (1, 0)
     assert len(db.calls) > 2  # tried more often than max_deliver
     db.down = False  # the database is back: the bus resumes by itself
-    await eventually(lambda: true(db.applied == [event.id]))
+    await eventually(lambda: db.applied == [event.id])
     assert other.applied == []
     assert await bus.dead_letters() == []
 
@@ -152,14 +171,14 @@ async def test_a_held_service_pulls_nothing_more_until_the_dependency_is_back(
     await started(producer)
     created, updated = ticket(), ticket_updated()
     await producer.publish(created)
-    await eventually(lambda: true(len(db.calls) >= 2))
+    await eventually(lambda: len(db.calls) >= 2)
     await producer.publish(updated)
     # Several more tries of the held event: the other consumer had all that time to pull.
     tries = len(db.calls)
-    await eventually(lambda: true(len(db.calls) >= tries + 4), timeout=10)
+    await eventually(lambda: len(db.calls) >= tries + 4, timeout=10)
     assert updates == []
     db.down = False
-    await eventually(lambda: true(db.applied == [created.id] and updates == [updated.id]))
+    await eventually(lambda: db.applied == [created.id] and updates == [updated.id])
     assert await bus.dead_letters() == []
 
 
@@ -180,7 +199,7 @@ async def test_an_event_deferred_more_often_than_max_deliver_still_lands(
     await started(bus)
     event = ticket()
     await bus.publish(event)
-    await eventually(lambda: true(applied == [event.id]), timeout=10)
+    await eventually(lambda: applied == [event.id], timeout=10)
     assert len(attempts) == 6
     assert await bus.dead_letters() == []
 
@@ -200,12 +219,7 @@ async def test_an_event_deferred_past_the_retry_horizon_is_dead_lettered(
     await started(bus)
     published_at = time.monotonic()
     await bus.publish(ticket())
-
-    async def dead() -> bool:
-        return len(await bus.dead_letters()) == 1
-
-    await eventually(dead, timeout=15)
-    [letter] = await bus.dead_letters()
+    letter = await the_dead_letter(bus)
     assert "retry later" in letter.error
     assert "horizon" in letter.error
     assert letter.deliveries == len(attempts) > 2  # far more than max_deliver
@@ -233,7 +247,7 @@ async def test_a_handler_slower_than_ack_wait_is_delivered_once(make_bus: BusFac
     await started(second)
     event = ticket()
     await first.publish(event)
-    await eventually(lambda: true(done == [event.id]), timeout=10)
+    await eventually(lambda: done == [event.id], timeout=10)
     assert calls == [event.id]
 
 
@@ -250,23 +264,13 @@ async def test_a_durable_left_with_a_lower_max_deliver_is_brought_to_the_setting
         make_bus, durable, Subject.TICKET_CREATED, max_deliver=3, new_only=False
     )
     bus = make_bus("orders", max_deliver=6, max_retry_delay=0.1)
-    attempts: list[str] = []
-
-    async def broken(event: Event[Any]) -> None:
-        attempts.append(event.id)
-        raise RuntimeError("bug")
-
+    broken = Broken()
     bus.subscribe(Subject.TICKET_CREATED, broken)
     await started(bus)
     event = ticket()
     await bus.publish(event)
-
-    async def dead() -> bool:
-        return len(await bus.dead_letters()) == 1
-
-    await eventually(dead, timeout=15)
-    [letter] = await bus.dead_letters()
-    assert (letter.deliveries, len(attempts)) == (6, 6)
+    letter = await the_dead_letter(bus)
+    assert (letter.deliveries, len(broken.attempts)) == (6, 6)
     assert "RuntimeError: bug" in letter.error
 
 
@@ -280,25 +284,13 @@ async def test_a_durable_that_cannot_be_updated_dead_letters_at_the_servers_limi
     durable = durable_name("orders", Subject.TICKET_CREATED)
     await precreate_durable(make_bus, durable, Subject.TICKET_CREATED, max_deliver=3, new_only=True)
     bus = make_bus("orders", max_deliver=6, max_retry_delay=0.1)
-    attempts: list[str] = []
-
-    async def broken(event: Event[Any]) -> None:
-        attempts.append(event.id)
-        raise RuntimeError("bug")
-
+    broken = Broken()
     bus.subscribe(Subject.TICKET_CREATED, broken)
     await started(bus)
-    await eventually(
-        lambda: true(any("cannot be updated in place" in r.message for r in caplog.records))
-    )
+    await eventually(lambda: any("cannot be updated in place" in r.message for r in caplog.records))
     await bus.publish(ticket())
-
-    async def dead() -> bool:
-        return len(await bus.dead_letters()) == 1
-
-    await eventually(dead, timeout=15)
-    [letter] = await bus.dead_letters()
-    assert (letter.deliveries, len(attempts)) == (3, 3)
+    letter = await the_dead_letter(bus)
+    assert (letter.deliveries, len(broken.attempts)) == (3, 3)
     assert "last delivery the server allows" in letter.error
 
 

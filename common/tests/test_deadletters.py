@@ -14,17 +14,14 @@ import pytest
 from ticketing_common import deadletters as command
 from ticketing_common.bus import Bus, JetStreamBus
 from ticketing_common.events import Event, Subject, TicketCreated, new_event
-from ticketing_common.testing import ServerProcess, eventually, started
+from ticketing_testing.servers import ServerProcess
+from ticketing_testing.waiting import eventually, started
 
 BusFactory = Callable[..., Bus]
 
 
 def ticket(n: int = 1) -> Event[TicketCreated]:
     return new_event(TicketCreated(id=f"t{n}", version=0, title="show", price=10.0, user_id="u"))
-
-
-async def true(value: bool) -> bool:
-    return value
 
 
 class Buggy:
@@ -75,13 +72,13 @@ async def test_a_dead_letter_is_redriven_to_its_consumer_only_and_applied_once(
     first, second = await asyncio.gather(orders.redrive(letter.seq), orders.redrive(letter.seq))
     assert letter.seq in {r.seq for r in (first, second) if r is not None}
     assert await orders.redrive(letter.seq) is None  # nothing left to re-drive
-    await eventually(lambda: true(handler.applied[event.id] == 1))
+    await eventually(lambda: handler.applied[event.id] == 1)
     assert await orders.dead_letters() == []
 
     # A later event goes through both consumers: whatever the re-drives caused has landed.
     later = ticket(2)
     await producer.publish(later)
-    await eventually(lambda: true(handler.applied[later.id] == 1 and other.applied[later.id] == 1))
+    await eventually(lambda: handler.applied[later.id] == 1 and other.applied[later.id] == 1)
     assert handler.applied[event.id] == 1  # applied once, though re-driven twice
     assert other.applied[event.id] == 1  # the other service did not get it again
 
@@ -150,16 +147,12 @@ async def test_the_command_lists_shows_and_redrives(nats_server: ServerProcess) 
         assert "no dead letter" in text
 
         await eventually(
-            lambda: true(
-                orders_handler.applied == {events[0].id: 1, events[1].id: 1, events[2].id: 1}
-            )
+            lambda: orders_handler.applied == {events[0].id: 1, events[1].id: 1, events[2].id: 1}
         )
         barrier = ticket(4)
         await orders.publish(barrier)
         await eventually(
-            lambda: true(
-                orders_handler.applied[barrier.id] == payments_handler.applied[barrier.id] == 1
-            )
+            lambda: orders_handler.applied[barrier.id] == payments_handler.applied[barrier.id] == 1
         )
         # payments' own dead letter is still there, and payments got nothing re-driven.
         [left] = await command.list_dead_letters(js)

@@ -13,6 +13,7 @@ from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated
 from ticketing_common.outbox import (
     OUTBOX,
     PENDING,
+    Outbox,
     OutboxRelay,
     list_aside,
     outbox_fields,
@@ -295,3 +296,75 @@ async def test_the_command_lists_and_requeues_entries_set_aside(nx_mongo: Any) -
         assert doc[PENDING]
     finally:
         await client.close()
+
+
+# --- Outbox: the write publishes its own events ------------------------------------------------
+
+
+async def published_soon(bus: InMemoryBus, count: int) -> list[Event[Any]]:
+    """What the bus got once `count` events are there (a kick runs as its own task)."""
+    for _ in range(500):
+        if len(bus.published) >= count:
+            break
+        await asyncio.sleep(0.005)
+    return list(bus.published)
+
+
+async def test_an_outbox_insert_publishes_its_events_without_the_sweep(
+    any_db: Any, bus: InMemoryBus
+) -> None:
+    relay = OutboxRelay(bus, any_db, [COLL], sweep_seconds=3600)
+    event = created()
+    doc = await Outbox(any_db, relay)[COLL].insert_one({"_id": ObjectId(), "title": "a"}, event)
+    assert [e.id for e in await published_soon(bus, 1)] == [event.id]
+    await relay.close()
+    stored = await any_db[COLL].find_one({"_id": doc["_id"]})
+    assert stored[OUTBOX] == []
+    assert not stored[PENDING]
+
+
+async def test_an_outbox_insert_without_events_stores_an_empty_outbox(
+    any_db: Any, bus: InMemoryBus
+) -> None:
+    """So that a later write's events have an array to join (nx-27017's $addToSet)."""
+    relay = OutboxRelay(bus, any_db, [COLL], sweep_seconds=3600)
+    outbox = Outbox(any_db, relay)
+    doc = await outbox[COLL].insert_one({"_id": ObjectId(), "title": "a"})
+    stored = await any_db[COLL].find_one({"_id": doc["_id"]})
+    assert stored[OUTBOX] == []
+    assert not stored[PENDING]
+    event = updated(1)
+    changed = await outbox[COLL].find_one_and_update(
+        {"_id": doc["_id"]}, {"$set": {"title": "b"}}, event
+    )
+    assert changed is not None
+    assert changed["title"] == "b"
+    assert [e.id for e in await published_soon(bus, 1)] == [event.id]
+    await relay.close()
+
+
+async def test_an_outbox_update_that_matches_nothing_publishes_nothing(
+    any_db: Any, bus: InMemoryBus
+) -> None:
+    relay = OutboxRelay(bus, any_db, [COLL], sweep_seconds=3600)
+    outbox = Outbox(any_db, relay)
+    doc = await outbox[COLL].insert_one({"_id": ObjectId(), "title": "a", "version": 0})
+    stale = await outbox[COLL].versioned_update(
+        updated(1), id=doc["_id"], version=7, update={"$set": {"title": "b"}}
+    )
+    assert stale is None
+    fresh = await outbox[COLL].versioned_update(
+        updated(1), id=doc["_id"], version=0, update={"$set": {"title": "b"}}
+    )
+    assert fresh is not None
+    assert (fresh["title"], fresh["version"]) == ("b", 1)
+    assert [e.data.version for e in await published_soon(bus, 1)] == [1]
+    await relay.close()
+    assert len(bus.published) == 1
+
+
+def test_an_outbox_refuses_a_collection_its_relay_does_not_sweep(bus: InMemoryBus) -> None:
+    """A kick that failed there would never be retried."""
+    relay = OutboxRelay(bus, None, [COLL])
+    with pytest.raises(ValueError, match="does not sweep"):
+        Outbox(None, relay)["other"]

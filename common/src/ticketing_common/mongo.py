@@ -7,15 +7,25 @@ anything that must be race-free, no transactions, no partial indexes, no $lookup
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias, TypeVar, cast
 
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 
+# A document as the driver hands it over when nothing more is known: queries, updates,
+# projections, and collections no repository owns.
 Document = dict[str, Any]
+# A service's database. Its collections are typed by the repository that owns each one, with a
+# TypedDict of its documents (see `collection`); at run time documents stay plain dicts.
+Database: TypeAlias = AsyncDatabase[Document]
+# The document type of a typed collection: a TypedDict (or `Document`).
+D = TypeVar("D", bound=Mapping[str, Any])
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,15 @@ class IndexSpec:
     collection: str
     keys: list[tuple[str, int]]
     options: dict[str, Any] = field(default_factory=dict)
+
+
+def collection(db: Database, name: str, doc: type[D]) -> AsyncCollection[D]:
+    """`db[name]` with its documents typed as `doc` (a TypedDict), for mypy to check field names.
+
+    Only for the checker: the driver still returns plain dicts (and mongomock its own
+    collection), so nothing changes at run time.
+    """
+    return cast("AsyncCollection[D]", db[name])
 
 
 def connect(url: str, *, app_name: str, timeout: float = 3.0) -> AsyncMongoClient[Document]:
@@ -39,7 +58,7 @@ def connect(url: str, *, app_name: str, timeout: float = 3.0) -> AsyncMongoClien
     )
 
 
-async def _is_nx_27017(db: Any) -> bool:
+async def _is_nx_27017(db: Database) -> bool:
     """nx-27017 (the local stack's Mongo) says so in buildInfo; real MongoDB and mongomock not."""
     try:
         info = await db.command("buildInfo")
@@ -48,7 +67,7 @@ async def _is_nx_27017(db: Any) -> bool:
     return bool(info.get("process") == "nx_27017")
 
 
-async def ensure_indexes(db: Any, specs: list[IndexSpec]) -> None:
+async def ensure_indexes(db: Database, specs: list[IndexSpec]) -> None:
     # nx-27017 cannot index `_id` inside a compound key: it accepts the index on an empty
     # collection and then rejects every insert. There, keep the rest of the key (the query stays
     # indexed); real MongoDB gets the full key.
@@ -82,24 +101,31 @@ def as_utc(value: datetime | str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def versioned(
+    *, id: Any, version: int, update: Document, extra_filter: Document | None = None
+) -> tuple[Document, Document]:
+    """The filter and update of a write that applies only at `version` and bumps it by one."""
+    update = dict(update)
+    update["$inc"] = {**update.get("$inc", {}), "version": 1}
+    return {"_id": id, "version": version, **(extra_filter or {})}, update
+
+
 async def versioned_update(
-    collection: Any,
+    collection: AsyncCollection[D],
     *,
     id: Any,
     version: int,
     update: Document,
     extra_filter: Document | None = None,
-) -> Document | None:
+) -> D | None:
     """Apply `update` only if the document is still at `version`, and bump it by one.
 
     Optimistic concurrency: a stale writer matches nothing and gets None back. Single-document
-    and atomic on every backend, so no transaction is needed.
+    and atomic on every backend, so no transaction is needed. (A write that carries events goes
+    through `Outbox`, which has the same method.)
     """
-    update = dict(update)
-    update["$inc"] = {**update.get("$inc", {}), "version": 1}
-    doc: Document | None = await collection.find_one_and_update(
-        {"_id": id, "version": version, **(extra_filter or {})},
-        update,
-        return_document=ReturnDocument.AFTER,
+    filter_, update = versioned(id=id, version=version, update=update, extra_filter=extra_filter)
+    doc: D | None = await collection.find_one_and_update(
+        filter_, update, return_document=ReturnDocument.AFTER
     )
     return doc

@@ -4,9 +4,12 @@ A write that implies events stores them in the same document, in the same single
 write (`_outbox`), so the state change and its events exist together or not at all; no
 transaction is needed, which matters because not every Mongo we run on isolates them.
 
-The relay then publishes them and removes them from the document:
-- right away, from the request that wrote them (`kick`), so events reach other services in
-  milliseconds;
+Writes that carry events go through `Outbox` (one per process, bound to the database and the
+relay): it adds the events to the write and, once the write succeeded, has the relay publish
+them, so no caller can forget to. The relay then publishes them and removes them from the
+document:
+- right away, from the write that stored them (`OutboxRelay.kick`), so events reach other
+  services in milliseconds;
 - and on a sweep every second, which finds whatever is left: NATS was down, the publish timed
   out, or the process died between the write and the publish.
 An event may therefore be published more than once; JetStream drops repeats of an id within its
@@ -32,10 +35,14 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, NotRequired, TypedDict, cast
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 
 from ticketing_common.bus.base import Bus, BusUnavailable, is_infrastructure_failure
 from ticketing_common.events import Event, from_document, to_document
+from ticketing_common.mongo import D, Database, Document, collection, versioned
 
 log = logging.getLogger("ticketing.outbox")
 
@@ -43,6 +50,25 @@ OUTBOX = "_outbox"
 PENDING = "_outboxPending"
 ASIDE = "outbox_aside"
 SWEEP_BATCH = 500
+
+
+class Outboxed(TypedDict):
+    """The outbox fields of a document that carries events: the base of each such collection's
+    document TypedDict. Not required: a projection or an older document may lack them."""
+
+    _outbox: NotRequired[list[dict[str, Any]]]
+    _outboxPending: NotRequired[bool]
+
+
+class AsideEntry(TypedDict):
+    """A document of `outbox_aside`: an outbox entry the bus refused, with its origin."""
+
+    _id: str
+    collection: str
+    documentId: Any
+    entry: Any
+    error: str
+    at: datetime
 
 
 def outbox_fields(*events: Event[Any]) -> dict[str, Any]:
@@ -68,8 +94,9 @@ def with_outbox(update: dict[str, Any], *events: Event[Any]) -> dict[str, Any]:
     return merged
 
 
-def strip_outbox(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k not in (OUTBOX, PENDING)}
+def strip_outbox(doc: D) -> D:
+    """The document without its outbox fields (a new dict of the same type)."""
+    return cast(D, {k: v for k, v in doc.items() if k not in (OUTBOX, PENDING)})
 
 
 def _entry_id(collection: str, doc_id: Any, raw: Any) -> str:
@@ -80,21 +107,25 @@ def _entry_id(collection: str, doc_id: Any, raw: Any) -> str:
     return f"{collection}:{doc_id}:{event_id}"
 
 
-async def list_aside(db: Any) -> list[dict[str, Any]]:
+def _aside(db: Database) -> AsyncCollection[AsideEntry]:
+    return collection(db, ASIDE, AsideEntry)
+
+
+async def list_aside(db: Database) -> list[AsideEntry]:
     """The outbox entries set aside in this database, oldest first."""
-    return [d async for d in db[ASIDE].find({}).sort("at", 1)]
+    return [d async for d in _aside(db).find({}).sort("at", 1)]
 
 
-async def requeue_aside(db: Any, entry_id: str) -> bool:
+async def requeue_aside(db: Database, entry_id: str) -> bool:
     """Put an entry set aside back into its document's outbox (once its cause is fixed); the
     relay's next sweep publishes it. False if there is no such entry."""
-    entry = await db[ASIDE].find_one({"_id": entry_id})
+    entry = await _aside(db).find_one({"_id": entry_id})
     if entry is None:
         return False
     await db[entry["collection"]].update_one(
         {"_id": entry["documentId"]}, with_outbox({}, from_document(entry["entry"]))
     )
-    await db[ASIDE].delete_one({"_id": entry_id})
+    await _aside(db).delete_one({"_id": entry_id})
     return True
 
 
@@ -102,13 +133,14 @@ class OutboxRelay:
     def __init__(
         self,
         bus: Bus,
-        db: Any,
+        db: Database | None,
         collections: list[str],
         *,
         sweep_seconds: float = 1.0,
         sweep_batch: int = SWEEP_BATCH,
     ) -> None:
         self.bus = bus
+        # None for a service without a database (expiration), which has no collections either.
         self.db = db
         self.collections = collections
         self.sweep_seconds = sweep_seconds
@@ -118,6 +150,11 @@ class OutboxRelay:
         self._sweeper: asyncio.Task[None] | None = None
         # Per collection: the `_id` of the last document the sweep looked at.
         self._cursors: dict[str, Any] = {}
+
+    def _database(self) -> Database:
+        if self.db is None:
+            raise RuntimeError("this outbox relay has no database")
+        return self.db
 
     def kick(self, collection: str, doc_id: Any) -> None:
         """Publish this document's pending events now, without making the caller wait."""
@@ -147,7 +184,7 @@ class OutboxRelay:
                 self._locks.pop(key, None)
 
     async def _flush_locked(self, collection: str, doc_id: Any) -> int:
-        coll = self.db[collection]
+        coll = self._database()[collection]
         doc = await coll.find_one({"_id": doc_id}, {OUTBOX: 1})
         if doc is None:
             return 0
@@ -192,7 +229,7 @@ class OutboxRelay:
         )
         # A duplicate: set aside before, by a flush that died before removing it from the outbox.
         with contextlib.suppress(DuplicateKeyError):
-            await self.db[ASIDE].insert_one(
+            await _aside(self._database()).insert_one(
                 {
                     "_id": entry_id,
                     "collection": collection,
@@ -216,7 +253,7 @@ class OutboxRelay:
         return total
 
     async def _pending_ids(self, name: str) -> list[Any]:
-        coll, after = self.db[name], self._cursors.get(name)
+        coll, after = self._database()[name], self._cursors.get(name)
         query: dict[str, Any] = {PENDING: True}
         if after is not None:
             query["_id"] = {"$gt": after}
@@ -269,3 +306,93 @@ class OutboxRelay:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=2)
+
+
+class OutboxCollection(Generic[D]):
+    """One collection's writes that carry events: each stores its events in the document it
+    writes and, once the write succeeded, has the relay publish them at once (the sweep is
+    only the safety net, a second late). Its documents are typed as `D` (the collection's
+    TypedDict, or `Document`)."""
+
+    def __init__(self, db: Database | None, relay: OutboxRelay, name: str, doc: type[D]) -> None:
+        if name not in relay.collections:
+            # The relay would publish a kick but never sweep what a failed kick left behind.
+            raise ValueError(f"the outbox relay does not sweep the {name!r} collection")
+        if db is None:
+            raise RuntimeError("this service has no database")
+        self.name = name
+        self.collection: AsyncCollection[D] = collection(db, name, doc)
+        self.relay = relay
+
+    def _published(self, doc_id: Any, events: tuple[Event[Any], ...]) -> None:
+        if events:
+            self.relay.kick(self.name, doc_id)
+
+    async def insert_one(self, doc: D, *events: Event[Any]) -> D:
+        """Insert `doc` (which gets its outbox fields, with or without events) and return it.
+
+        Even without events: nx-27017's $addToSet does nothing on a missing array, so a later
+        write's events would be lost (see `outbox_fields`).
+        """
+        # A dict at run time, whatever TypedDict `D` is for the checker.
+        cast(Document, doc).update(outbox_fields(*events))
+        await self.collection.insert_one(doc)
+        self._published(doc["_id"], events)
+        return doc
+
+    async def find_one_and_update(
+        self,
+        filter: Document,
+        update: Document,
+        *events: Event[Any],
+        return_document: bool = ReturnDocument.AFTER,
+    ) -> D | None:
+        """`update` with its events on the document `filter` matches; None if none does."""
+        doc: D | None = await self.collection.find_one_and_update(
+            filter,
+            with_outbox(update, *events) if events else update,
+            return_document=return_document,
+        )
+        if doc is not None:
+            self._published(doc["_id"], events)
+        return doc
+
+    async def versioned_update(
+        self,
+        *events: Event[Any],
+        id: Any,
+        version: int,
+        update: Document,
+        extra_filter: Document | None = None,
+    ) -> D | None:
+        """`mongo.versioned_update` with events: applied (and the document returned) only at
+        `version`, which it bumps by one."""
+        filter_, update = versioned(
+            id=id, version=version, update=update, extra_filter=extra_filter
+        )
+        return await self.find_one_and_update(filter_, update, *events)
+
+
+class Outbox:
+    """The process's writes that carry events, bound to its database and outbox relay:
+    `outbox.collection(name, DocType)` writes like `db[name]`, events included, with its
+    documents typed (see `OutboxCollection`); `outbox[name]` is the same with untyped documents.
+    """
+
+    def __init__(self, db: Database | None, relay: OutboxRelay) -> None:
+        # None for a service without a database (expiration), which writes nothing.
+        self._db = db
+        self.relay = relay
+
+    @property
+    def db(self) -> Database:
+        """The database the outbox writes to (for the reads that go with its writes)."""
+        if self._db is None:
+            raise RuntimeError("this service has no database")
+        return self._db
+
+    def collection(self, name: str, doc: type[D]) -> OutboxCollection[D]:
+        return OutboxCollection(self._db, self.relay, name, doc)
+
+    def __getitem__(self, name: str) -> OutboxCollection[Document]:
+        return self.collection(name, Document)

@@ -2,79 +2,110 @@
 
 `create_service_app` builds the FastAPI app of any service from a `ServiceSpec`: error handlers,
 body-size limit, health routes, and a lifespan that opens one Mongo client and one bus
-connection for the process, creates indexes, registers the event handlers and runs the outbox
-relay. Tests pass an in-memory Mongo and bus instead of URLs.
+connection for the process, creates indexes, builds the service's typed runtime (its own
+collaborators included), binds every event handler to it and runs the outbox relay. Tests pass
+their settings and an in-memory Mongo and bus instead of URLs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from functools import partial
+from typing import Any, Generic, TypeAlias, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ticketing_common.bus import Bus, Handler, JetStreamBus
+from ticketing_common.bus import Bus, JetStreamBus
 from ticketing_common.errors import error_body, install_error_handlers
-from ticketing_common.events import Subject
+from ticketing_common.events import Event, Subject
 from ticketing_common.limits import BodySizeLimit
 from ticketing_common.logs import configure_logging
-from ticketing_common.mongo import IndexSpec, connect, ensure_indexes
-from ticketing_common.outbox import PENDING, OutboxRelay
+from ticketing_common.mongo import Database, IndexSpec, connect, ensure_indexes
+from ticketing_common.outbox import PENDING, Outbox, OutboxRelay
 from ticketing_common.settings import ServiceSettings
 
 log = logging.getLogger("ticketing.service")
 
-
-@dataclass
-class Runtime:
-    """Per-process resources, created once in the lifespan and reached through `deps`."""
-
-    settings: ServiceSettings
-    mongo: Any
-    db: Any
-    bus: Bus
-    relay: OutboxRelay
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-Subscriptions = Callable[[Runtime], Mapping[Subject, Handler]]
-Hook = Callable[[Runtime], Awaitable[None]]
-# A readiness check: returns a problem ("redis: down") or None when fine.
-ReadinessCheck = Callable[[Runtime], Awaitable[str | None]]
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+RuntimeT = TypeVar("RuntimeT", bound="Runtime[Any]")
 
 
 @dataclass(frozen=True)
-class ServiceSpec:
+class Runtime(Generic[SettingsT]):
+    """What every service's process shares, created once in the lifespan.
+
+    Each service subclasses it (`<service>/runtime.py`) with its settings type and adds its own
+    collaborators as typed fields; routes get it through the service's `RuntimeDep`, event
+    handlers as their first argument.
+    """
+
+    settings: SettingsT
+    # The service's database (None for expiration, which has none; a service with one has a
+    # `MongoRuntime`, where it is never None).
+    db: Database | None
+    bus: Bus
+    relay: OutboxRelay
+    # Writes that carry events go through it, and are published as part of the write.
+    outbox: Outbox
+
+    def shared(self) -> dict[str, Any]:
+        """These fields, for a service's runtime built from them: `X(**base.shared(), ...)`."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Runtime)}
+
+
+@dataclass(frozen=True)
+class MongoRuntime(Runtime[SettingsT]):
+    """The runtime of a service with a database (`ServiceSpec.uses_mongo`): `db` is there.
+
+    Each repository types the collections it owns (see `ticketing_common.mongo.collection`).
+    """
+
+    db: Database
+
+    def __post_init__(self) -> None:
+        if self.db is None:
+            raise ValueError(f"{type(self).__name__} needs a database")
+
+
+# Every event handler of every service: the service's runtime and the event, nothing else.
+EventHandler: TypeAlias = Callable[[RuntimeT, Event[Any]], Awaitable[None]]
+# Builds the service's runtime from the shared one, and closes its collaborators on exit.
+OpenRuntime: TypeAlias = Callable[[Runtime[SettingsT]], AbstractAsyncContextManager[RuntimeT]]
+# A readiness check: returns a problem ("redis: down") or None when fine.
+ReadinessCheck: TypeAlias = Callable[[RuntimeT], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec(Generic[SettingsT, RuntimeT]):
     name: str
     routers: list[APIRouter]
+    # None: the shared runtime as it is (an app with nothing of its own, as in common's tests).
+    open_runtime: OpenRuntime[SettingsT, RuntimeT] | None = None
+    handlers: Mapping[Subject, EventHandler[RuntimeT]] = field(default_factory=dict)
     indexes: list[IndexSpec] = field(default_factory=list)
     outbox_collections: list[str] = field(default_factory=list)
-    subscriptions: Subscriptions | None = None
-    on_startup: Hook | None = None
-    on_shutdown: Hook | None = None
     # Expiration keeps its state in Redis and has no Mongo database.
     uses_mongo: bool = True
-    readiness_checks: list[ReadinessCheck] = field(default_factory=list)
+    readiness_checks: list[ReadinessCheck[RuntimeT]] = field(default_factory=list)
 
 
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+def runtime_of(kind: type[RuntimeT]) -> Callable[[Request], RuntimeT]:
+    """The dependency that hands a route its service's runtime, typed as `kind`."""
+
+    def get_runtime(request: Request) -> RuntimeT:
+        runtime: RuntimeT = request.app.state.runtime
+        return runtime
+
+    return get_runtime
 
 
-def get_db(request: Request) -> Any:
-    return get_runtime(request).db
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-DbDep = Annotated[Any, Depends(get_db)]
-
-
-def _health_router(spec: ServiceSpec) -> APIRouter:
+def _health_router(spec: ServiceSpec[Any, RuntimeT]) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
@@ -83,8 +114,9 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
         return {"status": "ok"}
 
     @router.get("/readyz")
-    async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
         """Ready: Mongo and NATS are reachable."""
+        runtime: RuntimeT = request.app.state.runtime
         problems: list[str] = []
         if runtime.db is not None:
             try:
@@ -105,8 +137,8 @@ def _health_router(spec: ServiceSpec) -> APIRouter:
 
 
 def create_service_app(
-    spec: ServiceSpec,
-    settings: ServiceSettings,
+    spec: ServiceSpec[SettingsT, RuntimeT],
+    settings: SettingsT,
     *,
     mongo: Any = None,
     bus: Bus | None = None,
@@ -115,8 +147,8 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client: Any = None
-        db: Any = None
+        client: Any = None  # an AsyncMongoClient, or the in-memory one tests pass
+        db: Database | None = None
         if spec.uses_mongo:
             client = (
                 mongo
@@ -147,23 +179,28 @@ def create_service_app(
         relay = OutboxRelay(
             the_bus, db, spec.outbox_collections, sweep_seconds=settings.outbox_sweep_seconds
         )
-        runtime = Runtime(settings=settings, mongo=client, db=db, bus=the_bus, relay=relay)
-        app.state.runtime = runtime
-        if spec.subscriptions is not None:
-            for subject, handler in spec.subscriptions(runtime).items():
-                the_bus.subscribe(subject, handler)
-        if spec.on_startup is not None:
-            await spec.on_startup(runtime)
-        await the_bus.start()
-        relay.start()
-        log.info("service started", extra={"db": settings.mongo_db})
+        shared = Runtime(
+            settings=settings, db=db, bus=the_bus, relay=relay, outbox=Outbox(db, relay)
+        )
+        opened: AbstractAsyncContextManager[Any] = (
+            spec.open_runtime(shared)
+            if spec.open_runtime is not None
+            else contextlib.nullcontext(shared)
+        )
         try:
-            yield
+            async with opened as runtime:
+                app.state.runtime = runtime
+                for subject, handler in spec.handlers.items():
+                    the_bus.subscribe(subject, partial(handler, runtime))
+                await the_bus.start()
+                relay.start()
+                log.info("service started", extra={"db": settings.mongo_db})
+                try:
+                    yield
+                finally:
+                    await relay.close()
+                    await the_bus.close()
         finally:
-            await relay.close()
-            await the_bus.close()
-            if spec.on_shutdown is not None:
-                await spec.on_shutdown(runtime)
             if mongo is None and client is not None:
                 await client.close()
 

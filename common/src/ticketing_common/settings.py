@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Only ever used when ENVIRONMENT=development (the default for a laptop); any other environment
@@ -58,7 +58,6 @@ class ServiceSettings(BaseSettings):
     # Outbox relay sweep: picks up events whose immediate publish did not happen (NATS down,
     # process crashed between the write and the publish).
     outbox_sweep_seconds: float = 1.0
-    outbox_grace_seconds: float = 2.0
 
     max_body_bytes: int = 64 * 1024
 
@@ -71,6 +70,13 @@ class ServiceSettings(BaseSettings):
             max_deliver=self.nats_max_deliver, retry_delay=self.nats_retry_delay_seconds
         )
         return policy.waited(self.nats_max_deliver)
+
+    @field_validator("mongo_db")
+    @classmethod
+    def _database_named_after_the_service(cls, value: str, info: ValidationInfo) -> str:
+        # Defaults are validated too (pydantic-settings' validate_default), and `service_name`
+        # comes first, so an unset MONGO_DB becomes the service's own database.
+        return value or str(info.data.get("service_name", ""))
 
     @model_validator(mode="after")
     def _retries_outlast_a_lost_delivery(self) -> ServiceSettings:
@@ -86,10 +92,8 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secrets_required_outside_development(self) -> ServiceSettings:
-        if self.jwt_key is None:
-            if self.environment != "development":
-                raise ValueError("JWT_KEY must be set outside local development")
-            object.__setattr__(self, "jwt_key", SecretStr(DEV_JWT_KEY))
+        if self.jwt_key is None and self.environment != "development":
+            raise ValueError("JWT_KEY must be set outside local development")
         key_bytes = len(self.jwt_secret.encode())
         if self.environment != "development" and key_bytes < MIN_JWT_KEY_BYTES:
             # RFC 7518 3.2: an HS256 key must be at least as long as the hash (256 bits); a
@@ -98,11 +102,9 @@ class ServiceSettings(BaseSettings):
                 f"JWT_KEY must be at least {MIN_JWT_KEY_BYTES} bytes (it is {key_bytes}); make "
                 "one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
-        if not self.mongo_db:
-            object.__setattr__(self, "mongo_db", self.service_name)
         return self
 
     @property
     def jwt_secret(self) -> str:
-        assert self.jwt_key is not None  # filled by the validator
-        return self.jwt_key.get_secret_value()
+        # Unset only in development (the validator refuses it anywhere else): the public key.
+        return self.jwt_key.get_secret_value() if self.jwt_key is not None else DEV_JWT_KEY

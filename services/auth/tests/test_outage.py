@@ -8,7 +8,9 @@ from ticketing_auth.main import create_app
 from ticketing_auth.settings import Settings
 from ticketing_common.bus import JetStreamBus
 from ticketing_common.events import Event, Subject
-from ticketing_common.testing import ServerProcess, eventually, running, started
+from ticketing_testing.apps import running
+from ticketing_testing.servers import ServerProcess
+from ticketing_testing.waiting import eventually, started
 
 pytestmark = pytest.mark.connected
 

@@ -11,21 +11,14 @@ import pytest
 from ticketing_auth.settings import Settings
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
-from ticketing_common.testing import eventually
+from ticketing_testing.apps import only_error
+from ticketing_testing.waiting import eventually
 
 CREDS = {"email": "test@test.com", "password": "password123"}
 
 
 async def signup(client: httpx.AsyncClient, **overrides: str) -> httpx.Response:
     return await client.post("/api/users/signup", json={**CREDS, **overrides})
-
-
-def only_error(response: httpx.Response) -> dict[str, str]:
-    body = response.json()
-    assert list(body) == ["errors"]
-    assert len(body["errors"]) == 1, body
-    error: dict[str, str] = body["errors"][0]
-    return error
 
 
 # --- signup -------------------------------------------------------------------------------------

@@ -1,25 +1,17 @@
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import fakeredis
-import httpx
 import pytest
+from fastapi import FastAPI
 from rq import Queue
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.testing import running
 from ticketing_expiration import repository
 from ticketing_expiration.main import create_app
 from ticketing_expiration.settings import Settings
+from ticketing_testing.apps import settings_fixture
 
-
-@pytest.fixture
-def settings() -> Settings:
-    return Settings(environment="test", jwt_key="test-jwt-key-0123456789abcdef0123456789")
-
-
-@pytest.fixture
-def bus() -> InMemoryBus:
-    return InMemoryBus("expiration")
+settings = settings_fixture(Settings)
 
 
 @pytest.fixture
@@ -40,8 +32,5 @@ def queue(redis: fakeredis.FakeRedis, settings: Settings) -> Queue:
 
 
 @pytest.fixture
-async def client(
-    settings: Settings, bus: InMemoryBus, redis: fakeredis.FakeRedis
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(create_app(settings, bus=bus, redis=redis)) as c:
-        yield c
+def app(settings: Settings, bus: InMemoryBus, redis: fakeredis.FakeRedis) -> FastAPI:
+    return create_app(settings, bus=bus, redis=redis)

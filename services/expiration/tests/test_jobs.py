@@ -11,8 +11,9 @@ import pytest
 
 from ticketing_common.bus import JetStreamBus
 from ticketing_common.events import Event, ExpirationComplete, Subject
-from ticketing_common.testing import ServerProcess, eventually, free_port, started
 from ticketing_expiration import jobs, repository
+from ticketing_testing.servers import ServerProcess, free_port
+from ticketing_testing.waiting import eventually, started
 
 
 class Received:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import fakeredis
 import httpx
 import pytest
-from bson import ObjectId
 from pydantic import ValidationError
 from rq import Queue
 from rq.job import JobStatus
@@ -15,37 +14,14 @@ from rq.utils import current_timestamp, import_attribute
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import (
-    Event,
-    OrderCancelled,
-    OrderCancelledTicketRef,
-    OrderCreated,
-    OrderStatus,
-    OrderTicketRef,
     new_event,
 )
-from ticketing_common.testing import eventually, running
 from ticketing_expiration import jobs, repository
 from ticketing_expiration.main import create_app
 from ticketing_expiration.settings import Settings
-
-
-def order_created(order_id: str | None = None, *, expires_in: float = 900.0) -> Event[OrderCreated]:
-    return new_event(
-        OrderCreated(
-            id=order_id or str(ObjectId()),
-            version=0,
-            status=OrderStatus.CREATED,
-            user_id=str(ObjectId()),
-            expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
-            ticket=OrderTicketRef(id=str(ObjectId()), price=20.0),
-        )
-    )
-
-
-def order_cancelled(order_id: str) -> Event[OrderCancelled]:
-    return new_event(
-        OrderCancelled(id=order_id, version=1, ticket=OrderCancelledTicketRef(id=str(ObjectId())))
-    )
+from ticketing_testing.apps import running
+from ticketing_testing.events import order_cancelled, order_created
+from ticketing_testing.waiting import eventually
 
 
 def scheduled_ids(queue: Queue) -> list[str]:

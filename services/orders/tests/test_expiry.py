@@ -5,117 +5,99 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from bson import ObjectId
-from fastapi import FastAPI
+import pytest
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import (
-    ExpirationComplete,
-    PaymentCreated,
-    Subject,
-    TicketCreated,
-    new_event,
-)
-from ticketing_common.testing import eventually, published, running
+from ticketing_common.events import Subject
 from ticketing_orders.expiry import sweep_once
-from ticketing_orders.main import create_app
 from ticketing_orders.settings import Settings
+from ticketing_testing.events import delivered, expiration_complete, payment_created
+from ticketing_testing.waiting import eventually, published
 
 UserHeaders = Callable[..., dict[str, str]]
-TicketFactory = Callable[..., Awaitable[str]]
+PlaceOrder = Callable[..., Awaitable[dict[str, Any]]]
+Sweep = Callable[[dict[str, Any], float], Awaitable[int]]
 
 
-async def place(client: httpx.AsyncClient, headers: dict[str, str], ticket_id: str) -> Any:
-    res = await client.post("/api/orders", json={"ticketId": ticket_id}, headers=headers)
-    assert res.status_code == 201, res.text
-    return res.json()
+@pytest.fixture
+def sweep(runtime: Any, settings: Settings) -> Sweep:
+    """One sweep of the running app, as if `after_expiry` seconds past the order's expiresAt;
+    how many orders it cancelled."""
 
+    async def sweep(order: dict[str, Any], after_expiry: float) -> int:
+        expires_at = datetime.fromisoformat(order["expiresAt"].replace("Z", "+00:00"))
+        now = expires_at + timedelta(seconds=after_expiry)
+        return await sweep_once(runtime.outbox, settings, now=now)
 
-def when(order: dict[str, Any], *, after_expiry: float) -> datetime:
-    expires_at = datetime.fromisoformat(order["expiresAt"].replace("Z", "+00:00"))
-    return expires_at + timedelta(seconds=after_expiry)
+    return sweep
 
 
 async def test_an_overdue_order_is_cancelled_once_its_grace_is_over(
-    app: FastAPI,
     client: httpx.AsyncClient,
+    sweep: Sweep,
     settings: Settings,
     user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
+    place_order: PlaceOrder,
     bus: InMemoryBus,
-    mongo: Any,
+    db: Any,
 ) -> None:
     buyer = user_headers()
-    order = await place(client, buyer, await ticket_on_sale())
-    runtime = app.state.runtime
+    order = await place_order(headers=buyer)
     grace = settings.expiry_grace_seconds
     # Past expiresAt but within the grace: a payment accepted in time may still be on its way.
-    assert await sweep_once(runtime, settings, now=when(order, after_expiry=grace - 0.5)) == 0
+    assert await sweep(order, grace - 0.5) == 0
     assert (await client.get(f"/api/orders/{order['id']}", headers=buyer)).json()["status"] == (
         "created"
     )
     # No expiration:complete ever comes; the sweep ends the order itself.
-    assert await sweep_once(runtime, settings, now=when(order, after_expiry=grace + 0.5)) == 1
+    assert await sweep(order, grace + 0.5) == 1
     (cancelled,) = await published(bus, Subject.ORDER_CANCELLED, 1)
     assert (cancelled.data.id, cancelled.data.version) == (order["id"], 1)
-    ticket = await mongo[settings.mongo_db]["tickets"].find_one({"_id": order["ticket"]["id"]})
+    ticket = await db["tickets"].find_one({"_id": order["ticket"]["id"]})
     assert ticket["reservedBy"] is None
     # Again, and then the late event: nothing more happens.
-    assert await sweep_once(runtime, settings, now=when(order, after_expiry=grace + 9)) == 0
-    await bus.publish(new_event(ExpirationComplete(order_id=order["id"])))
+    assert await sweep(order, grace + 9) == 0
+    await bus.publish(expiration_complete(order["id"]))
     await published(bus, Subject.ORDER_CANCELLED, 1)
     await bus.drain()
     assert len(bus.published_on(Subject.ORDER_CANCELLED)) == 1
 
 
 async def test_a_paid_order_is_never_cancelled_by_the_sweep(
-    app: FastAPI,
     client: httpx.AsyncClient,
+    sweep: Sweep,
     settings: Settings,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
+    place_order: PlaceOrder,
     bus: InMemoryBus,
+    user_headers: UserHeaders,
 ) -> None:
     buyer = user_headers()
-    order = await place(client, buyer, await ticket_on_sale())
-    payment = PaymentCreated(id=str(ObjectId()), order_id=order["id"], stripe_id="pi_1")
-    await bus.publish(new_event(payment))
-    await bus.drain()
-    now = when(order, after_expiry=settings.expiry_grace_seconds + 60)
-    assert await sweep_once(app.state.runtime, settings, now=now) == 0
+    order = await place_order(headers=buyer)
+    await delivered(bus, payment_created(order["id"]))
+    assert await sweep(order, settings.expiry_grace_seconds + 60) == 0
     res = await client.get(f"/api/orders/{order['id']}", headers=buyer)
     assert res.json()["status"] == "complete"
     await published(bus, Subject.ORDER_CANCELLED, 0)
 
 
+QUICK = {"order_expiration_seconds": 1, "expiry_grace_seconds": 0.5, "expiry_sweep_seconds": 0.1}
+
+
+@pytest.mark.parametrize("settings", [QUICK], ids=["quick"], indirect=True)
 async def test_the_running_service_sweeps_by_itself(
-    mongo: Any, bus: InMemoryBus, user_headers: UserHeaders
+    client: httpx.AsyncClient, place_order: PlaceOrder, user_headers: UserHeaders
 ) -> None:
     """No expiration service at all: the order still ends about grace after its expiry."""
-    settings = Settings(
-        environment="test",
-        jwt_key="test-jwt-key-0123456789abcdef0123456789",
-        order_expiration_seconds=1,
-        expiry_grace_seconds=0.5,
-        expiry_sweep_seconds=0.1,
-    )
-    app = create_app(settings, mongo=mongo, bus=bus)
-    async with running(app) as client:
-        ticket_id = str(ObjectId())
-        await bus.publish(
-            new_event(TicketCreated(id=ticket_id, version=0, title="t", price=5, user_id="seller"))
-        )
-        await bus.drain()
-        buyer = user_headers()
-        order = await place(client, buyer, ticket_id)
-        placed_at = datetime.now(UTC)
+    buyer = user_headers()
+    order = await place_order(headers=buyer)
+    placed_at = datetime.now(UTC)
 
-        async def cancelled() -> bool:
-            res = await client.get(f"/api/orders/{order['id']}", headers=buyer)
-            return bool(res.json()["status"] == "cancelled")
+    async def cancelled() -> bool:
+        res = await client.get(f"/api/orders/{order['id']}", headers=buyer)
+        return bool(res.json()["status"] == "cancelled")
 
-        await eventually(cancelled, timeout=10)
-        waited = (datetime.now(UTC) - placed_at).total_seconds()
-        assert 1.4 <= waited < 5, waited
-        # Freed in the replica: the next buyer gets it.
-        await place(client, user_headers(), ticket_id)
+    await eventually(cancelled, timeout=10)
+    waited = (datetime.now(UTC) - placed_at).total_seconds()
+    assert 1.4 <= waited < 5, waited
+    # Freed in the replica: the next buyer gets it.
+    await place_order(order["ticket"]["id"])

@@ -2,35 +2,27 @@
 error shape."""
 
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from bson import ObjectId
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import TicketCreated, new_event
-from ticketing_common.testing import assert_error_shape, hostile_bodies
+from ticketing_testing.apps import assert_error_shape
+from ticketing_testing.events import delivered, ticket_created
+from ticketing_testing.hostile import FUZZ, hostile_bodies
+from ticketing_testing.mongo import EVERY_MONGO
 
 UserHeaders = Callable[..., dict[str, str]]
 
-# Every example runs against the one app of the test (its state accumulates, as in production).
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 TICKET_ID = "65f0a1b2c3d4e5f6000000aa"
 ORDER = {"ticketId": f'"{TICKET_ID}"'}
 
 
-@pytest.fixture
-def mongo(any_mongo: Any) -> Any:
-    """Both Mongos: only the real driver encodes queries as BSON (where bad text used to fail)."""
-    return any_mongo
+# Both Mongos: only the real driver encodes queries as BSON (where bad text used to fail).
+pytestmark = pytest.mark.parametrize("mongo", EVERY_MONGO, indirect=True)
 
 
 @pytest.fixture
@@ -38,9 +30,7 @@ async def buyer(
     client: httpx.AsyncClient, bus: InMemoryBus, user_headers: UserHeaders
 ) -> dict[str, str]:
     """A signed-in buyer's headers; the ticket of ORDER is on sale."""
-    data = TicketCreated(id=TICKET_ID, version=0, title="t", price=5, user_id=str(ObjectId()))
-    await bus.publish(new_event(data))
-    await bus.drain()
+    await delivered(bus, ticket_created(TICKET_ID, title="t", price=5))
     return {**user_headers(), "content-type": "application/json"}
 
 

@@ -2,7 +2,6 @@
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,23 +20,18 @@ from ticketing_common.events import (
     TicketUpdated,
     new_event,
 )
-from ticketing_common.testing import eventually, published
 from ticketing_orders import listeners
-from ticketing_orders.settings import Settings
+from ticketing_testing.waiting import eventually, published
 
 UserHeaders = Callable[..., dict[str, str]]
 TicketFactory = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture
-def db(mongo: Any, settings: Settings) -> Any:
-    return mongo[settings.mongo_db]
+PlaceOrder = Callable[..., Awaitable[dict[str, Any]]]
 
 
 async def deliver(app: FastAPI, data: EventData) -> None:
     """Hand one event straight to this service's handler, as the bus would."""
-    handler = listeners.subscriptions(app.state.runtime)[data.subject]
-    await handler(new_event(data))
+    handler = listeners.HANDLERS[data.subject]
+    await handler(app.state.runtime, new_event(data))
 
 
 async def publish(bus: InMemoryBus, *items: EventData) -> None:
@@ -73,15 +67,6 @@ def expired(order_id: str) -> ExpirationComplete:
 
 def paid(order_id: str, payment_id: str = "pay-1") -> PaymentCreated:
     return PaymentCreated(id=payment_id, order_id=order_id, stripe_id="ch_1")
-
-
-async def place_order(
-    client: httpx.AsyncClient, headers: dict[str, str], ticket_id: str
-) -> dict[str, Any]:
-    res = await client.post("/api/orders", json={"ticketId": ticket_id}, headers=headers)
-    assert res.status_code == 201, res.text
-    body: dict[str, Any] = res.json()
-    return body
 
 
 async def order_status(db: Any, order_id: str) -> tuple[str, int]:
@@ -180,14 +165,14 @@ async def test_an_old_or_duplicate_ticket_updated_is_ignored(
 
 
 async def test_ticket_updated_never_touches_the_reservation(
+    place_order: PlaceOrder,
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
     bus: InMemoryBus,
     db: Any,
 ) -> None:
-    ticket_id = await ticket_on_sale()
-    placed = await place_order(client, user_headers(), ticket_id)
+    placed = await place_order()
+    ticket_id = placed["ticket"]["id"]
     # The tickets service records the reservation and publishes it; then a release with no order.
     await publish(bus, updated(ticket_id, 1, order_id=placed["id"]), updated(ticket_id, 2))
     doc = await db["tickets"].find_one({"_id": ticket_id})
@@ -197,6 +182,7 @@ async def test_ticket_updated_never_touches_the_reservation(
 
 
 async def test_the_order_shows_the_current_ticket_at_the_price_it_charges(
+    place_order: PlaceOrder,
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     ticket_on_sale: TicketFactory,
@@ -204,7 +190,7 @@ async def test_the_order_shows_the_current_ticket_at_the_price_it_charges(
 ) -> None:
     me = user_headers()
     ticket_id = await ticket_on_sale(title="old")
-    placed = await place_order(client, me, ticket_id)
+    placed = await place_order(ticket_id, me)
     await publish(bus, updated(ticket_id, 1, title="renamed", price=12.5))
     shown = (await client.get(f"/api/orders/{placed['id']}", headers=me)).json()
     # A price edited before tickets saw the order does not change what this order charges.
@@ -221,14 +207,10 @@ async def test_the_order_shows_the_current_ticket_at_the_price_it_charges(
 
 
 async def test_expiration_complete_cancels_the_order_and_publishes(
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
-    bus: InMemoryBus,
-    db: Any,
+    place_order: PlaceOrder, bus: InMemoryBus, db: Any
 ) -> None:
-    ticket_id = await ticket_on_sale()
-    placed = await place_order(client, user_headers(), ticket_id)
+    placed = await place_order()
+    ticket_id = placed["ticket"]["id"]
     await publish(bus, expired(placed["id"]))
     assert await order_status(db, placed["id"]) == ("cancelled", 1)
     (event,) = await published(bus, Subject.ORDER_CANCELLED, 1)
@@ -237,26 +219,23 @@ async def test_expiration_complete_cancels_the_order_and_publishes(
 
 
 async def test_an_expired_order_frees_the_ticket_for_the_next_buyer(
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
-    bus: InMemoryBus,
+    place_order: PlaceOrder, bus: InMemoryBus
 ) -> None:
-    ticket_id = await ticket_on_sale()
-    placed = await place_order(client, user_headers(), ticket_id)
+    placed = await place_order()
+    ticket_id = placed["ticket"]["id"]
     await publish(bus, expired(placed["id"]))
-    await place_order(client, user_headers(), ticket_id)
+    await place_order(ticket_id)
 
 
 async def test_expiration_complete_leaves_a_complete_order_alone(
+    place_order: PlaceOrder,
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
     bus: InMemoryBus,
     db: Any,
 ) -> None:
-    ticket_id = await ticket_on_sale()
-    placed = await place_order(client, user_headers(), ticket_id)
+    placed = await place_order()
+    ticket_id = placed["ticket"]["id"]
     # One publish at a time: each subject has its own consumer, so together they could race.
     await publish(bus, paid(placed["id"]))
     await publish(bus, expired(placed["id"]))
@@ -280,15 +259,15 @@ async def test_expiration_complete_for_an_unknown_or_malformed_order_is_acked(
 
 
 async def test_payment_created_completes_the_order(
+    place_order: PlaceOrder,
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
     bus: InMemoryBus,
     db: Any,
 ) -> None:
     me = user_headers()
-    ticket_id = await ticket_on_sale()
-    placed = await place_order(client, me, ticket_id)
+    placed = await place_order(headers=me)
+    ticket_id = placed["ticket"]["id"]
     await publish(bus, paid(placed["id"]))
     assert await order_status(db, placed["id"]) == ("complete", 1)
     shown = (await client.get(f"/api/orders/{placed['id']}", headers=me)).json()
@@ -306,13 +285,9 @@ async def test_payment_created_completes_the_order(
 
 
 async def test_a_duplicate_payment_created_completes_once(
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
-    bus: InMemoryBus,
-    db: Any,
+    place_order: PlaceOrder, bus: InMemoryBus, db: Any
 ) -> None:
-    placed = await place_order(client, user_headers(), await ticket_on_sale())
+    placed = await place_order()
     # Redelivered under new envelope ids: JetStream's de-duplication cannot hide them.
     await publish(bus, paid(placed["id"]), paid(placed["id"]), paid(placed["id"]))
     assert await order_status(db, placed["id"]) == ("complete", 1)
@@ -321,9 +296,9 @@ async def test_a_duplicate_payment_created_completes_once(
 
 
 async def test_a_cancelled_order_never_becomes_complete(
+    place_order: PlaceOrder,
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
     bus: InMemoryBus,
     db: Any,
     caplog: pytest.LogCaptureFixture,
@@ -331,7 +306,7 @@ async def test_a_cancelled_order_never_becomes_complete(
     """The payment was authorized while the cancel was on its way: the order stays cancelled,
     nothing announces it complete (so nothing is captured); payments voids on order:cancelled."""
     me = user_headers()
-    placed = await place_order(client, me, await ticket_on_sale())
+    placed = await place_order(headers=me)
     assert (await client.delete(f"/api/orders/{placed['id']}", headers=me)).status_code == 204
     with caplog.at_level(logging.INFO, logger="ticketing.orders"):
         await publish(bus, paid(placed["id"]))
@@ -354,11 +329,7 @@ async def test_payment_created_for_an_unknown_or_malformed_order_is_acked(
 
 
 async def test_every_handler_copes_with_duplicates_and_disorder(
-    app: FastAPI,
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    bus: InMemoryBus,
-    db: Any,
+    place_order: PlaceOrder, app: FastAPI, bus: InMemoryBus, db: Any
 ) -> None:
     ticket_id = str(ObjectId())
     # Ticket events: updates before the creation, each twice, in reverse order.
@@ -377,14 +348,14 @@ async def test_every_handler_copes_with_duplicates_and_disorder(
     # Order events, each twice, handed to the handlers in a set order (through the bus, events
     # of different subjects race): one order is paid and then expires; another expires and then
     # a late payment arrives.
-    first = await place_order(client, user_headers(), ticket_id)
+    first = await place_order(ticket_id)
     for data in (paid(first["id"]), expired(first["id"])) * 2:
         await deliver(app, data)
     assert await order_status(db, first["id"]) == ("complete", 1)
 
     other_ticket = str(ObjectId())
     await publish(bus, created(other_ticket))
-    second = await place_order(client, user_headers(), other_ticket)
+    second = await place_order(other_ticket)
     for data in (expired(second["id"]), paid(second["id"], payment_id="pay-2")) * 2:
         await deliver(app, data)
     assert await order_status(db, second["id"]) == ("cancelled", 1)
@@ -397,14 +368,10 @@ async def test_every_handler_copes_with_duplicates_and_disorder(
 
 
 async def test_payment_and_expiry_racing_end_consistently(
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
-    bus: InMemoryBus,
-    db: Any,
+    place_order: PlaceOrder, bus: InMemoryBus, db: Any
 ) -> None:
     """Whichever lands first wins; the order is never both paid and announced cancelled."""
-    placed = await place_order(client, user_headers(), await ticket_on_sale())
+    placed = await place_order()
     await publish(bus, paid(placed["id"]), expired(placed["id"]))
     status, version = await order_status(db, placed["id"])
     assert version == 1
@@ -420,62 +387,44 @@ async def test_payment_and_expiry_racing_end_consistently(
 
 
 async def test_a_reservation_of_a_cancelled_order_is_taken_over(
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
-    db: Any,
+    place_order: PlaceOrder, db: Any
 ) -> None:
     """The process died between cancelling the order and releasing the ticket."""
-    ticket_id = await ticket_on_sale()
-    placed = await place_order(client, user_headers(), ticket_id)
+    placed = await place_order()
+    ticket_id = placed["ticket"]["id"]
     await db["orders"].update_one(
         {"_id": ObjectId(placed["id"])}, {"$set": {"status": "cancelled"}}
     )
-    nxt = await place_order(client, user_headers(), ticket_id)
+    nxt = await place_order(ticket_id)
     ticket = await db["tickets"].find_one({"_id": ticket_id})
     assert ticket["reservedBy"] == nxt["id"]
 
 
 async def test_a_reservation_naming_an_order_that_does_not_exist_is_taken_over(
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
-    db: Any,
+    place_order: PlaceOrder, ticket_on_sale: TicketFactory, db: Any
 ) -> None:
     """Its order was withdrawn by a buyer who then died before taking the ticket over."""
     ticket_id = await ticket_on_sale()
     await db["tickets"].update_one({"_id": ticket_id}, {"$set": {"reservedBy": str(ObjectId())}})
-    placed = await place_order(client, user_headers(), ticket_id)
+    placed = await place_order(ticket_id)
     assert (await db["tickets"].find_one({"_id": ticket_id}))["reservedBy"] == placed["id"]
 
 
 async def test_an_unconfirmed_holder_is_taken_over_and_never_shown(
+    place_order: PlaceOrder,
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     ticket_on_sale: TicketFactory,
     db: Any,
     bus: InMemoryBus,
+    unconfirmed_holder: Callable[[Any, str], Awaitable[ObjectId]],
 ) -> None:
     """The buyer's process died between reserving the ticket and confirming its order."""
     ticket_id = await ticket_on_sale()
     ghost_buyer = user_headers()
-    ghost = ObjectId()
-    await db["orders"].insert_one(
-        {
-            "_id": ghost,
-            "userId": "someone",
-            "status": "created",
-            "expiresAt": datetime.now(UTC) + timedelta(minutes=5),
-            "version": 0,
-            "ticketId": ticket_id,
-            "confirmed": False,
-            "_outbox": [],
-            "_outboxPending": False,
-        }
-    )
-    await db["tickets"].update_one({"_id": ticket_id}, {"$set": {"reservedBy": str(ghost)}})
+    ghost = await unconfirmed_holder(db, ticket_id)
     assert (await client.get(f"/api/orders/{ghost}", headers=ghost_buyer)).status_code == 404
-    placed = await place_order(client, user_headers(), ticket_id)
+    placed = await place_order(ticket_id)
     assert (await db["tickets"].find_one({"_id": ticket_id}))["reservedBy"] == placed["id"]
     assert await db["orders"].find_one({"_id": ghost}) is None
     (announced,) = await published(bus, Subject.ORDER_CREATED, 1)
@@ -483,6 +432,7 @@ async def test_an_unconfirmed_holder_is_taken_over_and_never_shown(
 
 
 async def test_a_failed_order_insert_releases_the_reservation(
+    place_order: PlaceOrder,
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     ticket_on_sale: TicketFactory,
@@ -500,4 +450,4 @@ async def test_a_failed_order_insert_releases_the_reservation(
     assert res.status_code == 500
     assert (await db["tickets"].find_one({"_id": ticket_id}))["reservedBy"] is None
     monkeypatch.undo()
-    await place_order(client, user_headers(), ticket_id)
+    await place_order(ticket_id)

@@ -10,31 +10,20 @@ import pytest
 from bson import ObjectId
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import PaymentCreated, Subject, new_event
-from ticketing_common.testing import eventually, published
+from ticketing_common.events import Subject
 from ticketing_orders.settings import Settings
+from ticketing_testing.apps import only_error
+from ticketing_testing.events import delivered, payment_created
+from ticketing_testing.waiting import eventually, published
 
 UserHeaders = Callable[..., dict[str, str]]
 TicketFactory = Callable[..., Awaitable[str]]
-
-
-def only_error(response: httpx.Response) -> dict[str, str]:
-    body = response.json()
-    assert list(body) == ["errors"]
-    assert len(body["errors"]) == 1, body
-    error: dict[str, str] = body["errors"][0]
-    return error
-
-
-async def order(
-    client: httpx.AsyncClient, headers: dict[str, str], ticket_id: object
-) -> httpx.Response:
-    return await client.post("/api/orders", json={"ticketId": ticket_id}, headers=headers)
+PlaceOrder = Callable[..., Awaitable[dict[str, Any]]]
+PostOrder = Callable[..., Awaitable[httpx.Response]]
 
 
 async def pay(bus: InMemoryBus, order_id: str) -> None:
-    await bus.publish(new_event(PaymentCreated(id="pay-1", order_id=order_id, stripe_id="ch_1")))
-    await bus.drain()
+    await delivered(bus, payment_created(order_id, payment_id="pay-1", stripe_id="ch_1"))
 
 
 # --- create -------------------------------------------------------------------------------------
@@ -42,9 +31,9 @@ async def pay(bus: InMemoryBus, order_id: str) -> None:
 
 @pytest.mark.parametrize("ticket_id", ["65f0a1b2c3d4e5f601234567", "not-an-id", "x" * 200])
 async def test_create_returns_404_for_an_unknown_ticket(
-    client: httpx.AsyncClient, user_headers: UserHeaders, ticket_id: str
+    post_order: PostOrder, ticket_id: str
 ) -> None:
-    res = await order(client, user_headers(), ticket_id)
+    res = await post_order(ticket_id)
     assert res.status_code == 404
     assert only_error(res) == {"message": "Not Found"}
 
@@ -68,26 +57,26 @@ async def test_create_requires_sign_in(
 
 
 async def test_create_returns_400_if_the_ticket_is_already_reserved(
-    client: httpx.AsyncClient, user_headers: UserHeaders, ticket_on_sale: TicketFactory
+    post_order: PostOrder, user_headers: UserHeaders, ticket_on_sale: TicketFactory
 ) -> None:
     ticket_id = await ticket_on_sale()
-    assert (await order(client, user_headers(), ticket_id)).status_code == 201
+    assert (await post_order(ticket_id)).status_code == 201
     for headers in (user_headers(), user_headers()):
-        res = await order(client, headers, ticket_id)
+        res = await post_order(ticket_id, headers)
         assert res.status_code == 400
         assert only_error(res) == {"message": "Ticket is already reserved"}
 
 
 async def test_concurrent_buyers_of_one_ticket_exactly_one_wins(
-    client: httpx.AsyncClient, user_headers: UserHeaders, ticket_on_sale: TicketFactory
+    post_order: PostOrder, ticket_on_sale: TicketFactory
 ) -> None:
     ticket_id = await ticket_on_sale()
-    results = await asyncio.gather(*(order(client, user_headers(), ticket_id) for _ in range(20)))
+    results = await asyncio.gather(*(post_order(ticket_id) for _ in range(20)))
     assert sorted(r.status_code for r in results) == [201] + [400] * 19
 
 
 async def test_create_reserves_the_ticket_and_publishes_order_created(
-    client: httpx.AsyncClient,
+    post_order: PostOrder,
     user_headers: UserHeaders,
     ticket_on_sale: TicketFactory,
     bus: InMemoryBus,
@@ -96,7 +85,7 @@ async def test_create_reserves_the_ticket_and_publishes_order_created(
     ticket_id = await ticket_on_sale(title="Opera", price=19.99)
     user_id = str(ObjectId())
     before = datetime.now(UTC)
-    res = await order(client, user_headers(user_id), ticket_id)
+    res = await post_order(ticket_id, user_headers(user_id))
     after = datetime.now(UTC)
 
     assert res.status_code == 201
@@ -124,14 +113,9 @@ async def test_create_reserves_the_ticket_and_publishes_order_created(
 
 
 async def test_created_orders_leave_no_outbox_behind(
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
-    bus: InMemoryBus,
-    mongo: Any,
-    settings: Settings,
+    post_order: PostOrder, bus: InMemoryBus, mongo: Any, settings: Settings
 ) -> None:
-    res = await order(client, user_headers(), await ticket_on_sale())
+    res = await post_order()
     await published(bus, Subject.ORDER_CREATED, 1)
 
     async def flushed() -> bool:
@@ -145,15 +129,19 @@ async def test_created_orders_leave_no_outbox_behind(
 
 
 async def test_list_returns_only_the_callers_orders_newest_first(
-    client: httpx.AsyncClient, user_headers: UserHeaders, ticket_on_sale: TicketFactory
+    place_order: PlaceOrder,
+    post_order: PostOrder,
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
+    ticket_on_sale: TicketFactory,
 ) -> None:
     one, two = user_headers(), user_headers()
     t1 = await ticket_on_sale(title="first")
     t2 = await ticket_on_sale(title="second")
     t3 = await ticket_on_sale(title="third")
-    assert (await order(client, one, t1)).status_code == 201
-    o2 = (await order(client, two, t2)).json()
-    o3 = (await order(client, two, t3)).json()
+    assert (await post_order(t1, one)).status_code == 201
+    o2 = await place_order(t2, two)
+    o3 = await place_order(t3, two)
 
     res = await client.get("/api/orders", headers=two)
     assert res.status_code == 200
@@ -166,10 +154,10 @@ async def test_list_returns_only_the_callers_orders_newest_first(
 
 
 async def test_list_pages_with_limit_and_before(
-    client: httpx.AsyncClient, user_headers: UserHeaders, ticket_on_sale: TicketFactory
+    place_order: PlaceOrder, client: httpx.AsyncClient, user_headers: UserHeaders
 ) -> None:
     me = user_headers()
-    ids = [(await order(client, me, await ticket_on_sale())).json()["id"] for _ in range(3)]
+    ids = [(await place_order(headers=me))["id"] for _ in range(3)]
     page = (await client.get("/api/orders?limit=2", headers=me)).json()
     assert [o["id"] for o in page] == [ids[2], ids[1]]
     rest = (await client.get(f"/api/orders?limit=2&before={ids[1]}", headers=me)).json()
@@ -182,7 +170,13 @@ async def test_list_rejects_a_bad_limit_or_cursor(
 ) -> None:
     res = await client.get(f"/api/orders?{query}", headers=user_headers())
     assert res.status_code == 400
-    assert only_error(res)["field"] == query.split("=")[0]
+    field = query.split("=")[0]
+    assert only_error(res) == {
+        "field": field,
+        "message": "Limit must be a whole number between 1 and 200"
+        if field == "limit"
+        else "Cursor must be the id of an order",
+    }
 
 
 async def test_list_requires_sign_in(client: httpx.AsyncClient) -> None:
@@ -193,19 +187,19 @@ async def test_list_requires_sign_in(client: httpx.AsyncClient) -> None:
 
 
 async def test_show_returns_the_callers_order(
-    client: httpx.AsyncClient, user_headers: UserHeaders, ticket_on_sale: TicketFactory
+    place_order: PlaceOrder, client: httpx.AsyncClient, user_headers: UserHeaders
 ) -> None:
     me = user_headers()
-    created = (await order(client, me, await ticket_on_sale())).json()
+    created = await place_order(headers=me)
     res = await client.get(f"/api/orders/{created['id']}", headers=me)
     assert res.status_code == 200
     assert res.json() == created
 
 
 async def test_show_returns_401_for_another_users_order(
-    client: httpx.AsyncClient, user_headers: UserHeaders, ticket_on_sale: TicketFactory
+    place_order: PlaceOrder, client: httpx.AsyncClient, user_headers: UserHeaders
 ) -> None:
-    created = (await order(client, user_headers(), await ticket_on_sale())).json()
+    created = await place_order()
     res = await client.get(f"/api/orders/{created['id']}", headers=user_headers())
     assert res.status_code == 401
     assert only_error(res) == {"message": "Not authorized"}
@@ -228,14 +222,15 @@ async def test_show_requires_sign_in(client: httpx.AsyncClient) -> None:
 
 
 async def test_cancel_marks_the_order_cancelled_publishes_and_frees_the_ticket(
+    place_order: PlaceOrder,
+    post_order: PostOrder,
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
     bus: InMemoryBus,
 ) -> None:
     me = user_headers()
-    ticket_id = await ticket_on_sale()
-    created = (await order(client, me, ticket_id)).json()
+    created = await place_order(headers=me)
+    ticket_id = created["ticket"]["id"]
 
     res = await client.delete(f"/api/orders/{created['id']}", headers=me)
     assert res.status_code == 204
@@ -251,17 +246,14 @@ async def test_cancel_marks_the_order_cancelled_publishes_and_frees_the_ticket(
     assert event.data.ticket.id == ticket_id
     assert set(event.model_dump(mode="json", by_alias=True)["data"]) == {"id", "version", "ticket"}
 
-    assert (await order(client, user_headers(), ticket_id)).status_code == 201
+    assert (await post_order(ticket_id)).status_code == 201
 
 
 async def test_cancelling_twice_is_204_and_publishes_once(
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
-    bus: InMemoryBus,
+    place_order: PlaceOrder, client: httpx.AsyncClient, user_headers: UserHeaders, bus: InMemoryBus
 ) -> None:
     me = user_headers()
-    created = (await order(client, me, await ticket_on_sale())).json()
+    created = await place_order(headers=me)
     for _ in range(2):
         assert (await client.delete(f"/api/orders/{created['id']}", headers=me)).status_code == 204
     await published(bus, Subject.ORDER_CANCELLED, 1)
@@ -270,27 +262,27 @@ async def test_cancelling_twice_is_204_and_publishes_once(
 
 
 async def test_cancelling_a_new_order_does_not_release_the_ticket_held_by_the_next_buyer(
-    client: httpx.AsyncClient, user_headers: UserHeaders, ticket_on_sale: TicketFactory
+    place_order: PlaceOrder,
+    post_order: PostOrder,
+    client: httpx.AsyncClient,
+    user_headers: UserHeaders,
 ) -> None:
     first, second = user_headers(), user_headers()
-    ticket_id = await ticket_on_sale()
-    old = (await order(client, first, ticket_id)).json()
+    old = await place_order(headers=first)
+    ticket_id = old["ticket"]["id"]
     await client.delete(f"/api/orders/{old['id']}", headers=first)
-    assert (await order(client, second, ticket_id)).status_code == 201
+    assert (await post_order(ticket_id, second)).status_code == 201
     # Cancelling the old order again must not free the ticket now held by the second order.
     assert (await client.delete(f"/api/orders/{old['id']}", headers=first)).status_code == 204
-    res = await order(client, user_headers(), ticket_id)
+    res = await post_order(ticket_id)
     assert only_error(res) == {"message": "Ticket is already reserved"}
 
 
 async def test_cancel_of_a_complete_order_is_400(
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
-    bus: InMemoryBus,
+    place_order: PlaceOrder, client: httpx.AsyncClient, user_headers: UserHeaders, bus: InMemoryBus
 ) -> None:
     me = user_headers()
-    created = (await order(client, me, await ticket_on_sale())).json()
+    created = await place_order(headers=me)
     await pay(bus, created["id"])
     res = await client.delete(f"/api/orders/{created['id']}", headers=me)
     assert res.status_code == 400
@@ -301,13 +293,10 @@ async def test_cancel_of_a_complete_order_is_400(
 
 
 async def test_cancel_returns_401_for_another_users_order(
-    client: httpx.AsyncClient,
-    user_headers: UserHeaders,
-    ticket_on_sale: TicketFactory,
-    bus: InMemoryBus,
+    place_order: PlaceOrder, client: httpx.AsyncClient, user_headers: UserHeaders, bus: InMemoryBus
 ) -> None:
     me = user_headers()
-    created = (await order(client, me, await ticket_on_sale())).json()
+    created = await place_order(headers=me)
     res = await client.delete(f"/api/orders/{created['id']}", headers=user_headers())
     assert res.status_code == 401
     shown = (await client.get(f"/api/orders/{created['id']}", headers=me)).json()

@@ -4,14 +4,15 @@ leaves the ticket unsellable."""
 
 import asyncio
 import itertools
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from bson import ObjectId
 
-from ticketing_orders import repository
+from ticketing_orders import reservations, state
 
+Buy = Callable[..., Awaitable[str]]
 BUYERS = ("A", "B")
 # Every schedule of this many turns; a turn lets one buyer run to its next pause. Longer than
 # any buyer's path, so every interleaving of the two paths is among them.
@@ -30,7 +31,7 @@ class Interleaver:
         # Any schedule starting with them runs the same way (the rest is forced).
         self.decisive = ""
 
-    def pause_for(self, buyer: str) -> repository.Pause:
+    def pause_for(self, buyer: str) -> reservations.Pause:
         async def pause(step: str) -> None:
             self.trace.append(f"{buyer}:{step}")
             self.arrived[buyer].set()
@@ -68,25 +69,9 @@ class Interleaver:
         return {b: "crashed" if t.cancelled() else t.result() for b, t in self.tasks.items()}
 
 
-async def buy(db: Any, ticket_id: str, pause: repository.Pause | None = None) -> str:
-    try:
-        order, _ = await repository.create_order(
-            db,
-            user_id=str(ObjectId()),
-            ticket_id=ticket_id,
-            expires_in=timedelta(minutes=5),
-            **({"pause": pause} if pause else {}),
-        )
-    except repository.TicketReservedError:
-        return "reserved"
-    return str(order["_id"])
-
-
 async def open_orders(db: Any, ticket_id: str) -> list[str]:
     docs = await db["orders"].find({"ticketId": ticket_id}).to_list()
-    return [
-        str(d["_id"]) for d in docs if d["confirmed"] and d["status"] in repository.OPEN_STATUSES
-    ]
+    return [str(d["_id"]) for d in docs if d["confirmed"] and d["status"] in state.OPEN_STATUSES]
 
 
 @pytest.fixture
@@ -106,7 +91,9 @@ async def fresh_ticket(client: Any, n: int) -> tuple[Any, str]:
 SCHEDULES = ["".join(s) for s in itertools.product(BUYERS, repeat=TURNS)]
 
 
-async def test_every_interleaving_of_two_buyers_has_exactly_one_winner(mongo_client: Any) -> None:
+async def test_every_interleaving_of_two_buyers_has_exactly_one_winner(
+    mongo_client: Any, buy: Buy
+) -> None:
     traces: set[tuple[str, ...]] = set()
     withdrawn_before_confirming = False
     decided: set[str] = set()
@@ -141,7 +128,7 @@ async def test_every_interleaving_of_two_buyers_has_exactly_one_winner(mongo_cli
 
 @pytest.mark.parametrize("crash", BUYERS)
 async def test_a_buyer_that_dies_at_any_step_never_leaves_the_ticket_stuck(
-    mongo_client: Any, crash: str
+    mongo_client: Any, buy: Buy, crash: str
 ) -> None:
     decided: set[str] = set()
     for n, schedule in enumerate(SCHEDULES):

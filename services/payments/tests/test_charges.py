@@ -1,7 +1,8 @@
 """The Stripe client: aimed where the settings say, and nowhere else; one PaymentIntent per
 order, authorized, then captured or voided once; exact cents; keys."""
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from ticketing_payments.charges import (
     void_key,
 )
 from ticketing_payments.settings import Settings
+from ticketing_testing.apps import TEST_JWT_KEY
 
 
 class RecordingClient(HTTPXClient):
@@ -41,6 +43,19 @@ class RecordingClient(HTTPXClient):
         return await super().request_async(method, url, headers, post_data)
 
 
+@contextlib.asynccontextmanager
+async def recorded(
+    settings: Settings, *, forward: bool
+) -> AsyncIterator[tuple[StripeCharger, RecordingClient]]:
+    """A charger on `settings` whose every request is recorded, and its recorder."""
+    recorder = RecordingClient(forward=forward)
+    charger = StripeCharger(settings, http_client=recorder)
+    try:
+        yield charger, recorder
+    finally:
+        await charger.close()
+
+
 async def pay(charger: StripeCharger, order_id: str, token: str, amount_cents: int) -> str:
     """What the route does with Stripe: the order's PaymentIntent, confirmed (authorized)
     unless it is already."""
@@ -53,12 +68,8 @@ async def pay(charger: StripeCharger, order_id: str, token: str, amount_cents: i
 async def test_with_an_api_base_the_real_stripe_api_is_never_used(
     settings: Settings, fake_stripe: FakeStripeServer
 ) -> None:
-    recorder = RecordingClient(forward=True)
-    charger = StripeCharger(settings, http_client=recorder)
-    try:
+    async with recorded(settings, forward=True) as (charger, recorder):
         intent_id = await pay(charger, "o1", "tok_visa", 1999)
-    finally:
-        await charger.close()
     base = fake_stripe.base_url
     assert recorder.urls == [
         f"{base}/v1/payment_intents",
@@ -71,31 +82,23 @@ async def test_with_an_api_base_the_real_stripe_api_is_never_used(
 async def test_without_an_api_base_a_real_key_goes_to_api_stripe_com() -> None:
     real = Settings(
         environment="production",
-        jwt_key=SecretStr("test-jwt-key-0123456789abcdef0123456789"),
+        jwt_key=SecretStr(TEST_JWT_KEY),
         stripe_key=SecretStr("sk_test_51RealLookingKey"),
     )
-    recorder = RecordingClient(forward=False)
-    charger = StripeCharger(real, http_client=recorder)
-    try:
+    async with recorded(real, forward=False) as (charger, recorder):
         with pytest.raises(UpstreamError, match="Payment provider unavailable"):
             await charger.order_intent(order_id="o1", amount_cents=1999)
-    finally:
-        await charger.close()
     assert recorder.urls == ["https://api.stripe.com/v1/payment_intents"]
 
 
 async def test_every_attempt_on_an_order_finds_its_one_payment_intent(
     settings: Settings, fake_stripe: FakeStripeServer
 ) -> None:
-    recorder = RecordingClient(forward=True)
-    charger = StripeCharger(settings, http_client=recorder)
-    try:
+    async with recorded(settings, forward=True) as (charger, recorder):
         first = await pay(charger, "o1", "pm_card_visa", 500)
         # A new token, as Stripe.js makes for every attempt: read back as authorized, not
         # authorized again.
         again = await pay(charger, "o1", "tok_mastercard", 500)
-    finally:
-        await charger.close()
     assert first == again
     [intent] = fake_stripe.state.intents()
     assert (intent["amount"], intent["currency"], intent["metadata"], intent["status"]) == (
@@ -220,15 +223,12 @@ async def test_stripe_failing_while_settling_is_a_dependency_unavailable(
 async def test_stripe_unreachable_while_settling_is_a_dependency_unavailable(
     settings: Settings,
 ) -> None:
-    recorder = RecordingClient(forward=False)  # every request a connection error
-    charger = StripeCharger(settings, http_client=recorder)
-    try:
+    # Every request a connection error.
+    async with recorded(settings, forward=False) as (charger, _):
         with pytest.raises(DependencyUnavailable):
             await charger.capture(order_id="o1", intent_id="pi_1")
         with pytest.raises(DependencyUnavailable):
             await charger.void(order_id="o1", intent_id="pi_1")
-    finally:
-        await charger.close()
 
 
 async def test_settling_an_unknown_intent_is_stripes_refusal_not_an_outage(

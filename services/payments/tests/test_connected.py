@@ -2,39 +2,46 @@
 capture and void."""
 
 import asyncio
-import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import Event, OrderCancelled, OrderCompleted, OrderCreated, Subject
-from ticketing_common.testing import ServerProcess, eventually, running, session_cookie
+from ticketing_common.events import Subject
 from ticketing_fakestripe import FakeStripeServer
 from ticketing_payments.main import create_app
 from ticketing_payments.settings import Settings
+from ticketing_testing.apps import running, sign_in
+from ticketing_testing.events import (
+    order_cancelled,
+    order_completed,
+    order_created,
+    redelivered,
+)
+from ticketing_testing.servers import ServerProcess
+from ticketing_testing.waiting import eventually
 
 pytestmark = pytest.mark.connected
+
+BUYER = str(ObjectId())
 
 
 async def test_payments_on_nx_27017(
     settings: Settings,
     nx_mongo: ServerProcess,
     fake_stripe: FakeStripeServer,
-    created_event: Callable[..., Event[OrderCreated]],
-    cancelled_event: Callable[..., Event[OrderCancelled]],
 ) -> None:
     on_nx = settings.model_copy(update={"mongo_url": f"mongodb://{nx_mongo.url}"})
     bus = InMemoryBus("payments")
-    paid, cancelled = created_event(price=19.99), created_event()
+    paid, cancelled = order_created(user_id=BUYER, price=19.99), order_created(user_id=BUYER)
     async with running(create_app(on_nx, bus=bus)) as client:
-        client.cookies.update(session_cookie(settings, user_id=paid.data.user_id))
+        sign_in(client, settings, BUYER)
         # Out of order and twice: the cancel before its order, every event duplicated.
-        for event in (cancelled_event(cancelled.data.id), paid, cancelled, paid, cancelled):
+        for event in (order_cancelled(cancelled.data.id), paid, cancelled, paid, cancelled):
             # New envelope ids: JetStream-style de-duplication must not hide the repeats.
-            await bus.publish(event.model_copy(update={"id": uuid.uuid4().hex}))
+            await bus.publish(redelivered(event))
         await bus.drain()
 
         results = await asyncio.gather(
@@ -77,17 +84,14 @@ async def test_capture_and_void_on_nx_27017(
     settings: Settings,
     nx_mongo: ServerProcess,
     fake_stripe: FakeStripeServer,
-    created_event: Callable[..., Event[OrderCreated]],
-    cancelled_event: Callable[..., Event[OrderCancelled]],
-    completed_event: Callable[..., Event[OrderCompleted]],
 ) -> None:
     """A paid order completed, one cancelled, and one whose authorization's answer was lost
     cancelled, each event twice: one capture, two voids."""
     on_nx = settings.model_copy(update={"mongo_url": f"mongodb://{nx_mongo.url}"})
     bus = InMemoryBus("payments")
-    kept, dropped, lost = created_event(price=12.5), created_event(price=8), created_event(price=7)
+    kept, dropped, lost = (order_created(user_id=BUYER, price=p) for p in (12.5, 8, 7))
     async with running(create_app(on_nx, bus=bus)) as client:
-        client.cookies.update(session_cookie(settings, user_id=kept.data.user_id))
+        sign_in(client, settings, BUYER)
         for event in (kept, dropped, lost):
             await bus.publish(event)
         await bus.drain()
@@ -102,13 +106,13 @@ async def test_capture_and_void_on_nx_27017(
         )
         assert res.status_code == 502
         decisions = [
-            completed_event(kept.data.id),
-            cancelled_event(dropped.data.id),
-            cancelled_event(lost.data.id),
+            order_completed(kept.data.id),
+            order_cancelled(dropped.data.id),
+            order_cancelled(lost.data.id),
         ]
         for _ in range(2):
             for event in decisions:
-                await bus.publish(event.model_copy(update={"id": uuid.uuid4().hex}))
+                await bus.publish(redelivered(event))
             await bus.drain()
         assert await bus.dead_letters() == []
 

@@ -1,29 +1,21 @@
 """Any JSON at all, in every field of the body: never a 5xx, always the error shape."""
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
-from ticketing_common.testing import assert_error_shape, hostile_bodies
+from ticketing_testing.apps import assert_error_shape
+from ticketing_testing.hostile import FUZZ, JSON, hostile_bodies
+from ticketing_testing.mongo import EVERY_MONGO
 
-# Every example runs against the one app of the test (its state accumulates, as in production).
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-JSON = {"content-type": "application/json"}
 ORDER_ID = "65f0a1b2c3d4e5f6000000bb"
 PAYMENT = {"orderId": f'"{ORDER_ID}"', "token": '"tok_visa"'}
 
 
-@pytest.fixture
-def mongo(any_mongo: Any) -> Any:
-    """Both Mongos: only the real driver encodes queries as BSON (where bad text used to fail)."""
-    return any_mongo
+# Both Mongos: only the real driver encodes queries as BSON (where bad text used to fail).
+pytestmark = pytest.mark.parametrize("mongo", EVERY_MONGO, indirect=True)
 
 
 @pytest.fixture

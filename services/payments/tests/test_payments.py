@@ -11,13 +11,16 @@ from bson import ObjectId
 from pymongo.errors import AutoReconnect
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import Event, OrderCancelled, OrderCreated, OrderStatus, Subject
-from ticketing_common.testing import eventually, free_port, running, session_cookie
+from ticketing_common.events import OrderStatus, Subject
 from ticketing_fakestripe import FakeStripeServer
 from ticketing_payments import repository
 from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app
 from ticketing_payments.settings import Settings
+from ticketing_testing.apps import only_error, running, session_cookie
+from ticketing_testing.events import order_cancelled, order_created
+from ticketing_testing.servers import free_port
+from ticketing_testing.waiting import eventually
 
 PlaceOrder = Callable[..., Awaitable[str]]
 UNAVAILABLE = {"message": "Payment provider unavailable, please try again"}
@@ -25,14 +28,6 @@ UNAVAILABLE = {"message": "Payment provider unavailable, please try again"}
 
 async def pay(client: httpx.AsyncClient, order_id: str, token: str = "tok_visa") -> httpx.Response:  # noqa: S107
     return await client.post("/api/payments", json={"token": token, "orderId": order_id})
-
-
-def only_error(response: httpx.Response) -> dict[str, str]:
-    body = response.json()
-    assert list(body) == ["errors"]
-    assert len(body["errors"]) == 1, body
-    error: dict[str, str] = body["errors"][0]
-    return error
 
 
 def charges_of(fake: FakeStripeServer, order_id: str) -> list[dict[str, Any]]:
@@ -78,11 +73,10 @@ async def test_returns_400_when_purchasing_a_cancelled_order(
     client: httpx.AsyncClient,
     place_order: PlaceOrder,
     bus: InMemoryBus,
-    cancelled_event: Callable[..., Event[OrderCancelled]],
     fake_stripe: FakeStripeServer,
 ) -> None:
     order_id = await place_order()
-    await bus.publish(cancelled_event(order_id))
+    await bus.publish(order_cancelled(order_id))
     await bus.drain()
     res = await pay(client, order_id)
     assert res.status_code == 400
@@ -317,10 +311,9 @@ async def test_stripe_unreachable_is_502_and_nothing_stored(
     mongo: Any,
     bus: InMemoryBus,
     db: Any,
-    created_event: Callable[..., Event[OrderCreated]],
 ) -> None:
     nowhere = settings.model_copy(update={"stripe_api_base": f"http://127.0.0.1:{free_port()}"})
-    event = created_event(user_id="buyer")
+    event = order_created(user_id="buyer")
     async with running(create_app(nowhere, mongo=mongo, bus=bus)) as client:
         client.cookies.update(session_cookie(settings, user_id="buyer"))
         await bus.publish(event)
@@ -409,19 +402,17 @@ async def test_a_cancellation_landing_during_the_authorization_voids_it(
     mongo: Any,
     db: Any,
     fake_stripe: FakeStripeServer,
-    created_event: Callable[..., Event[OrderCreated]],
-    cancelled_event: Callable[..., Event[OrderCancelled]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The expiry fires while Stripe authorizes the card: the buyer is told, nothing is taken."""
     # Enough redeliveries for the cancellation to outwait the payment attempt's lease.
     bus = InMemoryBus("payments", max_deliver=20)
-    order = created_event()
+    order = order_created()
     order_id = order.data.id
     confirm = StripeCharger.confirm
 
     async def confirm_as_the_order_is_cancelled(self: StripeCharger, *a: Any, **kw: Any) -> None:
-        await bus.publish(cancelled_event(order_id))
+        await bus.publish(order_cancelled(order_id))
 
         async def cancelled() -> bool:
             replica = await db["orders"].find_one({"_id": order_id})

@@ -7,7 +7,8 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from ticketing_common.mongo import ensure_indexes
-from ticketing_payments import repository
+from ticketing_payments import paying, repository
+from ticketing_testing.apps import outbox_on
 
 
 async def _order(db: Any, order_id: str = "order-1") -> str:
@@ -25,17 +26,17 @@ async def _order(db: Any, order_id: str = "order-1") -> str:
 
 async def test_only_one_attempt_holds_the_lease(db: Any) -> None:
     order_id = await _order(db)
-    first = await repository.lease_order(db, order_id=order_id, seconds=60)
+    first = await paying.lease_order(db, order_id=order_id, seconds=60)
     assert first is not None
-    assert await repository.lease_order(db, order_id=order_id, seconds=60) is None
+    assert await paying.lease_order(db, order_id=order_id, seconds=60) is None
 
 
 async def test_a_released_lease_can_be_taken_again(db: Any) -> None:
     order_id = await _order(db)
-    leased = await repository.lease_order(db, order_id=order_id, seconds=60)
+    leased = await paying.lease_order(db, order_id=order_id, seconds=60)
     assert leased is not None
-    await repository.release_order(db, order_id=order_id, lease=leased[0])
-    assert await repository.lease_order(db, order_id=order_id, seconds=60) is not None
+    await paying.release_order(db, order_id=order_id, lease=leased[0])
+    assert await paying.lease_order(db, order_id=order_id, seconds=60) is not None
 
 
 async def test_an_expired_lease_can_be_taken_and_its_holder_cannot_free_the_new_one(
@@ -43,24 +44,22 @@ async def test_an_expired_lease_can_be_taken_and_its_holder_cannot_free_the_new_
 ) -> None:
     order_id = await _order(db)
     past = datetime.now(UTC) - timedelta(minutes=5)
-    stale = await repository.lease_order(db, order_id=order_id, seconds=60, now=past)
+    stale = await paying.lease_order(db, order_id=order_id, seconds=60, now=past)
     assert stale is not None
-    fresh = await repository.lease_order(db, order_id=order_id, seconds=60)
+    fresh = await paying.lease_order(db, order_id=order_id, seconds=60)
     assert fresh is not None
-    await repository.release_order(db, order_id=order_id, lease=stale[0])
-    assert await repository.lease_order(db, order_id=order_id, seconds=60) is None
+    await paying.release_order(db, order_id=order_id, lease=stale[0])
+    assert await paying.lease_order(db, order_id=order_id, seconds=60) is None
 
 
 async def test_an_unknown_order_cannot_be_leased(db: Any) -> None:
-    assert await repository.lease_order(db, order_id="nope", seconds=60) is None
+    assert await paying.lease_order(db, order_id="nope", seconds=60) is None
 
 
 async def test_an_order_has_at_most_one_payment(db: Any) -> None:
     await ensure_indexes(db, repository.INDEXES)
-    await repository.create_payment(
-        db, order_id="order-1", stripe_id="pi_1", amount_cents=1000, currency="usd"
-    )
+    outbox = outbox_on(db, repository.PAYMENTS)
+    payment = {"order_id": "order-1", "amount_cents": 1000, "currency": "usd"}
+    await repository.create_payment(outbox, stripe_id="pi_1", **payment)
     with pytest.raises(DuplicateKeyError):
-        await repository.create_payment(
-            db, order_id="order-1", stripe_id="pi_2", amount_cents=1000, currency="usd"
-        )
+        await repository.create_payment(outbox, stripe_id="pi_2", **payment)

@@ -3,6 +3,7 @@ it; once, whatever is redelivered, duplicated or fails, and never both."""
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -10,18 +11,20 @@ import pytest
 
 from ticketing_common.bus import DependencyUnavailable, RetryLater
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import Event, OrderCancelled, OrderCompleted, OrderCreated, Subject
-from ticketing_common.testing import running, session_cookie
+from ticketing_common.events import Event, OrderCreated, Subject
 from ticketing_fakestripe import FakeStripeServer
-from ticketing_payments import listeners, repository
+from ticketing_payments import listeners, paying, repository
 from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app
 from ticketing_payments.settings import Settings
 from ticketing_payments.settle import SettlementError
+from ticketing_testing.apps import outbox_on, running, session_cookie
+from ticketing_testing.events import order_cancelled, order_completed, order_created
 
-Created = Callable[..., Event[OrderCreated]]
-Cancelled = Callable[..., Event[OrderCancelled]]
-Completed = Callable[..., Event[OrderCompleted]]
+
+def runtime_on(db: Any, charger: StripeCharger | None = None) -> Any:
+    """What the event handlers use of the service's runtime, without a running app."""
+    return SimpleNamespace(db=db, outbox=outbox_on(db, repository.PAYMENTS), charger=charger)
 
 
 @pytest.fixture
@@ -41,15 +44,15 @@ async def authorized_order(
     db: Any, charger: StripeCharger, created: Event[OrderCreated]
 ) -> dict[str, Any]:
     """The order replicated and paid, as the route leaves it: its (authorized) payment."""
-    await listeners.on_order_created(db, created)
+    await listeners.on_order_created(runtime_on(db), created)
     order_id = created.data.id
     replica = await repository.get_order(db, order_id=order_id)
     assert replica is not None
     intent = await charger.order_intent(order_id=order_id, amount_cents=replica["priceCents"])
-    await repository.set_payment_intent(db, order_id=order_id, payment_intent_id=intent.id)
+    await paying.set_payment_intent(db, order_id=order_id, payment_intent_id=intent.id)
     await charger.confirm(intent, order_id=order_id, token="tok_visa")
     payment: dict[str, Any] = await repository.create_payment(
-        db,
+        outbox_on(db, repository.PAYMENTS),
         order_id=order_id,
         stripe_id=intent.id,
         amount_cents=replica["priceCents"],
@@ -87,12 +90,11 @@ async def test_order_completed_captures_the_authorization_once(
     bus: InMemoryBus,
     db: Any,
     fake_stripe: FakeStripeServer,
-    completed_event: Completed,
 ) -> None:
     order_id = await place_order(price=42.5)
     assert (await pay(client, order_id)).status_code == 201
     assert intent_of(fake_stripe, order_id)["status"] == "requires_capture"
-    completed = completed_event(order_id)
+    completed = order_completed(order_id)
     await bus.publish(completed)
     await bus.drain()
 
@@ -118,19 +120,19 @@ async def test_a_capture_failure_is_dependency_unavailable_and_a_later_delivery_
     db: Any,
     quick_charger: StripeCharger,
     fake_stripe: FakeStripeServer,
-    created_event: Created,
-    completed_event: Completed,
 ) -> None:
-    created = created_event()
+    created = order_created()
     await authorized_order(db, quick_charger, created)
-    completed = completed_event(created.data.id)
+    completed = order_completed(created.data.id)
     fake_stripe.state.fail_next(1, status=503, path="/capture")
     with pytest.raises(DependencyUnavailable):
-        await listeners.on_order_completed(db, quick_charger, completed)
+        await listeners.on_order_completed(runtime_on(db, quick_charger), completed)
     assert intent_of(fake_stripe, created.data.id)["status"] == "requires_capture"
     assert (await payment_of(db, created.data.id))["status"] == "authorized"
 
-    await listeners.on_order_completed(db, quick_charger, completed)  # the next delivery
+    await listeners.on_order_completed(
+        runtime_on(db, quick_charger), completed
+    )  # the next delivery
     assert intent_of(fake_stripe, created.data.id)["status"] == "succeeded"
     assert (await payment_of(db, created.data.id))["status"] == "captured"
 
@@ -139,18 +141,18 @@ async def test_a_capture_whose_answer_was_lost_is_not_made_twice(
     db: Any,
     quick_charger: StripeCharger,
     fake_stripe: FakeStripeServer,
-    created_event: Created,
-    completed_event: Completed,
 ) -> None:
-    created = created_event(price=30)
+    created = order_created(price=30)
     await authorized_order(db, quick_charger, created)
-    completed = completed_event(created.data.id)
+    completed = order_completed(created.data.id)
     fake_stripe.state.fail_next(1, after_commit=True, path="/capture")
     with pytest.raises(DependencyUnavailable):
-        await listeners.on_order_completed(db, quick_charger, completed)
+        await listeners.on_order_completed(runtime_on(db, quick_charger), completed)
     assert intent_of(fake_stripe, created.data.id)["status"] == "succeeded"  # we cannot know
 
-    await listeners.on_order_completed(db, quick_charger, completed)  # replayed for the key
+    await listeners.on_order_completed(
+        runtime_on(db, quick_charger), completed
+    )  # replayed for the key
     assert [c["amount_captured"] for c in fake_stripe.state.charges()] == [3000]
     assert (await payment_of(db, created.data.id))["status"] == "captured"
 
@@ -160,18 +162,16 @@ async def test_through_the_bus_a_failed_capture_is_retried_until_it_is_made(
     mongo: Any,
     db: Any,
     fake_stripe: FakeStripeServer,
-    created_event: Created,
-    completed_event: Completed,
 ) -> None:
     bus = InMemoryBus("payments")  # 5 deliveries
-    created = created_event()
+    created = order_created()
     async with running(create_app(no_retries, mongo=mongo, bus=bus)) as client:
         client.cookies.update(session_cookie(no_retries, user_id=created.data.user_id))
         await bus.publish(created)
         await bus.drain()
         assert (await pay(client, created.data.id)).status_code == 201
         fake_stripe.state.fail_next(2, path="/capture")  # two deliveries fail
-        await bus.publish(completed_event(created.data.id))
+        await bus.publish(order_completed(created.data.id))
         await bus.drain()
         assert await bus.dead_letters() == []
     assert intent_of(fake_stripe, created.data.id)["status"] == "succeeded"
@@ -179,29 +179,31 @@ async def test_through_the_bus_a_failed_capture_is_retried_until_it_is_made(
 
 
 async def test_a_complete_order_without_a_payment_is_a_settlement_error(
-    db: Any, charger: StripeCharger, created_event: Created, completed_event: Completed
+    db: Any, charger: StripeCharger
 ) -> None:
     """Orders completes only on our payment:created: this cannot happen unless data was lost,
     and retrying cannot fix it, so it ends dead-lettered, for a person."""
-    created = created_event()
-    await listeners.on_order_created(db, created)
+    created = order_created()
+    await listeners.on_order_created(runtime_on(db), created)
     with pytest.raises(SettlementError, match="no payment"):
-        await listeners.on_order_completed(db, charger, completed_event(created.data.id))
+        await listeners.on_order_completed(
+            runtime_on(db, charger), order_completed(created.data.id)
+        )
 
 
 async def test_an_authorization_that_cannot_be_captured_is_a_settlement_error(
     db: Any,
     charger: StripeCharger,
     fake_stripe: FakeStripeServer,
-    created_event: Created,
-    completed_event: Completed,
 ) -> None:
     """E.g. Stripe released it after 7 days uncaptured: the order is complete, unpaid."""
-    created = created_event()
+    created = order_created()
     payment = await authorized_order(db, charger, created)
     await charger.void(order_id="expired-by-stripe", intent_id=payment["stripeId"])
     with pytest.raises(SettlementError, match="canceled"):
-        await listeners.on_order_completed(db, charger, completed_event(created.data.id))
+        await listeners.on_order_completed(
+            runtime_on(db, charger), order_completed(created.data.id)
+        )
     assert (await payment_of(db, created.data.id))["status"] == "authorized"
 
 
@@ -214,13 +216,12 @@ async def test_a_payment_accepted_while_the_cancel_was_on_its_way_is_voided_once
     bus: InMemoryBus,
     db: Any,
     fake_stripe: FakeStripeServer,
-    cancelled_event: Cancelled,
 ) -> None:
     """The buyer's DELETE landed while payment:created was still on its way to orders: orders
     keeps the order cancelled, so the authorization is released and nothing is taken."""
     order_id = await place_order(price=42.5)
     assert (await pay(client, order_id)).status_code == 201
-    cancel = cancelled_event(order_id)
+    cancel = order_cancelled(order_id)
     await bus.publish(cancel)
     await bus.drain()
 
@@ -248,21 +249,19 @@ async def test_a_void_failure_is_dependency_unavailable_and_a_later_delivery_voi
     db: Any,
     quick_charger: StripeCharger,
     fake_stripe: FakeStripeServer,
-    created_event: Created,
-    cancelled_event: Cancelled,
 ) -> None:
-    created = created_event()
+    created = order_created()
     await authorized_order(db, quick_charger, created)
-    cancel = cancelled_event(created.data.id)
+    cancel = order_cancelled(created.data.id)
     fake_stripe.state.fail_next(1, path="/cancel")
     with pytest.raises(DependencyUnavailable):
-        await listeners.on_order_cancelled(db, quick_charger, cancel)
+        await listeners.on_order_cancelled(runtime_on(db, quick_charger), cancel)
     assert intent_of(fake_stripe, created.data.id)["status"] == "requires_capture"
     replica = await repository.get_order(db, order_id=created.data.id)
     assert replica is not None
     assert replica["status"] == "cancelled"  # applied: no new attempt can start
 
-    await listeners.on_order_cancelled(db, quick_charger, cancel)
+    await listeners.on_order_cancelled(runtime_on(db, quick_charger), cancel)
     assert intent_of(fake_stripe, created.data.id)["status"] == "canceled"
     assert (await payment_of(db, created.data.id))["status"] == "voided"
 
@@ -271,18 +270,16 @@ async def test_a_void_whose_answer_was_lost_is_replayed_not_refused(
     db: Any,
     quick_charger: StripeCharger,
     fake_stripe: FakeStripeServer,
-    created_event: Created,
-    cancelled_event: Cancelled,
 ) -> None:
-    created = created_event()
+    created = order_created()
     await authorized_order(db, quick_charger, created)
-    cancel = cancelled_event(created.data.id)
+    cancel = order_cancelled(created.data.id)
     fake_stripe.state.fail_next(1, after_commit=True, path="/cancel")
     with pytest.raises(DependencyUnavailable):
-        await listeners.on_order_cancelled(db, quick_charger, cancel)
+        await listeners.on_order_cancelled(runtime_on(db, quick_charger), cancel)
     assert intent_of(fake_stripe, created.data.id)["status"] == "canceled"
 
-    await listeners.on_order_cancelled(db, quick_charger, cancel)
+    await listeners.on_order_cancelled(runtime_on(db, quick_charger), cancel)
     assert (await payment_of(db, created.data.id))["status"] == "voided"
 
 
@@ -290,18 +287,16 @@ async def test_a_cancellation_waits_for_a_running_payment_attempt(
     db: Any,
     charger: StripeCharger,
     fake_stripe: FakeStripeServer,
-    created_event: Created,
-    cancelled_event: Cancelled,
 ) -> None:
     """Until the attempt ends, whether it authorized is unknown: deferred, not lost."""
-    created = created_event()
-    await listeners.on_order_created(db, created)
+    created = order_created()
+    await listeners.on_order_created(runtime_on(db), created)
     order_id = created.data.id
-    leased = await repository.lease_order(db, order_id=order_id, seconds=60)
+    leased = await paying.lease_order(db, order_id=order_id, seconds=60)
     assert leased is not None
-    cancel = cancelled_event(order_id)
+    cancel = order_cancelled(order_id)
     with pytest.raises(RetryLater, match="payment attempt"):
-        await listeners.on_order_cancelled(db, charger, cancel)
+        await listeners.on_order_cancelled(runtime_on(db, charger), cancel)
     replica = await repository.get_order(db, order_id=order_id)
     assert replica is not None
     assert replica["status"] == "cancelled"  # applied at once: no new attempt can start
@@ -310,11 +305,15 @@ async def test_a_cancellation_waits_for_a_running_payment_attempt(
     intent = await charger.order_intent(order_id=order_id, amount_cents=2000)
     await charger.confirm(intent, order_id=order_id, token="tok_visa")
     await repository.create_payment(
-        db, order_id=order_id, stripe_id=intent.id, amount_cents=2000, currency="usd"
+        outbox_on(db, repository.PAYMENTS),
+        order_id=order_id,
+        stripe_id=intent.id,
+        amount_cents=2000,
+        currency="usd",
     )
-    await repository.release_order(db, order_id=order_id, lease=leased[0])
+    await paying.release_order(db, order_id=order_id, lease=leased[0])
 
-    await listeners.on_order_cancelled(db, charger, cancel)  # redelivered
+    await listeners.on_order_cancelled(runtime_on(db, charger), cancel)  # redelivered
     assert intent_of(fake_stripe, order_id)["status"] == "canceled"
 
 
@@ -324,14 +323,13 @@ async def test_an_authorization_whose_answer_was_lost_is_voided_on_cancellation(
     bus: InMemoryBus,
     db: Any,
     fake_stripe: FakeStripeServer,
-    cancelled_event: Cancelled,
 ) -> None:
     """Stripe authorized, the buyer got a 502 and gave up, the order expired: released."""
     order_id = await place_order(price=30)
     fake_stripe.state.fail_next(3, after_commit=True, path="/confirm")
     assert (await pay(client, order_id)).status_code == 502
     assert intent_of(fake_stripe, order_id)["status"] == "requires_capture"
-    await bus.publish(cancelled_event(order_id))
+    await bus.publish(order_cancelled(order_id))
     await bus.drain()
 
     assert intent_of(fake_stripe, order_id)["status"] == "canceled"
@@ -341,7 +339,7 @@ async def test_an_authorization_whose_answer_was_lost_is_voided_on_cancellation(
     assert replica["paymentIntentCanceled"] is True
     assert bus.published_on(Subject.PAYMENT_CREATED) == []  # nothing to complete the order
     requests = fake_stripe.state.requests
-    await bus.publish(cancelled_event(order_id))  # a duplicate: Stripe is not asked again
+    await bus.publish(order_cancelled(order_id))  # a duplicate: Stripe is not asked again
     await bus.drain()
     assert fake_stripe.state.requests == requests
     assert await bus.dead_letters() == []
@@ -353,7 +351,6 @@ async def test_an_order_never_paid_is_cancelled_without_stripe_and_a_declined_on
     bus: InMemoryBus,
     db: Any,
     fake_stripe: FakeStripeServer,
-    cancelled_event: Cancelled,
 ) -> None:
     unpaid = await place_order()
     declined = await place_order()
@@ -363,7 +360,7 @@ async def test_an_order_never_paid_is_cancelled_without_stripe_and_a_declined_on
     assert res.status_code == 400
     requests = fake_stripe.state.requests
     for order_id in (unpaid, declined):
-        await bus.publish(cancelled_event(order_id))
+        await bus.publish(order_cancelled(order_id))
     await bus.drain()
     # Only the declined order's PaymentIntent is canceled, so that no attempt that outlived
     # its lease can confirm it any more.
@@ -378,13 +375,13 @@ async def test_a_cancelled_order_whose_money_was_captured_is_a_settlement_error(
     db: Any,
     charger: StripeCharger,
     fake_stripe: FakeStripeServer,
-    created_event: Created,
-    cancelled_event: Cancelled,
 ) -> None:
     """Only order:completed captures, and orders never cancels a complete order: were it to
     happen, it is loud, not silently refunded."""
-    created = created_event()
+    created = order_created()
     payment = await authorized_order(db, charger, created)
     await charger.capture(order_id=created.data.id, intent_id=payment["stripeId"])
     with pytest.raises(SettlementError, match="succeeded"):
-        await listeners.on_order_cancelled(db, charger, cancelled_event(created.data.id))
+        await listeners.on_order_cancelled(
+            runtime_on(db, charger), order_cancelled(created.data.id)
+        )

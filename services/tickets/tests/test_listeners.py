@@ -3,7 +3,6 @@
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,42 +13,18 @@ from ticketing_common.bus import durable_name
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import (
     Event,
-    OrderCancelled,
-    OrderCancelledTicketRef,
-    OrderCreated,
-    OrderStatus,
-    OrderTicketRef,
     Subject,
     TicketUpdated,
     encode,
-    new_event,
 )
 from ticketing_common.service import Runtime
-from ticketing_common.testing import eventually
+from ticketing_testing.events import order_cancelled, order_created
+from ticketing_testing.waiting import eventually
 from ticketing_tickets import listeners, repository
 
 SignIn = Callable[..., str]
 CreateTicket = Callable[..., Awaitable[dict[str, Any]]]
 Settle = Callable[[], Awaitable[None]]
-
-
-def order_created(ticket_id: str, order_id: str = "") -> Event[OrderCreated]:
-    return new_event(
-        OrderCreated(
-            id=order_id or str(ObjectId()),
-            version=0,
-            status=OrderStatus.CREATED,
-            user_id=str(ObjectId()),
-            expires_at=datetime.now(UTC) + timedelta(minutes=15),
-            ticket=OrderTicketRef(id=ticket_id, price=20),
-        )
-    )
-
-
-def order_cancelled(ticket_id: str, order_id: str) -> Event[OrderCancelled]:
-    return new_event(
-        OrderCancelled(id=order_id, version=1, ticket=OrderCancelledTicketRef(id=ticket_id))
-    )
 
 
 async def deliver_twice(bus: InMemoryBus, event: Event[Any]) -> None:
@@ -76,7 +51,7 @@ async def ticket(sign_in: SignIn, create_ticket: CreateTicket) -> dict[str, Any]
 async def test_order_created_reserves_the_ticket(
     client: httpx.AsyncClient, bus: InMemoryBus, settle: Settle, ticket: dict[str, Any]
 ) -> None:
-    await bus.publish(order_created(ticket["id"], "order-1"))
+    await bus.publish(order_created("order-1", ticket_id=ticket["id"]))
     await settle()
     assert await state(client, ticket["id"]) == ("order-1", 1)
     [update] = updates(bus)
@@ -89,10 +64,10 @@ async def test_order_created_reserves_the_ticket(
 async def test_a_reserved_ticket_leaves_the_listing(
     client: httpx.AsyncClient, bus: InMemoryBus, settle: Settle, ticket: dict[str, Any]
 ) -> None:
-    await bus.publish(order_created(ticket["id"], "order-1"))
+    await bus.publish(order_created("order-1", ticket_id=ticket["id"]))
     await settle()
     assert (await client.get("/api/tickets")).json() == []
-    await bus.publish(order_cancelled(ticket["id"], "order-1"))
+    await bus.publish(order_cancelled("order-1", ticket_id=ticket["id"]))
     await settle()
     assert [t["id"] for t in (await client.get("/api/tickets")).json()] == [ticket["id"]]
 
@@ -100,9 +75,9 @@ async def test_a_reserved_ticket_leaves_the_listing(
 async def test_order_cancelled_releases_the_ticket(
     client: httpx.AsyncClient, bus: InMemoryBus, settle: Settle, ticket: dict[str, Any]
 ) -> None:
-    await bus.publish(order_created(ticket["id"], "order-1"))
+    await bus.publish(order_created("order-1", ticket_id=ticket["id"]))
     await settle()
-    await bus.publish(order_cancelled(ticket["id"], "order-1"))
+    await bus.publish(order_cancelled("order-1", ticket_id=ticket["id"]))
     await settle()
     assert await state(client, ticket["id"]) == (None, 2)
     assert [(u.version, u.order_id) for u in updates(bus)] == [(1, "order-1"), (2, None)]
@@ -112,9 +87,9 @@ async def test_order_cancelled_releases_the_ticket(
 async def test_the_cancellation_of_another_order_changes_nothing(
     client: httpx.AsyncClient, bus: InMemoryBus, settle: Settle, ticket: dict[str, Any]
 ) -> None:
-    await bus.publish(order_created(ticket["id"], "order-1"))
+    await bus.publish(order_created("order-1", ticket_id=ticket["id"]))
     await settle()
-    await bus.publish(order_cancelled(ticket["id"], "order-2"))
+    await bus.publish(order_cancelled("order-2", ticket_id=ticket["id"]))
     await settle()
     assert await state(client, ticket["id"]) == ("order-1", 1)
     assert len(updates(bus)) == 1
@@ -124,12 +99,12 @@ async def test_the_cancellation_of_another_order_changes_nothing(
 async def test_duplicate_deliveries_change_nothing(
     client: httpx.AsyncClient, bus: InMemoryBus, settle: Settle, ticket: dict[str, Any]
 ) -> None:
-    await deliver_twice(bus, order_created(ticket["id"], "order-1"))
+    await deliver_twice(bus, order_created("order-1", ticket_id=ticket["id"]))
     await settle()
     assert await state(client, ticket["id"]) == ("order-1", 1)
     assert len(updates(bus)) == 1
 
-    await deliver_twice(bus, order_cancelled(ticket["id"], "order-1"))
+    await deliver_twice(bus, order_cancelled("order-1", ticket_id=ticket["id"]))
     await settle()
     assert await state(client, ticket["id"]) == (None, 2)
     assert len(updates(bus)) == 2
@@ -139,10 +114,10 @@ async def test_duplicate_deliveries_change_nothing(
 async def test_a_late_duplicate_of_a_cancelled_order_does_not_reserve_again(
     client: httpx.AsyncClient, bus: InMemoryBus, settle: Settle, ticket: dict[str, Any]
 ) -> None:
-    created = order_created(ticket["id"], "order-1")
+    created = order_created("order-1", ticket_id=ticket["id"])
     await bus.publish(created)
     await settle()
-    await bus.publish(order_cancelled(ticket["id"], "order-1"))
+    await bus.publish(order_cancelled("order-1", ticket_id=ticket["id"]))
     await settle()
     await bus.publish_raw(created.subject.wire, encode(created), msg_id="late-redelivery")
     await settle()
@@ -153,15 +128,15 @@ async def test_a_late_duplicate_of_a_cancelled_order_does_not_reserve_again(
 async def test_cancelled_before_created_leaves_the_ticket_free(
     client: httpx.AsyncClient, bus: InMemoryBus, settle: Settle, ticket: dict[str, Any]
 ) -> None:
-    await bus.publish(order_cancelled(ticket["id"], "order-1"))
+    await bus.publish(order_cancelled("order-1", ticket_id=ticket["id"]))
     await settle()
-    await bus.publish(order_created(ticket["id"], "order-1"))
+    await bus.publish(order_created("order-1", ticket_id=ticket["id"]))
     await settle()
     assert await state(client, ticket["id"]) == (None, 0)
     assert updates(bus) == []
     assert await bus.dead_letters() == []
     # And the ticket can still be sold to someone else.
-    await bus.publish(order_created(ticket["id"], "order-2"))
+    await bus.publish(order_created("order-2", ticket_id=ticket["id"]))
     await settle()
     assert await state(client, ticket["id"]) == ("order-2", 1)
 
@@ -171,9 +146,9 @@ async def test_created_for_a_ticket_held_by_another_order_waits_for_its_release(
 ) -> None:
     # Plenty of deliveries: this test decides when the release arrives, not the retry budget.
     bus.max_deliver = 1000
-    await bus.publish(order_created(ticket["id"], "order-1"))
+    await bus.publish(order_created("order-1", ticket_id=ticket["id"]))
     await settle()
-    await bus.publish(order_created(ticket["id"], "order-2"))
+    await bus.publish(order_created("order-2", ticket_id=ticket["id"]))
     consumer = bus.broker.consumers[durable_name("tickets", Subject.ORDER_CREATED)]
 
     async def deferred() -> bool:
@@ -182,7 +157,7 @@ async def test_created_for_a_ticket_held_by_another_order_waits_for_its_release(
     await eventually(deferred)
     assert await state(client, ticket["id"]) == ("order-1", 1)
 
-    await bus.publish(order_cancelled(ticket["id"], "order-1"))
+    await bus.publish(order_cancelled("order-1", ticket_id=ticket["id"]))
     await settle()
     assert await state(client, ticket["id"]) == ("order-2", 3)
     assert [(u.version, u.order_id) for u in updates(bus)] == [
@@ -202,8 +177,8 @@ async def test_an_event_for_an_unknown_ticket_is_dead_lettered(
     ticket_id: str,
 ) -> None:
     caplog.set_level(logging.ERROR, logger="ticketing.tickets.listeners")
-    await bus.publish(order_created(ticket_id, "order-1"))
-    await bus.publish(order_cancelled(ticket_id, "order-2"))
+    await bus.publish(order_created("order-1", ticket_id=ticket_id))
+    await bus.publish(order_cancelled("order-2", ticket_id=ticket_id))
     await settle()
     dead = await bus.dead_letters()
     assert sorted(d.subject for d in dead) == ["order.cancelled", "order.created"]
@@ -225,8 +200,12 @@ async def test_racing_reserve_and_release_agree_with_their_events(
     order = {t["id"]: str(ObjectId()) for t in tickets}
 
     async def pair(ticket_id: str, cancel_first: bool) -> None:
-        created = listeners.reserve(runtime, order_created(ticket_id, order[ticket_id]).data)
-        cancelled = listeners.release(runtime, order_cancelled(ticket_id, order[ticket_id]).data)
+        created = listeners.reserve(
+            runtime, order_created(order[ticket_id], ticket_id=ticket_id).data
+        )
+        cancelled = listeners.release(
+            runtime, order_cancelled(order[ticket_id], ticket_id=ticket_id).data
+        )
         await asyncio.gather(*((cancelled, created) if cancel_first else (created, cancelled)))
 
     await asyncio.gather(*(pair(t["id"], i % 2 == 0) for i, t in enumerate(tickets)))
@@ -253,7 +232,7 @@ async def test_an_edit_racing_a_reservation_never_loses_either(
     sign_in()
     ticket = await create_ticket(title="old")
     edit = client.put(f"/api/tickets/{ticket['id']}", json={"title": "new", "price": 5})
-    reserve = listeners.reserve(runtime, order_created(ticket["id"], "order-1").data)
+    reserve = listeners.reserve(runtime, order_created("order-1", ticket_id=ticket["id"]).data)
     res, _ = await asyncio.gather(edit, reserve)
     await settle()
     body = (await client.get(f"/api/tickets/{ticket['id']}")).json()
@@ -306,9 +285,10 @@ async def test_a_cancellation_landing_between_read_and_reserve_wins(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     raced = race_after_first_read(
-        monkeypatch, lambda tid: listeners.release(runtime, order_cancelled(tid, "order-1").data)
+        monkeypatch,
+        lambda tid: listeners.release(runtime, order_cancelled("order-1", ticket_id=tid).data),
     )
-    await listeners.reserve(runtime, order_created(ticket["id"], "order-1").data)
+    await listeners.reserve(runtime, order_created("order-1", ticket_id=ticket["id"]).data)
     await settle()
     assert raced
     assert await state(client, ticket["id"]) == (None, 0)
@@ -324,9 +304,10 @@ async def test_a_reservation_landing_between_read_and_cancel_is_released(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     raced = race_after_first_read(
-        monkeypatch, lambda tid: listeners.reserve(runtime, order_created(tid, "order-1").data)
+        monkeypatch,
+        lambda tid: listeners.reserve(runtime, order_created("order-1", ticket_id=tid).data),
     )
-    await listeners.release(runtime, order_cancelled(ticket["id"], "order-1").data)
+    await listeners.release(runtime, order_cancelled("order-1", ticket_id=ticket["id"]).data)
     await settle()
     assert raced
     assert await state(client, ticket["id"]) == (None, 2)

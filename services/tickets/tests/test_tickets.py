@@ -10,6 +10,8 @@ from bson import ObjectId
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
+from ticketing_common.outbox import Outbox
+from ticketing_testing.apps import only_error, outbox_on
 from ticketing_tickets import repository
 
 SignIn = Callable[..., str]
@@ -20,19 +22,11 @@ TITLE_ERROR = {"message": "Title is required", "field": "title"}
 PRICE_ERROR = {"message": "Price must be greater than 0", "field": "price"}
 
 
-def only_error(response: httpx.Response) -> dict[str, str]:
-    body = response.json()
-    assert list(body) == ["errors"]
-    assert len(body["errors"]) == 1, body
-    error: dict[str, str] = body["errors"][0]
-    return error
-
-
-async def reserve(db: Any, ticket_id: str, order_id: str = "") -> None:
+async def reserve(outbox: Outbox, ticket_id: str, order_id: str = "") -> None:
     """Reserve a ticket as the order:created listener would."""
-    ticket = await repository.get_ticket(db, ticket_id=ticket_id)
+    ticket = await repository.get_ticket(outbox.db, ticket_id=ticket_id)
     assert ticket is not None
-    assert await repository.reserve_ticket(db, ticket=ticket, order_id=order_id or "order-1")
+    assert await repository.reserve_ticket(outbox, ticket=ticket, order_id=order_id or "order-1")
 
 
 # --- create -------------------------------------------------------------------------------------
@@ -196,11 +190,15 @@ async def test_show_returns_the_ticket(
 
 
 async def test_show_returns_a_reserved_ticket(
-    client: httpx.AsyncClient, sign_in: SignIn, create_ticket: CreateTicket, db: Any
+    client: httpx.AsyncClient,
+    sign_in: SignIn,
+    create_ticket: CreateTicket,
+    db: Any,
+    runtime: Any,
 ) -> None:
     sign_in()
     ticket = await create_ticket()
-    await reserve(db, ticket["id"], "order-7")
+    await reserve(runtime.outbox, ticket["id"], "order-7")
     res = await client.get(f"/api/tickets/{ticket['id']}")
     assert res.status_code == 200
     assert res.json()["orderId"] == "order-7"
@@ -211,13 +209,17 @@ async def test_show_returns_a_reserved_ticket(
 
 
 async def test_list_returns_unreserved_tickets_newest_first(
-    client: httpx.AsyncClient, sign_in: SignIn, create_ticket: CreateTicket, db: Any
+    client: httpx.AsyncClient,
+    sign_in: SignIn,
+    create_ticket: CreateTicket,
+    db: Any,
+    runtime: Any,
 ) -> None:
     sign_in()
     first = await create_ticket(title="first")
     second = await create_ticket(title="second")
     third = await create_ticket(title="third")
-    await reserve(db, second["id"])
+    await reserve(runtime.outbox, second["id"])
     client.cookies.clear()
     res = await client.get("/api/tickets")
     assert res.status_code == 200
@@ -231,10 +233,12 @@ async def test_list_is_empty_without_tickets(client: httpx.AsyncClient) -> None:
 
 
 async def test_list_returns_50_by_default_and_honours_limit(
-    client: httpx.AsyncClient, db: Any
+    client: httpx.AsyncClient,
+    db: Any,
+    runtime: Any,
 ) -> None:
     for i in range(55):
-        await repository.create_ticket(db, title=f"t{i}", price_cents=100, user_id="u")
+        await repository.create_ticket(runtime.outbox, title=f"t{i}", price_cents=100, user_id="u")
     res = await client.get("/api/tickets")
     assert len(res.json()) == 50
     assert res.json()[0]["title"] == "t54"
@@ -244,9 +248,11 @@ async def test_list_returns_50_by_default_and_honours_limit(
     assert len(res.json()) == 55
 
 
-async def test_list_pages_with_the_before_cursor(client: httpx.AsyncClient, db: Any) -> None:
+async def test_list_pages_with_the_before_cursor(
+    client: httpx.AsyncClient, db: Any, runtime: Any
+) -> None:
     for i in range(7):
-        await repository.create_ticket(db, title=f"t{i}", price_cents=100, user_id="u")
+        await repository.create_ticket(runtime.outbox, title=f"t{i}", price_cents=100, user_id="u")
     pages: list[list[str]] = []
     params: dict[str, str | int] = {"limit": 3}
     while True:
@@ -261,14 +267,17 @@ async def test_list_pages_with_the_before_cursor(client: httpx.AsyncClient, db: 
 
 
 async def test_list_cursor_skips_tickets_reserved_between_pages(
-    client: httpx.AsyncClient, db: Any
+    client: httpx.AsyncClient,
+    db: Any,
+    runtime: Any,
 ) -> None:
-    ids = [
-        str((await repository.create_ticket(db, title=f"t{i}", price_cents=1, user_id="u"))["_id"])
+    tickets = [
+        await repository.create_ticket(runtime.outbox, title=f"t{i}", price_cents=1, user_id="u")
         for i in range(4)
     ]
+    ids = [str(t["_id"]) for t in tickets]
     page = (await client.get("/api/tickets", params={"limit": 2})).json()
-    await reserve(db, ids[1])
+    await reserve(runtime.outbox, ids[1])
     # The cursor is an id, not an offset: a reservation does not shift what comes next.
     res = await client.get("/api/tickets", params={"limit": 2, "before": page[-1]["id"]})
     assert [t["title"] for t in res.json()] == ["t0"]
@@ -406,10 +415,11 @@ async def test_update_of_a_reserved_ticket_is_rejected(
     db: Any,
     bus: InMemoryBus,
     settle: Settle,
+    runtime: Any,
 ) -> None:
     sign_in()
     ticket = await create_ticket(title="concert")
-    await reserve(db, ticket["id"])
+    await reserve(runtime.outbox, ticket["id"])
     await settle()
     before = len(bus.published_on(Subject.TICKET_UPDATED))
     res = await client.put(f"/api/tickets/{ticket['id']}", json={"title": "new", "price": 5})
@@ -422,11 +432,15 @@ async def test_update_of_a_reserved_ticket_is_rejected(
 
 
 async def test_update_of_someone_elses_reserved_ticket_is_401(
-    client: httpx.AsyncClient, sign_in: SignIn, create_ticket: CreateTicket, db: Any
+    client: httpx.AsyncClient,
+    sign_in: SignIn,
+    create_ticket: CreateTicket,
+    db: Any,
+    runtime: Any,
 ) -> None:
     sign_in()
     ticket = await create_ticket()
-    await reserve(db, ticket["id"])
+    await reserve(runtime.outbox, ticket["id"])
     sign_in()
     res = await client.put(f"/api/tickets/{ticket['id']}", json={"title": "new", "price": 5})
     assert res.status_code == 401
@@ -440,6 +454,7 @@ async def test_update_racing_another_edit_reapplies_on_the_fresh_version(
     bus: InMemoryBus,
     settle: Settle,
     monkeypatch: pytest.MonkeyPatch,
+    runtime: Any,
 ) -> None:
     sign_in()
     ticket = await create_ticket(title="concert")
@@ -452,7 +467,9 @@ async def test_update_racing_another_edit_reapplies_on_the_fresh_version(
         if not raced:
             raced = True  # another edit lands between our read and our write
             assert doc is not None
-            assert await repository.edit_ticket(db, ticket=doc, title="other", price_cents=700)
+            assert await repository.edit_ticket(
+                runtime.outbox, ticket=doc, title="other", price_cents=700
+            )
         return doc
 
     monkeypatch.setattr(repository, "get_ticket", get_then_race)
@@ -470,6 +487,7 @@ async def test_update_racing_a_reservation_is_rejected(
     create_ticket: CreateTicket,
     db: Any,
     monkeypatch: pytest.MonkeyPatch,
+    runtime: Any,
 ) -> None:
     sign_in()
     ticket = await create_ticket(title="concert")
@@ -482,7 +500,7 @@ async def test_update_racing_a_reservation_is_rejected(
         if not raced:
             raced = True
             assert doc is not None
-            assert await repository.reserve_ticket(db, ticket=doc, order_id="order-1")
+            assert await repository.reserve_ticket(runtime.outbox, ticket=doc, order_id="order-1")
         return doc
 
     monkeypatch.setattr(repository, "get_ticket", get_then_reserve)
@@ -521,39 +539,45 @@ async def test_concurrent_updates_each_get_their_own_version(
 
 
 async def test_a_stale_save_fails(db: Any) -> None:
-    created = await repository.create_ticket(db, title="concert", price_cents=500, user_id="u")
+    outbox = outbox_on(db, repository.TICKETS)
+    created = await repository.create_ticket(outbox, title="concert", price_cents=500, user_id="u")
     ticket_id = str(created["_id"])
     first = await repository.get_ticket(db, ticket_id=ticket_id)
     second = await repository.get_ticket(db, ticket_id=ticket_id)
     assert first is not None
     assert second is not None
 
-    assert await repository.edit_ticket(db, ticket=first, title="first", price_cents=10)
-    assert await repository.edit_ticket(db, ticket=second, title="second", price_cents=15) is None
+    assert await repository.edit_ticket(outbox, ticket=first, title="first", price_cents=10)
+    assert (
+        await repository.edit_ticket(outbox, ticket=second, title="second", price_cents=15) is None
+    )
     stored = await repository.get_ticket(db, ticket_id=ticket_id)
     assert stored is not None
     assert (stored["title"], stored["priceCents"], stored["version"]) == ("first", 10, 1)
 
 
 async def test_each_save_bumps_the_version_by_one(db: Any) -> None:
-    ticket = await repository.create_ticket(db, title="concert", price_cents=500, user_id="u")
+    outbox = outbox_on(db, repository.TICKETS)
+    ticket = await repository.create_ticket(outbox, title="concert", price_cents=500, user_id="u")
     assert ticket["version"] == 0
-    once = await repository.edit_ticket(db, ticket=ticket, title="a", price_cents=10)
+    once = await repository.edit_ticket(outbox, ticket=ticket, title="a", price_cents=10)
     assert once is not None
     assert once["version"] == 1
-    twice = await repository.edit_ticket(db, ticket=once, title="b", price_cents=20)
+    twice = await repository.edit_ticket(outbox, ticket=once, title="b", price_cents=20)
     assert twice is not None
     assert twice["version"] == 2
 
 
 async def test_a_reservation_from_a_stale_read_fails(db: Any) -> None:
-    ticket = await repository.create_ticket(db, title="concert", price_cents=500, user_id="u")
-    assert await repository.edit_ticket(db, ticket=ticket, title="a", price_cents=10)
-    assert await repository.reserve_ticket(db, ticket=ticket, order_id="o1") is None
+    outbox = outbox_on(db, repository.TICKETS)
+    ticket = await repository.create_ticket(outbox, title="concert", price_cents=500, user_id="u")
+    assert await repository.edit_ticket(outbox, ticket=ticket, title="a", price_cents=10)
+    assert await repository.reserve_ticket(outbox, ticket=ticket, order_id="o1") is None
 
 
 async def test_a_reservation_fails_once_a_cancelled_order_was_recorded(db: Any) -> None:
+    outbox = outbox_on(db, repository.TICKETS)
     """Recording a cancellation bumps no version, yet a reservation read before it must fail."""
-    ticket = await repository.create_ticket(db, title="concert", price_cents=500, user_id="u")
+    ticket = await repository.create_ticket(outbox, title="concert", price_cents=500, user_id="u")
     assert await repository.remember_released(db, ticket=ticket, order_id="o1")
-    assert await repository.reserve_ticket(db, ticket=ticket, order_id="o1") is None
+    assert await repository.reserve_ticket(outbox, ticket=ticket, order_id="o1") is None

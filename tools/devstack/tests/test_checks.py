@@ -2,11 +2,9 @@
 broken payment invariant (complete <=> exactly one captured charge; cancelled => nothing
 captured, nothing held; never charged twice)."""
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from ticketing_devstack.checks import FAKE_STRIPE_KEY, Snapshot, payment_intents, problems
 from ticketing_fakestripe import FakeStripeServer
@@ -157,21 +155,14 @@ def test_payments_replica_of_a_decided_order_must_agree() -> None:
     assert problems(snap) == ["payments' replica of complete order paid is created"]
 
 
-@pytest.fixture(scope="module")
-def stripe_server() -> Iterator[FakeStripeServer]:
-    with FakeStripeServer() as server:
-        yield server
-
-
 async def test_stripes_payment_intents_are_read_page_by_page(
-    stripe_server: FakeStripeServer,
+    fake_stripe: FakeStripeServer,
 ) -> None:
-    stripe_server.state.reset()
     headers = {"Authorization": f"Bearer {FAKE_STRIPE_KEY}"}
-    async with httpx.AsyncClient(base_url=stripe_server.base_url, headers=headers) as client:
+    async with httpx.AsyncClient(base_url=fake_stripe.base_url, headers=headers) as client:
         for n in range(105):  # more than one page of 100
             data = {"amount": str(100 + n), "currency": "usd"}
             res = await client.post("/v1/payment_intents", data=data)
             assert res.status_code == 200, res.text
-    intents = await payment_intents(stripe_server.base_url)
+    intents = await payment_intents(fake_stripe.base_url)
     assert sorted(i["amount"] for i in intents) == list(range(100, 205))

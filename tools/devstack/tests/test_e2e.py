@@ -272,7 +272,7 @@ async def test_kill_9_orders_mid_stream_loses_nothing(
                 accepted[ticket["id"]] = res.json()["id"]
 
     task = asyncio.create_task(stream())
-    await eventually(lambda: _true(len(accepted) >= 4))
+    await eventually(lambda: asyncio.sleep(0, len(accepted) >= 4))
     stack.kill("orders", signal.SIGKILL)
     stack.restart("orders")
     await task
@@ -300,7 +300,7 @@ async def test_nats_restart_during_traffic_services_recover_by_themselves(
             sold.append(await seller.sell(f"during restart {i}"))
 
     task = asyncio.create_task(traffic())
-    await eventually(lambda: _true(len(sold) >= 3))
+    await eventually(lambda: asyncio.sleep(0, len(sold) >= 3))
     stack.restart("nats")
     await task
     for ticket in sold:
@@ -448,10 +448,6 @@ async def test_two_orders_processes_handle_every_event_once(
     finally:
         stack.kill("orders-2")
         del stack.procs["orders-2"]
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_data_survives_database_restarts(

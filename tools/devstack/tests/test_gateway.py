@@ -8,6 +8,7 @@ import pytest
 
 from ticketing_devstack.gateway import create_app
 from ticketing_devstack.routes import ROUTES, route
+from ticketing_testing.apps import running
 
 
 @pytest.mark.parametrize(
@@ -189,12 +190,14 @@ class ClosingUpstream:
         self.answered = 0
         self.dropped = 0
         self.server: asyncio.Server | None = None
+        self.url = ""
         self.handlers: list[asyncio.Task[None]] = []
 
-    async def __aenter__(self) -> str:
+    async def __aenter__(self) -> "ClosingUpstream":
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{port}"
+        return self
 
     async def __aexit__(self, *_: object) -> None:
         assert self.server is not None
@@ -228,37 +231,40 @@ class ClosingUpstream:
         await writer.wait_closed()
 
 
+@pytest.fixture
+async def closing() -> AsyncIterator[ClosingUpstream]:
+    async with ClosingUpstream() as closing:
+        yield closing
+
+
+@pytest.fixture
+async def pooled(closing: ClosingUpstream) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway, tickets routed to `closing`, running."""
+    async with running(create_app({"tickets": closing.url})) as gw:
+        yield gw
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
 async def test_an_idempotent_request_on_a_closed_pooled_connection_is_retried_once(
-    method: str,
+    pooled: httpx.AsyncClient, closing: ClosingUpstream, method: str
 ) -> None:
-    upstream = ClosingUpstream()
-    async with upstream as base:
-        app = create_app({"tickets": base})
-        async with app.router.lifespan_context(app):
-            gw = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
-            async with gw:
-                for _ in range(3):
-                    res = await gw.request(method, "/api/tickets/1")
-                    assert (res.status_code, res.json()) == (200, {"ok": True})
+    for _ in range(3):
+        res = await pooled.request(method, "/api/tickets/1")
+        assert (res.status_code, res.json()) == (200, {"ok": True})
     # The second request went out on the pooled connection, which dropped it; it was sent again
     # on a new connection. (The third found the pool empty.)
-    assert (upstream.answered, upstream.dropped) == (3, 1)
+    assert (closing.answered, closing.dropped) == (3, 1)
 
 
-async def test_a_post_on_a_closed_pooled_connection_is_not_repeated() -> None:
-    upstream = ClosingUpstream()
-    async with upstream as base:
-        app = create_app({"tickets": base})
-        async with app.router.lifespan_context(app):
-            gw = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
-            async with gw:
-                assert (await gw.post("/api/tickets", json={})).status_code == 200
-                # The upstream may have acted on it: a POST is not sent twice.
-                res = await gw.post("/api/tickets", json={})
-                assert res.status_code == 502
-                assert res.json() == {"errors": [{"message": "Service unavailable: tickets"}]}
-    assert (upstream.answered, upstream.dropped) == (1, 1)
+async def test_a_post_on_a_closed_pooled_connection_is_not_repeated(
+    pooled: httpx.AsyncClient, closing: ClosingUpstream
+) -> None:
+    assert (await pooled.post("/api/tickets", json={})).status_code == 200
+    # The upstream may have acted on it: a POST is not sent twice.
+    res = await pooled.post("/api/tickets", json={})
+    assert res.status_code == 502
+    assert res.json() == {"errors": [{"message": "Service unavailable: tickets"}]}
+    assert (closing.answered, closing.dropped) == (1, 1)
 
 
 async def test_the_upstream_response_is_passed_on_unchanged() -> None:
@@ -272,9 +278,7 @@ async def test_the_upstream_response_is_passed_on_unchanged() -> None:
         )
 
     app = create_app({"auth": "http://auth"}, transport=httpx.MockTransport(compressed))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as gw:
-            res = await gw.get("/api/users/currentuser")
+    async with running(app) as gw:
+        res = await gw.get("/api/users/currentuser")
     assert res.headers["content-encoding"] == "gzip"
     assert res.json() == {"a": 1}  # decoded by the client, once

@@ -10,8 +10,7 @@ which service hears of the other's writes first.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,14 +25,10 @@ from mongomock_motor import AsyncMongoMockClient
 from ticketing_common.bus.memory import InMemoryBroker, InMemoryBus
 from ticketing_common.events import (
     Event,
-    ExpirationComplete,
     Subject,
-    TicketCreated,
-    new_event,
 )
 from ticketing_common.outbox import PENDING
 from ticketing_common.service import Runtime
-from ticketing_common.testing import eventually, running, session_cookie
 from ticketing_devstack.checks import payment_problems, stripe_problems
 from ticketing_fakestripe import FakeStripeServer
 from ticketing_orders.main import create_app as create_orders
@@ -41,8 +36,10 @@ from ticketing_orders.settings import Settings as OrdersSettings
 from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app as create_payments
 from ticketing_payments.settings import Settings as PaymentsSettings
+from ticketing_testing.apps import TEST_JWT_KEY, running, session_cookie
+from ticketing_testing.events import expiration_complete, redelivered, ticket_created
+from ticketing_testing.waiting import eventually
 
-JWT_KEY = "payment-flow-jwt-key-0123456789abcdef0123"
 BUYER = str(ObjectId())
 PRICE, CENTS = 19.99, 1999
 # Outboxes are emptied by the kick at write time and by `flush`/`settle`, never behind a test's
@@ -50,12 +47,6 @@ PRICE, CENTS = 19.99, 1999
 OUTBOX_SWEEP_SECONDS = 3600
 # Events that carry an order's fate, and may be redelivered or duplicated at any time.
 REDELIVERABLE = (Subject.PAYMENT_CREATED, Subject.ORDER_COMPLETED, Subject.ORDER_CANCELLED)
-
-
-@pytest.fixture(scope="module")
-def stripe_server() -> Iterator[FakeStripeServer]:
-    with FakeStripeServer() as server:
-        yield server
 
 
 @dataclass
@@ -155,11 +146,7 @@ class System:
         payments."""
         self.nats_up()
         ticket_id = str(ObjectId())
-        await self.inject(
-            new_event(
-                TicketCreated(id=ticket_id, version=0, title="t", price=PRICE, user_id="seller")
-            )
-        )
+        await self.inject(ticket_created(ticket_id, title="t", price=PRICE, user_id="seller"))
         res = await self.orders.post("/api/orders", json={"ticketId": ticket_id})
         assert res.status_code == 201, res.text
         order_id: str = res.json()["id"]
@@ -184,7 +171,7 @@ class System:
 
     async def expire(self, order_id: str) -> None:
         """expiration:complete, as the expiry job publishes it (it has its own connection)."""
-        await self.inject(new_event(ExpirationComplete(order_id=order_id)))
+        await self.inject(expiration_complete(order_id))
 
     async def redeliver(self, order_id: str, subject: Subject) -> None:
         """The order's last event of `subject` again, under a new envelope id (JetStream's
@@ -195,7 +182,7 @@ class System:
             if order_id in (getattr(e.data, "order_id", None), getattr(e.data, "id", None))
         ]
         if events:
-            await self.inject(events[-1].model_copy(update={"id": uuid.uuid4().hex}))
+            await self.inject(redelivered(events[-1]))
 
     # --- the outcome ----------------------------------------------------------------------------
 
@@ -218,21 +205,20 @@ class System:
 
 @pytest.fixture
 async def system(
-    stripe_server: FakeStripeServer, monkeypatch: pytest.MonkeyPatch
+    fake_stripe: FakeStripeServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[System]:
-    stripe_server.state.reset()
     broker = InMemoryBroker()
     # Enough redeliveries that an event deferred (RetryLater) is never dead-lettered here.
     orders_bus = InMemoryBus("orders", broker=broker, max_deliver=100, retry_delay=0.002)
     payments_bus = InMemoryBus("payments", broker=broker, max_deliver=100, retry_delay=0.002)
     orders_settings = OrdersSettings(
-        environment="test", jwt_key=JWT_KEY, outbox_sweep_seconds=OUTBOX_SWEEP_SECONDS
+        environment="test", jwt_key=TEST_JWT_KEY, outbox_sweep_seconds=OUTBOX_SWEEP_SECONDS
     )
     payments_settings = PaymentsSettings(
         environment="test",
-        jwt_key=JWT_KEY,
+        jwt_key=TEST_JWT_KEY,
         outbox_sweep_seconds=OUTBOX_SWEEP_SECONDS,
-        stripe_api_base=stripe_server.base_url,
+        stripe_api_base=fake_stripe.base_url,
         stripe_max_network_retries=0,
         stripe_timeout_seconds=5,
         payment_lease_seconds=60,
@@ -261,7 +247,7 @@ async def system(
             payments_app,
             orders,
             payments,
-            stripe_server,
+            fake_stripe,
             during_authorization=hooks,
         )
         assert await orders_bus.dead_letters() == []

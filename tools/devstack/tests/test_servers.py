@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from ticketing_common import servers
+from ticketing_testing import servers
 
 
 def test_without_a_system_redis_the_bundled_one_is_used(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,14 @@ def create(client: stripe.StripeClient, params: dict[str, Any], **options: Any) 
     return client.v1.payment_intents.create(params=params, options=options)  # type: ignore[arg-type]
 
 
+def intent_status_of(error: stripe.StripeError) -> str:
+    """The status of the PaymentIntent a Stripe error carries."""
+    assert error.error is not None
+    assert error.error.payment_intent is not None
+    status: str = error.error.payment_intent.status
+    return status
+
+
 # --- charging ------------------------------------------------------------------------------------
 
 
@@ -48,17 +56,17 @@ def test_tok_visa_as_payment_method_data_succeeds(client: stripe.StripeClient) -
 
 
 def test_payment_method_types_is_refused_from_api_version_2026_09_30(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     """The SDK sends its own API version, on which Stripe no longer takes this parameter."""
     params = {"amount": 1999, "currency": "usd", "payment_method_types": ["card"]}
     with pytest.raises(stripe.InvalidRequestError) as raised:
         create(client, params, idempotency_key="types")
     assert raised.value.code == "payment_method_types_no_longer_supported"
-    assert fake.state.intents() == []
+    assert fake_stripe.state.intents() == []
     older = stripe.StripeClient(
         "sk_test_fake",
-        base_addresses={"api": fake.base_url},
+        base_addresses={"api": fake_stripe.base_url},
         stripe_version="2025-03-31.basil",
         http_client=stripe.RequestsClient(timeout=5),
     )
@@ -88,7 +96,7 @@ def test_unconfirmed_intent_waits_for_confirmation(client: stripe.StripeClient) 
     ],
 )
 def test_declined_cards_raise_card_error(
-    client: stripe.StripeClient, fake: FakeStripeServer, card: dict[str, Any]
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer, card: dict[str, Any]
 ) -> None:
     with pytest.raises(stripe.CardError) as raised:
         create(client, {**CONFIRMED, **card})
@@ -100,7 +108,7 @@ def test_declined_cards_raise_card_error(
     assert error.error.decline_code == "generic_decline"
     assert error.error.payment_intent is not None
     assert error.error.payment_intent.status == "requires_payment_method"
-    [intent] = fake.state.intents()
+    [intent] = fake_stripe.state.intents()
     assert intent["status"] == "requires_payment_method"
     assert intent["amount_received"] == 0
 
@@ -116,13 +124,13 @@ def test_declined_cards_raise_card_error(
     ],
 )
 def test_unknown_cards_are_invalid_requests(
-    client: stripe.StripeClient, fake: FakeStripeServer, card: dict[str, Any], message: str
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer, card: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(stripe.InvalidRequestError) as raised:
         create(client, {**CONFIRMED, **card})
     assert raised.value.user_message == message
     assert raised.value.http_status == 400
-    assert fake.state.intents() == []
+    assert fake_stripe.state.intents() == []
 
 
 @pytest.mark.parametrize(
@@ -141,28 +149,28 @@ def test_invalid_amounts_and_currencies(
     assert raised.value.user_message == message
 
 
-def test_a_key_that_is_not_a_test_key_is_refused(fake: FakeStripeServer) -> None:
+def test_a_key_that_is_not_a_test_key_is_refused(fake_stripe: FakeStripeServer) -> None:
     live = stripe.StripeClient(
         "sk_live_nope",
-        base_addresses={"api": fake.base_url},
+        base_addresses={"api": fake_stripe.base_url},
         http_client=stripe.RequestsClient(timeout=5),
     )
     with pytest.raises(stripe.AuthenticationError):
         create(live, VISA)
-    assert fake.state.intents() == []
+    assert fake_stripe.state.intents() == []
 
 
 # --- idempotency ---------------------------------------------------------------------------------
 
 
 def test_same_key_and_params_replays_the_first_intent(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     key = str(uuid.uuid4())
     first = create(client, VISA, idempotency_key=key)
     second = create(client, VISA, idempotency_key=key)
     assert first.id == second.id
-    assert len(fake.state.intents()) == 1
+    assert len(fake_stripe.state.intents()) == 1
     assert len(client.v1.payment_intents.list().data) == 1
 
 
@@ -174,18 +182,18 @@ def test_same_key_with_other_params_is_an_idempotency_error(client: stripe.Strip
 
 
 def test_a_decline_is_replayed_for_its_key(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     key = str(uuid.uuid4())
     declined = {**CONFIRMED, "payment_method": "pm_card_chargeDeclined"}
     for _ in range(2):
         with pytest.raises(stripe.CardError):
             create(client, declined, idempotency_key=key)
-    assert len(fake.state.intents()) == 1
+    assert len(fake_stripe.state.intents()) == 1
 
 
 def test_a_validation_failure_is_not_saved_for_its_key(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     key = str(uuid.uuid4())
     with pytest.raises(stripe.InvalidRequestError):
@@ -194,11 +202,11 @@ def test_a_validation_failure_is_not_saved_for_its_key(
 
 
 def test_different_keys_create_different_intents(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     create(client, VISA, idempotency_key="a")
     create(client, VISA, idempotency_key="b")
-    assert len(fake.state.intents()) == 2
+    assert len(fake_stripe.state.intents()) == 2
 
 
 # --- confirming a PaymentIntent created without a card --------------------------------------------
@@ -223,12 +231,12 @@ def test_created_without_a_card_it_waits_for_one(client: stripe.StripeClient) ->
 
 @pytest.mark.parametrize("card", [{"payment_method": "pm_card_visa"}, TOK_VISA])
 def test_confirming_with_a_card_charges_it(
-    client: stripe.StripeClient, fake: FakeStripeServer, card: dict[str, Any]
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer, card: dict[str, Any]
 ) -> None:
     intent = confirm(client, create(client, UNCONFIRMED).id, card)
     assert (intent.status, intent.amount_received) == ("succeeded", 1999)
     assert intent.payment_method.startswith("pm_")
-    [charge] = fake.state.charges()
+    [charge] = fake_stripe.state.charges()
     assert (charge["id"], charge["status"], charge["amount"]) == (
         intent.latest_charge,
         "succeeded",
@@ -250,16 +258,14 @@ def test_confirming_without_any_card_is_refused(client: stripe.StripeClient) -> 
 
 
 def test_a_decline_leaves_the_intent_open_for_another_card(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = create(client, UNCONFIRMED)
     with pytest.raises(stripe.CardError) as raised:
         confirm(client, intent.id, {"payment_method": "pm_card_chargeDeclined"})
     assert raised.value.http_status == 402
     assert raised.value.user_message == "Your card was declined."
-    assert raised.value.error is not None
-    assert raised.value.error.payment_intent is not None
-    assert raised.value.error.payment_intent.status == "requires_payment_method"
+    assert intent_status_of(raised.value) == "requires_payment_method"
     declined = client.v1.payment_intents.retrieve(intent.id)
     assert (declined.status, declined.amount_received) == ("requires_payment_method", 0)
     assert declined.last_payment_error is not None
@@ -267,22 +273,20 @@ def test_a_decline_leaves_the_intent_open_for_another_card(
     paid = confirm(client, intent.id, TOK_VISA)
     assert paid.status == "succeeded"
     assert paid.last_payment_error is None
-    assert [c["status"] for c in fake.state.charges()] == ["failed", "succeeded"]
-    assert len(fake.state.intents()) == 1
+    assert [c["status"] for c in fake_stripe.state.charges()] == ["failed", "succeeded"]
+    assert len(fake_stripe.state.intents()) == 1
 
 
 def test_a_succeeded_intent_cannot_be_confirmed_again(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = confirm(client, create(client, UNCONFIRMED).id, {"payment_method": "pm_card_visa"})
     with pytest.raises(stripe.InvalidRequestError, match="already succeeded") as raised:
         confirm(client, intent.id, {"payment_method": "pm_card_mastercard"})
     assert raised.value.http_status == 400
     assert raised.value.code == "payment_intent_unexpected_state"
-    assert raised.value.error is not None
-    assert raised.value.error.payment_intent is not None
-    assert raised.value.error.payment_intent.status == "succeeded"
-    assert len(fake.state.charges()) == 1  # no second charge
+    assert intent_status_of(raised.value) == "succeeded"
+    assert len(fake_stripe.state.charges()) == 1  # no second charge
 
 
 def test_confirming_an_unknown_intent_is_404(client: stripe.StripeClient) -> None:
@@ -300,16 +304,16 @@ def test_confirming_dashboard_methods_needs_a_return_url_too(client: stripe.Stri
 
 
 def test_an_unknown_card_at_confirmation_is_an_invalid_request(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = create(client, UNCONFIRMED)
     with pytest.raises(stripe.InvalidRequestError, match="No such PaymentMethod"):
         confirm(client, intent.id, {"payment_method": "pm_nope"})
-    assert fake.state.charges() == []
+    assert fake_stripe.state.charges() == []
 
 
 def test_a_confirmation_is_replayed_for_its_key(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = create(client, UNCONFIRMED)
     first = confirm(client, intent.id, {"payment_method": "pm_card_visa"}, idempotency_key="c")
@@ -317,7 +321,7 @@ def test_a_confirmation_is_replayed_for_its_key(
     assert again.last_response is not None
     assert again.last_response.headers["Idempotent-Replayed"] == "true"
     assert (first.id, again.status) == (intent.id, "succeeded")
-    assert len(fake.state.charges()) == 1
+    assert len(fake_stripe.state.charges()) == 1
     with pytest.raises(stripe.IdempotencyError):
         confirm(client, intent.id, {"payment_method": "pm_card_mastercard"}, idempotency_key="c")
 
@@ -358,7 +362,7 @@ def cancel(client: stripe.StripeClient, intent_id: str, params: Any = None, **op
 
 
 def test_with_manual_capture_confirming_only_authorizes(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = authorized(client)
     assert intent.capture_method == "manual"
@@ -367,7 +371,7 @@ def test_with_manual_capture_confirming_only_authorizes(
         1999,
         0,
     )
-    [charge] = fake.state.charges()
+    [charge] = fake_stripe.state.charges()
     assert (charge["status"], charge["captured"], charge["amount_captured"]) == (
         "succeeded",
         False,
@@ -377,7 +381,7 @@ def test_with_manual_capture_confirming_only_authorizes(
 
 
 def test_capturing_an_authorization_moves_the_money(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = authorized(client)
     captured = capture(client, intent.id)
@@ -386,14 +390,14 @@ def test_capturing_an_authorization_moves_the_money(
         1999,
         0,
     )
-    [charge] = fake.state.charges()
+    [charge] = fake_stripe.state.charges()
     assert (charge["captured"], charge["amount_captured"]) == (True, 1999)
     listed = client.v1.payment_intents.list(params={"limit": 100}).data
     assert [(i.id, i.status) for i in listed] == [(intent.id, "succeeded")]
 
 
 def test_a_capture_is_replayed_for_its_key_and_refused_without_it(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = authorized(client)
     first = capture(client, intent.id, idempotency_key="capture-o1")
@@ -405,10 +409,8 @@ def test_a_capture_is_replayed_for_its_key_and_refused_without_it(
         capture(client, intent.id, idempotency_key="capture-other")
     assert raised.value.http_status == 400
     assert raised.value.code == "payment_intent_unexpected_state"
-    assert raised.value.error is not None
-    assert raised.value.error.payment_intent is not None
-    assert raised.value.error.payment_intent.status == "succeeded"
-    [charge] = fake.state.charges()
+    assert intent_status_of(raised.value) == "succeeded"
+    [charge] = fake_stripe.state.charges()
     assert charge["amount_captured"] == 1999  # captured once
 
 
@@ -426,7 +428,7 @@ def test_a_partial_capture_releases_the_rest(client: stripe.StripeClient) -> Non
 
 @pytest.mark.parametrize("setup", ["unconfirmed", "declined", "automatic"])
 def test_only_an_authorization_can_be_captured(
-    client: stripe.StripeClient, fake: FakeStripeServer, setup: str
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer, setup: str
 ) -> None:
     if setup == "automatic":
         intent = create(client, VISA)  # charged and captured at once
@@ -439,7 +441,7 @@ def test_only_an_authorization_can_be_captured(
     with pytest.raises(stripe.InvalidRequestError, match=f"status of {status}") as raised:
         capture(client, intent.id)
     assert raised.value.code == "payment_intent_unexpected_state"
-    assert all(not c["captured"] or setup == "automatic" for c in fake.state.charges())
+    assert all(not c["captured"] or setup == "automatic" for c in fake_stripe.state.charges())
 
 
 def test_capturing_an_unknown_intent_is_404(client: stripe.StripeClient) -> None:
@@ -449,14 +451,14 @@ def test_capturing_an_unknown_intent_is_404(client: stripe.StripeClient) -> None
 
 
 def test_canceling_an_authorization_voids_it(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = authorized(client)
     canceled = cancel(client, intent.id, {"cancellation_reason": "abandoned"})
     assert (canceled.status, canceled.cancellation_reason) == ("canceled", "abandoned")
     assert (canceled.amount_capturable, canceled.amount_received) == (0, 0)
     assert canceled.canceled_at is not None
-    [charge] = fake.state.charges()
+    [charge] = fake_stripe.state.charges()
     # The hold is released: nothing captured, the authorized amount given back.
     assert (charge["captured"], charge["amount_captured"], charge["refunded"]) == (False, 0, True)
     # Canceled is final: it can be neither captured nor confirmed any more.
@@ -464,19 +466,19 @@ def test_canceling_an_authorization_voids_it(
         capture(client, intent.id)
     with pytest.raises(stripe.InvalidRequestError, match="status of canceled"):
         confirm(client, intent.id, TOK_VISA)
-    assert len(fake.state.charges()) == 1
+    assert len(fake_stripe.state.charges()) == 1
 
 
 @pytest.mark.parametrize("params", [MANUAL, {**MANUAL, "payment_method": "pm_card_visa"}])
 def test_an_intent_never_confirmed_can_be_canceled(
-    client: stripe.StripeClient, fake: FakeStripeServer, params: dict[str, Any]
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer, params: dict[str, Any]
 ) -> None:
     intent = create(client, params)
     assert intent.status in ("requires_payment_method", "requires_confirmation")
     assert cancel(client, intent.id).status == "canceled"
     with pytest.raises(stripe.InvalidRequestError, match="status of canceled"):
         confirm(client, intent.id, {})
-    assert fake.state.charges() == []
+    assert fake_stripe.state.charges() == []
 
 
 def test_a_cancel_is_replayed_for_its_key_and_refused_again_without_it(
@@ -494,17 +496,15 @@ def test_a_cancel_is_replayed_for_its_key_and_refused_again_without_it(
 
 
 def test_a_captured_intent_cannot_be_canceled(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = authorized(client)
     capture(client, intent.id)
     with pytest.raises(stripe.InvalidRequestError, match="status of succeeded") as raised:
         cancel(client, intent.id)
     assert raised.value.code == "payment_intent_unexpected_state"
-    assert raised.value.error is not None
-    assert raised.value.error.payment_intent is not None
-    assert raised.value.error.payment_intent.status == "succeeded"
-    [charge] = fake.state.charges()
+    assert intent_status_of(raised.value) == "succeeded"
+    [charge] = fake_stripe.state.charges()
     assert (charge["captured"], charge["refunded"]) == (True, False)
 
 
@@ -554,7 +554,7 @@ def refund(client: stripe.StripeClient, params: Any, **options: Any) -> Any:
 
 
 def test_a_refund_returns_the_whole_payment(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = paid_intent(client)
     done = refund(client, {"payment_intent": intent.id, "metadata": {"orderId": "o1"}})
@@ -563,7 +563,7 @@ def test_a_refund_returns_the_whole_payment(
     assert (done.amount, done.currency, done.status) == (1999, "usd", "succeeded")
     assert (done.payment_intent, done.charge) == (intent.id, intent.latest_charge)
     assert done.metadata.to_dict() == {"orderId": "o1"}
-    [charge] = fake.state.charges()
+    [charge] = fake_stripe.state.charges()
     assert (charge["amount_refunded"], charge["refunded"]) == (1999, True)
     assert client.v1.refunds.retrieve(done.id).amount == 1999
 
@@ -583,13 +583,13 @@ def test_partial_refunds_up_to_the_amount_then_already_refunded(
 
 
 def test_a_refund_is_replayed_for_its_key(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = paid_intent(client)
     first = refund(client, {"payment_intent": intent.id}, idempotency_key="refund-o1")
     again = refund(client, {"payment_intent": intent.id}, idempotency_key="refund-o1")
     assert again.id == first.id
-    assert len(fake.state.refunds()) == 1
+    assert len(fake_stripe.state.refunds()) == 1
 
 
 @pytest.mark.parametrize(
@@ -601,25 +601,25 @@ def test_a_refund_is_replayed_for_its_key(
     ],
 )
 def test_refunding_nothing_known_is_refused(
-    client: stripe.StripeClient, fake: FakeStripeServer, params: dict[str, Any], message: str
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer, params: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(stripe.InvalidRequestError, match=message):
         refund(client, params)
-    assert fake.state.refunds() == []
+    assert fake_stripe.state.refunds() == []
 
 
 def test_an_unpaid_intent_has_nothing_to_refund(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     intent = create(client, UNCONFIRMED)
     with pytest.raises(stripe.InvalidRequestError, match="does not have a successful charge"):
         refund(client, {"payment_intent": intent.id})
     with pytest.raises(stripe.CardError):
         confirm(client, intent.id, {"payment_method": "pm_card_chargeDeclined"})
-    [declined] = fake.state.charges()
+    [declined] = fake_stripe.state.charges()
     with pytest.raises(stripe.InvalidRequestError, match="no successful payment"):
         refund(client, {"charge": declined["id"]})
-    assert fake.state.refunds() == []
+    assert fake_stripe.state.refunds() == []
 
 
 def test_refunds_are_listed_newest_first_per_intent(client: stripe.StripeClient) -> None:
@@ -661,87 +661,93 @@ def test_list_is_newest_first_and_paged(client: stripe.StripeClient) -> None:
 # --- failure injection ---------------------------------------------------------------------------
 
 
-def inject(fake: FakeStripeServer, count: int, status: int = 500) -> None:
-    res = httpx.post(f"{fake.base_url}/_fake/fail", json={"count": count, "status": status})
+def inject(fake_stripe: FakeStripeServer, count: int, status: int = 500) -> None:
+    res = httpx.post(f"{fake_stripe.base_url}/_fake/fail", json={"count": count, "status": status})
     assert res.status_code == 200
 
 
 def test_a_transient_500_is_retried_by_the_sdk_without_a_duplicate(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
-    inject(fake, 2)  # the SDK makes 1 + max_network_retries (2) attempts
+    inject(fake_stripe, 2)  # the SDK makes 1 + max_network_retries (2) attempts
     assert create(client, VISA).status == "succeeded"
-    assert len(fake.state.intents()) == 1
-    assert fake.state.requests == 3
+    assert len(fake_stripe.state.intents()) == 1
+    assert fake_stripe.state.requests == 3
 
 
 def test_a_persistent_500_reaches_the_caller_as_api_error(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
-    inject(fake, 3)
+    inject(fake_stripe, 3)
     with pytest.raises(stripe.APIError):
         create(client, VISA)
-    assert fake.state.requests == 3
-    assert fake.state.intents() == []
+    assert fake_stripe.state.requests == 3
+    assert fake_stripe.state.intents() == []
     assert create(client, VISA).status == "succeeded"  # the outage is over
 
 
 def test_an_injected_429_is_a_rate_limit_error(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
-    inject(fake, 1, status=429)
+    inject(fake_stripe, 1, status=429)
     with pytest.raises(stripe.RateLimitError):
         create(client, VISA)
 
 
 def test_after_commit_the_request_is_carried_out_and_only_its_answer_is_lost(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
-    fake.state.fail_next(3, after_commit=True)  # every attempt of the SDK loses its answer
+    fake_stripe.state.fail_next(3, after_commit=True)  # every attempt of the SDK loses its answer
     with pytest.raises(stripe.APIError):
         create(client, VISA, idempotency_key="lost")
-    [intent] = fake.state.intents()  # created once: the SDK's retries were replays
+    [intent] = fake_stripe.state.intents()  # created once: the SDK's retries were replays
     assert intent["status"] == "succeeded"
-    assert len(fake.state.charges()) == 1
-    assert fake.state.requests == 3
+    assert len(fake_stripe.state.charges()) == 1
+    assert fake_stripe.state.requests == 3
     assert create(client, VISA, idempotency_key="lost").id == intent["id"]
 
 
 def test_one_lost_answer_is_hidden_by_the_sdks_retry(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     res = httpx.post(
-        f"{fake.base_url}/_fake/fail", json={"count": 1, "status": 500, "after_commit": True}
+        f"{fake_stripe.base_url}/_fake/fail", json={"count": 1, "status": 500, "after_commit": True}
     )
     assert res.status_code == 200
     intent = create(client, VISA)  # the SDK resends under its own idempotency key
-    assert [pi["id"] for pi in fake.state.intents()] == [intent.id]
-    assert fake.state.requests == 2
+    assert [pi["id"] for pi in fake_stripe.state.intents()] == [intent.id]
+    assert fake_stripe.state.requests == 2
 
 
 def test_failures_can_be_aimed_at_one_endpoint(
-    client: stripe.StripeClient, fake: FakeStripeServer
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
 ) -> None:
     once = stripe.StripeClient(
         "sk_test_fake",
-        base_addresses={"api": fake.base_url},
+        base_addresses={"api": fake_stripe.base_url},
         max_network_retries=0,
         http_client=stripe.RequestsClient(timeout=5),
     )
-    fake.state.fail_next(1, path="/confirm")
+    fake_stripe.state.fail_next(1, path="/confirm")
     intent = create(once, UNCONFIRMED)  # not a confirmation: served
     with pytest.raises(stripe.APIError):
         confirm(once, intent.id, {"payment_method": "pm_card_visa"})
-    assert fake.state.charges() == []  # failed before doing anything
+    assert fake_stripe.state.charges() == []  # failed before doing anything
     assert confirm(client, intent.id, {"payment_method": "pm_card_visa"}).status == "succeeded"
 
 
-def test_reset_forgets_everything(client: stripe.StripeClient, fake: FakeStripeServer) -> None:
+def test_reset_forgets_everything(
+    client: stripe.StripeClient, fake_stripe: FakeStripeServer
+) -> None:
     refund(client, {"payment_intent": create(client, VISA, idempotency_key="k").id})
-    inject(fake, 5)
-    assert httpx.post(f"{fake.base_url}/_fake/reset").status_code == 200
-    assert (fake.state.intents(), fake.state.charges(), fake.state.refunds()) == ([], [], [])
-    assert fake.state.requests == 0
+    inject(fake_stripe, 5)
+    assert httpx.post(f"{fake_stripe.base_url}/_fake/reset").status_code == 200
+    assert (
+        fake_stripe.state.intents(),
+        fake_stripe.state.charges(),
+        fake_stripe.state.refunds(),
+    ) == ([], [], [])
+    assert fake_stripe.state.requests == 0
     assert create(client, {**VISA, "amount": 2000}, idempotency_key="k").amount == 2000
 
 

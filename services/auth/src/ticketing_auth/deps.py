@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from ticketing_auth.settings import Settings, get_settings
+from ticketing_auth.runtime import AuthRuntime
 from ticketing_common.auth import CurrentUser, OptionalUser
-from ticketing_common.service import DbDep, RuntimeDep
+from ticketing_common.service import runtime_of
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+RuntimeDep = Annotated[AuthRuntime, Depends(runtime_of(AuthRuntime))]
 
-__all__ = ["CurrentUser", "DbDep", "OptionalUser", "RuntimeDep"]
+__all__ = ["CurrentUser", "OptionalUser", "RuntimeDep"]

@@ -6,23 +6,19 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from ticketing_auth import passwords, repository
+from ticketing_auth import repository
 from ticketing_auth.api.routes import users
+from ticketing_auth.runtime import open_runtime
 from ticketing_auth.settings import Settings, get_settings
 from ticketing_common.bus import Bus
-from ticketing_common.service import Runtime, ServiceSpec, create_service_app
-
-
-async def _startup(_: Runtime) -> None:
-    await passwords.warm_up()
-
+from ticketing_common.service import ServiceSpec, create_service_app
 
 SPEC = ServiceSpec(
     name="auth",
     routers=[users.router],
+    open_runtime=open_runtime,
     indexes=repository.INDEXES,
     outbox_collections=[repository.USERS],
-    on_startup=_startup,
 )
 
 

@@ -3,35 +3,52 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from bson import ObjectId
+from pymongo.asynchronous.collection import AsyncCollection
 
 from ticketing_common.events import UserCreated, new_event
-from ticketing_common.mongo import Document, IndexSpec
-from ticketing_common.outbox import outbox_fields
+from ticketing_common.mongo import Database, IndexSpec, collection
+from ticketing_common.outbox import Outbox, Outboxed
 
 USERS = "users"
+
+
+class UserDoc(Outboxed):
+    """A document of `users`."""
+
+    _id: ObjectId
+    email: str
+    passwordHash: str
+    version: int
+    createdAt: datetime
+
+
+def _users(db: Database) -> AsyncCollection[UserDoc]:
+    return collection(db, USERS, UserDoc)
+
 
 INDEXES = [IndexSpec(USERS, [("email", 1)], {"unique": True, "name": "email_unique"})]
 
 
-async def create_user(db: Any, *, email: str, password_hash: str) -> Document:
+async def create_user(outbox: Outbox, *, email: str, password_hash: str) -> UserDoc:
     """Insert the user and its user:created event in one write; DuplicateKeyError if taken."""
     user_id = ObjectId()
     event = new_event(UserCreated(id=str(user_id), email=email))
-    doc: Document = {
+    doc: UserDoc = {
         "_id": user_id,
         "email": email,
         "passwordHash": password_hash,
         "version": 0,
         "createdAt": datetime.now(UTC),
-        **outbox_fields(event),
     }
-    await db[USERS].insert_one(doc)
-    return doc
+    return await outbox.collection(USERS, UserDoc).insert_one(doc, event)
 
 
-async def get_user_by_email(db: Any, *, email: str) -> Document | None:
-    doc: Document | None = await db[USERS].find_one({"email": email})
-    return doc
+async def get_user_by_email(db: Database, *, email: str) -> UserDoc | None:
+    return await _users(db).find_one({"email": email})
+
+
+def password_hash_of(user: UserDoc | None) -> str | None:
+    """The user's password hash; None for no user (verified against a dummy, see `passwords`)."""
+    return user["passwordHash"] if user is not None else None

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator
 
+from ticketing_auth.repository import UserDoc
 from ticketing_common.validation import EmailField, RequestBody, text_check
 
 PASSWORD_MESSAGE = "Password must be between 8 and 128 characters"  # noqa: S105 - a message
@@ -40,6 +41,10 @@ class UserSignin(RequestBody):
 class UserPublic(BaseModel):
     id: str
     email: str
+
+    @classmethod
+    def from_doc(cls, doc: UserDoc) -> UserPublic:
+        return cls(id=str(doc["_id"]), email=doc["email"])
 
 
 class CurrentUserResponse(BaseModel):

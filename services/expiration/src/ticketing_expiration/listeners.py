@@ -12,34 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any, cast
 
-from rq import Queue
-
-from ticketing_common.bus import Handler
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, Subject
 from ticketing_common.mongo import as_utc
-from ticketing_common.service import Runtime
+from ticketing_common.service import EventHandler
 from ticketing_expiration import repository
-from ticketing_expiration.settings import Settings
+from ticketing_expiration.runtime import ExpirationRuntime
 
 log = logging.getLogger("ticketing.expiration")
 
-QUEUE = "queue"
 
-
-def queue_of(runtime: Runtime) -> Queue:
-    queue: Queue = runtime.extras[QUEUE]
-    return queue
-
-
-async def on_order_created(runtime: Runtime, event: Event[Any]) -> None:
-    data: OrderCreated = event.data
+async def on_order_created(runtime: ExpirationRuntime, event: Event[OrderCreated]) -> None:
+    data = event.data
     expires_at = as_utc(data.expires_at)
-    grace = cast(Settings, runtime.settings).expiry_grace_seconds
-    due_at = expires_at + timedelta(seconds=grace)
+    due_at = expires_at + timedelta(seconds=runtime.settings.expiry_grace_seconds)
     scheduled = await asyncio.to_thread(
-        repository.schedule_expiry, queue_of(runtime), order_id=data.id, due_at=due_at
+        repository.schedule_expiry, runtime.queue, order_id=data.id, due_at=due_at
     )
     if scheduled:
         log.info(
@@ -54,20 +42,13 @@ async def on_order_created(runtime: Runtime, event: Event[Any]) -> None:
         log.info("order already scheduled or cancelled, ignored", extra={"order": data.id})
 
 
-async def on_order_cancelled(runtime: Runtime, event: Event[Any]) -> None:
-    data: OrderCancelled = event.data
-    dropped = await asyncio.to_thread(repository.cancel_expiry, queue_of(runtime), order_id=data.id)
+async def on_order_cancelled(runtime: ExpirationRuntime, event: Event[OrderCancelled]) -> None:
+    data = event.data
+    dropped = await asyncio.to_thread(repository.cancel_expiry, runtime.queue, order_id=data.id)
     log.info("order cancelled", extra={"order": data.id, "job_dropped": dropped})
 
 
-def subscriptions(runtime: Runtime) -> dict[Subject, Handler]:
-    async def order_created(event: Event[Any]) -> None:
-        await on_order_created(runtime, event)
-
-    async def order_cancelled(event: Event[Any]) -> None:
-        await on_order_cancelled(runtime, event)
-
-    return {
-        Subject.ORDER_CREATED: order_created,
-        Subject.ORDER_CANCELLED: order_cancelled,
-    }
+HANDLERS: dict[Subject, EventHandler[ExpirationRuntime]] = {
+    Subject.ORDER_CREATED: on_order_created,
+    Subject.ORDER_CANCELLED: on_order_cancelled,
+}

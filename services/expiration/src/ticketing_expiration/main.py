@@ -7,52 +7,34 @@ into RQ jobs in Redis. The jobs are run by `python -m ticketing_expiration.worke
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 from fastapi import FastAPI
 from redis import Redis
 
 from ticketing_common.bus import Bus
-from ticketing_common.service import Runtime, ServiceSpec, create_service_app
-from ticketing_expiration import listeners, repository
+from ticketing_common.service import ServiceSpec, create_service_app
+from ticketing_expiration import listeners
+from ticketing_expiration.runtime import ExpirationRuntime, opener
 from ticketing_expiration.settings import Settings, get_settings
 
-REDIS = "redis"
 
-
-def _redis_of(runtime: Runtime) -> Redis:
-    redis: Redis = runtime.extras[REDIS]
-    return redis
-
-
-async def redis_ready(runtime: Runtime) -> str | None:
+async def redis_ready(runtime: ExpirationRuntime) -> str | None:
     """The readiness check: None when Redis answers a PING."""
     try:
-        await asyncio.to_thread(_redis_of(runtime).ping)
+        await asyncio.to_thread(runtime.redis.ping)
     except Exception as exc:
         return f"redis: {type(exc).__name__}"
     return None
 
 
-def build_spec(redis: Redis | None = None) -> ServiceSpec:
+def build_spec(redis: Redis | None = None) -> ServiceSpec[Settings, ExpirationRuntime]:
     """The service's spec; `redis` (tests: fakeredis) replaces a client built from REDIS_URL."""
-
-    async def startup(runtime: Runtime) -> None:
-        settings = cast(Settings, runtime.settings)
-        client = redis if redis is not None else repository.connect(settings.redis_url)
-        runtime.extras[REDIS] = client
-        runtime.extras[listeners.QUEUE] = repository.make_queue(client, settings.queue_name)
-
-    async def shutdown(runtime: Runtime) -> None:
-        if redis is None:
-            await asyncio.to_thread(_redis_of(runtime).close)
-
     return ServiceSpec(
         name="expiration",
         routers=[],
-        subscriptions=listeners.subscriptions,
-        on_startup=startup,
-        on_shutdown=shutdown,
+        open_runtime=opener(redis),
+        handlers=listeners.HANDLERS,
         uses_mongo=False,
         readiness_checks=[redis_ready],
     )

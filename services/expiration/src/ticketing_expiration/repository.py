@@ -85,7 +85,7 @@ def schedule_expiry(queue: Queue, *, order_id: str, due_at: datetime) -> bool:
             try:
                 # A concurrent schedule (the job key) or cancel (the marker) between this check
                 # and EXEC aborts the transaction, and the check runs again.
-                pipe.watch(job.key, marker)  # type: ignore[no-untyped-call]
+                pipe.watch(job.key, marker)  # type: ignore[no-untyped-call]  # redis-py: untyped
                 if pipe.exists(job.key, marker):
                     return False
                 pipe.multi()

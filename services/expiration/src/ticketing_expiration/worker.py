@@ -39,7 +39,7 @@ class ExpirationWorker(Worker):
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_signalled = True
-        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # rq is untyped
 
 
 def build_worker(redis: Redis, settings: Settings) -> ExpirationWorker:

@@ -16,56 +16,59 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
-from ticketing_common.service import Runtime
-from ticketing_orders import repository
+from ticketing_common.outbox import Outbox
+from ticketing_orders import reservations, state
 from ticketing_orders.settings import Settings
 
 log = logging.getLogger("ticketing.orders.expiry")
 
-TASK = "expiry-sweep"
 
-
-async def sweep_once(runtime: Runtime, settings: Settings, *, now: datetime | None = None) -> int:
+async def sweep_once(outbox: Outbox, settings: Settings, *, now: datetime | None = None) -> int:
     """Cancel every open order whose time and grace are up; returns how many it cancelled."""
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=settings.expiry_grace_seconds)
     cancelled = 0
     while True:
-        overdue = await repository.overdue_orders(runtime.db, cutoff=cutoff)
+        overdue = await state.overdue_orders(outbox.db, cutoff=cutoff)
         progressed = False
         for order_id in overdue:
-            result, _ = await repository.cancel_order(runtime.db, order_id=order_id)
-            if result is repository.CancelResult.CANCELLED:
-                runtime.relay.kick(repository.ORDERS, order_id)
+            result, _ = await state.cancel_order(outbox, order_id=order_id)
+            if result is state.CancelResult.CANCELLED:
                 log.info("overdue order cancelled by the sweep", extra={"order": str(order_id)})
                 cancelled += 1
                 progressed = True
         # A full page that all changed: there may be more behind it.
-        if len(overdue) < repository.SWEEP_PAGE or not progressed:
+        if len(overdue) < state.SWEEP_PAGE or not progressed:
             break
     # Buyers that died between inserting and confirming: their orders never showed; drop them.
-    await repository.sweep_unconfirmed(runtime.db, older_than=cutoff)
+    await reservations.sweep_unconfirmed(outbox.db, older_than=cutoff)
     return cancelled
 
 
-async def _sweep_forever(runtime: Runtime, settings: Settings) -> None:
-    while True:
-        try:
-            await sweep_once(runtime, settings)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Mongo down: the next round tries again; nothing is lost by waiting.
-            log.warning("expiry sweep failed", extra={"error": repr(exc)})
-        await asyncio.sleep(settings.expiry_sweep_seconds)
+class ExpirySweeper:
+    """The process's sweep, every `EXPIRY_SWEEP_SECONDS`, from start to stop."""
 
+    def __init__(self, outbox: Outbox, settings: Settings) -> None:
+        self.outbox = outbox
+        self.settings = settings
+        self._task: asyncio.Task[None] | None = None
 
-def start(runtime: Runtime, settings: Settings) -> None:
-    runtime.extras[TASK] = asyncio.create_task(_sweep_forever(runtime, settings), name=TASK)
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await sweep_once(self.outbox, self.settings)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Mongo down: the next round tries again; nothing is lost by waiting.
+                log.warning("expiry sweep failed", extra={"error": repr(exc)})
+            await asyncio.sleep(self.settings.expiry_sweep_seconds)
 
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sweep_forever(), name="expiry-sweep")
 
-async def stop(runtime: Runtime) -> None:
-    task: asyncio.Task[None] | None = runtime.extras.pop(TASK, None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

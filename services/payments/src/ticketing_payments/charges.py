@@ -99,7 +99,7 @@ class StripeCharger:
         )
 
     async def close(self) -> None:
-        await self.http_client.close_async()  # type: ignore[no-untyped-call]
+        await self.http_client.close_async()  # type: ignore[no-untyped-call]  # stripe: untyped
 
     # --- paying (authorizing): errors become what the buyer is shown ---------------------------
 

@@ -7,26 +7,9 @@ from typing import Annotated
 from fastapi import Depends
 
 from ticketing_common.auth import CurrentUser
-from ticketing_common.service import DbDep, RuntimeDep
-from ticketing_payments.charges import StripeCharger
-from ticketing_payments.settings import Settings
+from ticketing_common.service import runtime_of
+from ticketing_payments.runtime import PaymentsRuntime
 
-CHARGER = "stripe_charger"
+RuntimeDep = Annotated[PaymentsRuntime, Depends(runtime_of(PaymentsRuntime))]
 
-
-def get_settings(runtime: RuntimeDep) -> Settings:
-    # The app's own settings (tests pass theirs to create_app), not the process-wide cache.
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    return settings
-
-
-def get_charger(runtime: RuntimeDep) -> StripeCharger:
-    charger: StripeCharger = runtime.extras[CHARGER]
-    return charger
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-ChargerDep = Annotated[StripeCharger, Depends(get_charger)]
-
-__all__ = ["ChargerDep", "CurrentUser", "DbDep", "RuntimeDep", "SettingsDep"]
+__all__ = ["CurrentUser", "RuntimeDep"]

@@ -10,11 +10,9 @@ or ahead of an earlier version, is deferred with RetryLater until the replica ca
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from ticketing_common.bus import Handler, RetryLater
+from ticketing_common.bus import RetryLater
 from ticketing_common.events import (
     Event,
     OrderCancelled,
@@ -24,22 +22,22 @@ from ticketing_common.events import (
     Subject,
 )
 from ticketing_common.money import to_cents
-from ticketing_common.mongo import Document, as_utc
-from ticketing_common.service import Runtime
+from ticketing_common.mongo import Database, as_utc
+from ticketing_common.service import EventHandler
 from ticketing_payments import repository, settle
-from ticketing_payments.charges import StripeCharger
-from ticketing_payments.deps import get_charger
+from ticketing_payments.repository import OrderReplicaDoc
+from ticketing_payments.runtime import PaymentsRuntime
 
 log = logging.getLogger("ticketing.payments.listeners")
 
 # Applies an order event of `version` to the replica if it is at `version - 1`, else None.
-VersionedChange = Callable[..., Awaitable[Document | None]]
+VersionedChange = Callable[..., Awaitable[OrderReplicaDoc | None]]
 
 
-async def on_order_created(db: Any, event: Event[OrderCreated]) -> None:
+async def on_order_created(runtime: PaymentsRuntime, event: Event[OrderCreated]) -> None:
     data = event.data
     inserted = await repository.insert_order(
-        db,
+        runtime.db,
         order_id=data.id,
         user_id=data.user_id,
         status=data.status.value,
@@ -53,21 +51,21 @@ async def on_order_created(db: Any, event: Event[OrderCreated]) -> None:
         log.info("duplicate order:created ignored", extra={"order_id": data.id})
 
 
-async def on_order_cancelled(db: Any, charger: StripeCharger, event: Event[OrderCancelled]) -> None:
-    replica = await _apply(db, event.subject, event.data, repository.cancel_order)
+async def on_order_cancelled(runtime: PaymentsRuntime, event: Event[OrderCancelled]) -> None:
+    replica = await _apply(runtime.db, event.subject, event.data, repository.cancel_order)
     if replica["status"] == OrderStatus.CANCELLED:
-        await settle.void_cancelled_order(db, charger, replica)
+        await settle.void_cancelled_order(runtime.db, runtime.charger, replica)
 
 
-async def on_order_completed(db: Any, charger: StripeCharger, event: Event[OrderCompleted]) -> None:
-    replica = await _apply(db, event.subject, event.data, repository.complete_order)
+async def on_order_completed(runtime: PaymentsRuntime, event: Event[OrderCompleted]) -> None:
+    replica = await _apply(runtime.db, event.subject, event.data, repository.complete_order)
     if replica["status"] == OrderStatus.COMPLETE:
-        await settle.capture_completed_order(db, charger, replica)
+        await settle.capture_completed_order(runtime.db, runtime.charger, replica)
 
 
 async def _apply(
-    db: Any, subject: Subject, data: OrderCancelled | OrderCompleted, change: VersionedChange
-) -> Document:
+    db: Database, subject: Subject, data: OrderCancelled | OrderCompleted, change: VersionedChange
+) -> OrderReplicaDoc:
     """The replica once the event's version is applied to it (now, or by an earlier delivery)."""
     replica = await change(db, order_id=data.id, version=data.version)
     if replica is not None:
@@ -85,16 +83,8 @@ async def _apply(
     return replica
 
 
-def subscriptions(runtime: Runtime) -> Mapping[Subject, Handler]:
-    # The charger is built at start-up, after the subscriptions: looked up on use.
-    async def order_cancelled(event: Event[OrderCancelled]) -> None:
-        await on_order_cancelled(runtime.db, get_charger(runtime), event)
-
-    async def order_completed(event: Event[OrderCompleted]) -> None:
-        await on_order_completed(runtime.db, get_charger(runtime), event)
-
-    return {
-        Subject.ORDER_CREATED: partial(on_order_created, runtime.db),
-        Subject.ORDER_CANCELLED: order_cancelled,
-        Subject.ORDER_COMPLETED: order_completed,
-    }
+HANDLERS: dict[Subject, EventHandler[PaymentsRuntime]] = {
+    Subject.ORDER_CREATED: on_order_created,
+    Subject.ORDER_CANCELLED: on_order_cancelled,
+    Subject.ORDER_COMPLETED: on_order_completed,
+}

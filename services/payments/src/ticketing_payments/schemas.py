@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 from ticketing_common.validation import RequestBody, text_check
 
 TOKEN_MESSAGE = "Token must be provided"  # noqa: S105 - a message
-TOKEN_KIND_MESSAGE = "Token must be a card token (tok_...) or a payment method (pm_...)"  # noqa: S105
+TOKEN_KIND_MESSAGE = "Token must be a card token (tok_...) or a payment method (pm_...)"  # noqa: S105 - a message
 CARD_PREFIXES = ("tok_", "pm_")
 
 

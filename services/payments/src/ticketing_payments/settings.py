@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, ValidationInfo, field_validator, model_validator
 
 from ticketing_common.settings import ServiceSettings
 
@@ -39,26 +39,32 @@ class Settings(ServiceSettings):
     # never loses it.
     payment_lease_seconds: float = 180.0
 
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _the_fake_in_development(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Defaults are validated too (pydantic-settings' validate_default), after `environment`
+        # and `stripe_key`: with neither a key nor a base, development talks to the local fake.
+        no_key = "stripe_key" in info.data and info.data["stripe_key"] is None
+        if value is None and no_key and info.data.get("environment") == "development":
+            return DEV_STRIPE_API_BASE
+        return value
+
     @model_validator(mode="after")
     def _stripe_target(self) -> Settings:
         key = self.stripe_key.get_secret_value() if self.stripe_key is not None else None
         if self.stripe_api_base is None:
             if key is None:
-                if self.environment != "development":
-                    raise ValueError(
-                        "STRIPE_KEY must be set outside local development "
-                        "(or STRIPE_API_BASE, to use a Stripe fake)"
-                    )
-                object.__setattr__(self, "stripe_api_base", DEV_STRIPE_API_BASE)
-            elif key == PLACEHOLDER_STRIPE_KEY:
+                raise ValueError(
+                    "STRIPE_KEY must be set outside local development "
+                    "(or STRIPE_API_BASE, to use a Stripe fake)"
+                )
+            if key == PLACEHOLDER_STRIPE_KEY:
                 raise ValueError(
                     f"STRIPE_KEY {PLACEHOLDER_STRIPE_KEY} only works with STRIPE_API_BASE (a fake)"
                 )
         elif key is not None and "_live_" in key:
             # A live secret must only ever be sent to Stripe itself.
             raise ValueError("a live STRIPE_KEY cannot be used with STRIPE_API_BASE")
-        if self.stripe_key is None:
-            object.__setattr__(self, "stripe_key", SecretStr(PLACEHOLDER_STRIPE_KEY))
         if self.payment_lease_seconds <= self.slowest_payment_attempt_seconds:
             raise ValueError(
                 "PAYMENT_LEASE_SECONDS must exceed the slowest payment attempt "
@@ -80,8 +86,12 @@ class Settings(ServiceSettings):
 
     @property
     def stripe_secret(self) -> str:
-        assert self.stripe_key is not None  # filled by the validator
-        return self.stripe_key.get_secret_value()
+        # Unset only with STRIPE_API_BASE (the validator sees to it): the fake takes this one.
+        return (
+            self.stripe_key.get_secret_value()
+            if self.stripe_key is not None
+            else PLACEHOLDER_STRIPE_KEY
+        )
 
 
 @cache

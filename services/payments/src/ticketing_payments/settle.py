@@ -18,13 +18,12 @@ open orders past it by itself), and Stripe itself releases an uncaptured Payment
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ticketing_common.bus import RetryLater
-from ticketing_common.mongo import Document
+from ticketing_common.mongo import Database
 from ticketing_payments import repository
 from ticketing_payments.charges import CANCELED, PROCESSING, SUCCEEDED, StripeCharger
-from ticketing_payments.repository import PaymentStatus
+from ticketing_payments.repository import OrderReplicaDoc, PaymentDoc, PaymentStatus
 
 log = logging.getLogger("ticketing.payments.settle")
 
@@ -35,7 +34,9 @@ class SettlementError(Exception):
     a person to look at."""
 
 
-async def capture_completed_order(db: Any, charger: StripeCharger, order: Document) -> None:
+async def capture_completed_order(
+    db: Database, charger: StripeCharger, order: OrderReplicaDoc
+) -> None:
     """Capture the complete order's authorization; nothing if already captured. Idempotent.
 
     Raises DependencyUnavailable while Stripe is down and RetryLater while the payment is still
@@ -62,7 +63,9 @@ async def capture_completed_order(db: Any, charger: StripeCharger, order: Docume
         log.info("payment captured", extra={"order_id": order_id})
 
 
-async def void_cancelled_order(db: Any, charger: StripeCharger, order: Document) -> None:
+async def void_cancelled_order(
+    db: Database, charger: StripeCharger, order: OrderReplicaDoc
+) -> None:
     """Release the cancelled order's authorization, if it has one. Idempotent.
 
     Raises RetryLater while a payment attempt holds the order: until it ends, whether (and
@@ -74,7 +77,9 @@ async def void_cancelled_order(db: Any, charger: StripeCharger, order: Document)
     await void(db, charger, order, payment)
 
 
-async def void(db: Any, charger: StripeCharger, order: Document, payment: Document | None) -> None:
+async def void(
+    db: Database, charger: StripeCharger, order: OrderReplicaDoc, payment: PaymentDoc | None
+) -> None:
     """Cancel the order's PaymentIntent and record it; nothing if there is none, or it is done.
 
     The PaymentIntent is canceled whatever it holds: an authorization is released, and one

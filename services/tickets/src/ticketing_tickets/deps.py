@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import Depends
 
 from ticketing_common.auth import CurrentUser, OptionalUser
-from ticketing_common.service import DbDep, RuntimeDep
-from ticketing_tickets.settings import Settings, get_settings
+from ticketing_common.paging import Page, paging
+from ticketing_common.service import runtime_of
+from ticketing_tickets.runtime import TicketsRuntime
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+RuntimeDep = Annotated[TicketsRuntime, Depends(runtime_of(TicketsRuntime))]
+PageDep = Annotated[Page, Depends(paging("a ticket"))]
 
-__all__ = ["CurrentUser", "DbDep", "OptionalUser", "RuntimeDep"]
+__all__ = ["CurrentUser", "OptionalUser", "PageDep", "RuntimeDep"]

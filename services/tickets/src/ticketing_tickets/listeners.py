@@ -11,14 +11,13 @@ deciding again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
-from ticketing_common.bus import Handler, RetryLater
+from ticketing_common.bus import RetryLater
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, Subject
-from ticketing_common.mongo import Document
-from ticketing_common.service import Runtime
+from ticketing_common.mongo import Database
+from ticketing_common.service import EventHandler
 from ticketing_tickets import repository
+from ticketing_tickets.runtime import TicketsRuntime
 
 log = logging.getLogger("ticketing.tickets.listeners")
 
@@ -31,7 +30,9 @@ class UnknownTicketError(LookupError):
     """An order refers to a ticket this service never had: a bug upstream, not a delay."""
 
 
-async def _load(db: Any, *, ticket_id: str, order_id: str, subject: Subject) -> Document:
+async def _load(
+    db: Database, *, ticket_id: str, order_id: str, subject: Subject
+) -> repository.TicketDoc:
     ticket = await repository.get_ticket(db, ticket_id=ticket_id)
     if ticket is None:
         # Orders only sells tickets it learned from our ticket:created, so waiting cannot help;
@@ -44,7 +45,7 @@ async def _load(db: Any, *, ticket_id: str, order_id: str, subject: Subject) -> 
     return ticket
 
 
-async def reserve(runtime: Runtime, data: OrderCreated) -> None:
+async def reserve(runtime: TicketsRuntime, data: OrderCreated) -> None:
     """Reserve the ticket for the new order, unless that order is already gone."""
     order_id, ticket_id = data.id, data.ticket.id
     for _ in range(ATTEMPTS):
@@ -59,9 +60,8 @@ async def reserve(runtime: Runtime, data: OrderCreated) -> None:
             # The previous order's cancellation has not reached us yet; Orders only creates an
             # order for a ticket it saw free, so that cancellation is on its way.
             raise RetryLater(f"ticket {ticket_id} still held by order {ticket['orderId']}")
-        reserved = await repository.reserve_ticket(runtime.db, ticket=ticket, order_id=order_id)
+        reserved = await repository.reserve_ticket(runtime.outbox, ticket=ticket, order_id=order_id)
         if reserved is not None:
-            runtime.relay.kick(repository.TICKETS, reserved["_id"])
             log.info(
                 "ticket reserved",
                 extra={
@@ -74,7 +74,7 @@ async def reserve(runtime: Runtime, data: OrderCreated) -> None:
     raise RetryLater(f"ticket {ticket_id} kept changing")
 
 
-async def release(runtime: Runtime, data: OrderCancelled) -> None:
+async def release(runtime: TicketsRuntime, data: OrderCancelled) -> None:
     """Free the ticket if this order holds it; either way remember the order is cancelled."""
     order_id, ticket_id = data.id, data.ticket.id
     for _ in range(ATTEMPTS):
@@ -82,9 +82,10 @@ async def release(runtime: Runtime, data: OrderCancelled) -> None:
             runtime.db, ticket_id=ticket_id, order_id=order_id, subject=Subject.ORDER_CANCELLED
         )
         if ticket["orderId"] == order_id:
-            released = await repository.release_ticket(runtime.db, ticket=ticket, order_id=order_id)
+            released = await repository.release_ticket(
+                runtime.outbox, ticket=ticket, order_id=order_id
+            )
             if released is not None:
-                runtime.relay.kick(repository.TICKETS, released["_id"])
                 log.info(
                     "ticket released",
                     extra={
@@ -107,11 +108,15 @@ async def release(runtime: Runtime, data: OrderCancelled) -> None:
     raise RetryLater(f"ticket {ticket_id} kept changing")
 
 
-def subscriptions(runtime: Runtime) -> Mapping[Subject, Handler]:
-    async def on_order_created(event: Event[Any]) -> None:
-        await reserve(runtime, event.data)
+async def on_order_created(runtime: TicketsRuntime, event: Event[OrderCreated]) -> None:
+    await reserve(runtime, event.data)
 
-    async def on_order_cancelled(event: Event[Any]) -> None:
-        await release(runtime, event.data)
 
-    return {Subject.ORDER_CREATED: on_order_created, Subject.ORDER_CANCELLED: on_order_cancelled}
+async def on_order_cancelled(runtime: TicketsRuntime, event: Event[OrderCancelled]) -> None:
+    await release(runtime, event.data)
+
+
+HANDLERS: dict[Subject, EventHandler[TicketsRuntime]] = {
+    Subject.ORDER_CREATED: on_order_created,
+    Subject.ORDER_CANCELLED: on_order_cancelled,
+}

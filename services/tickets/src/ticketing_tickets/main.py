@@ -10,14 +10,16 @@ from ticketing_common.bus import Bus
 from ticketing_common.service import ServiceSpec, create_service_app
 from ticketing_tickets import listeners, repository
 from ticketing_tickets.api.routes import tickets
+from ticketing_tickets.runtime import open_runtime
 from ticketing_tickets.settings import Settings, get_settings
 
 SPEC = ServiceSpec(
     name="tickets",
     routers=[tickets.router],
+    open_runtime=open_runtime,
+    handlers=listeners.HANDLERS,
     indexes=repository.INDEXES,
     outbox_collections=[repository.TICKETS],
-    subscriptions=listeners.subscriptions,
 )
 
 

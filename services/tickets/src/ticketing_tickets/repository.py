@@ -8,20 +8,53 @@ version and the event always describes exactly the state it was written with.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Final, NotRequired, TypedDict, Unpack
 
 from bson import ObjectId
+from pymongo.asynchronous.collection import AsyncCollection
 
 from ticketing_common.events import Event, TicketCreated, TicketUpdated, new_event
 from ticketing_common.money import to_dollars
-from ticketing_common.mongo import Document, IndexSpec, parse_object_id, versioned_update
-from ticketing_common.outbox import outbox_fields, with_outbox
+from ticketing_common.mongo import Database, Document, IndexSpec, collection, parse_object_id
+from ticketing_common.outbox import Outbox, OutboxCollection, Outboxed
 
 TICKETS = "tickets"
 
 # Order ids whose order:cancelled has been applied. Kept because events of different subjects
 # arrive in any order: an order:created arriving after its order:cancelled must not reserve.
-RELEASED = "releasedOrderIds"
+RELEASED: Final = "releasedOrderIds"
+
+
+class TicketDoc(Outboxed):
+    """A document of `tickets`."""
+
+    _id: ObjectId
+    title: str
+    priceCents: int
+    userId: str
+    version: int
+    # The order holding the ticket, None when it is free.
+    orderId: str | None
+    # See RELEASED; absent from a projection.
+    releasedOrderIds: NotRequired[list[str]]
+    createdAt: datetime
+
+
+class TicketChanges(TypedDict, total=False):
+    """The fields a ticket:updated may change."""
+
+    title: str
+    priceCents: int
+    orderId: str | None
+
+
+def _tickets(db: Database) -> AsyncCollection[TicketDoc]:
+    return collection(db, TICKETS, TicketDoc)
+
+
+def _outboxed(outbox: Outbox) -> OutboxCollection[TicketDoc]:
+    return outbox.collection(TICKETS, TicketDoc)
+
 
 # The listing reads unreserved tickets newest first, from a cursor.
 INDEXES = [IndexSpec(TICKETS, [("orderId", 1), ("_id", -1)])]
@@ -30,15 +63,34 @@ INDEXES = [IndexSpec(TICKETS, [("orderId", 1), ("_id", -1)])]
 # `_id`; `$eq: None` means the same on every backend and uses the same index.
 UNRESERVED: Document = {"orderId": {"$eq": None}}
 
+# An edit that keeps losing to concurrent changes (reservations, other edits) gives up rather
+# than loop; each lost round means someone else's change went through.
+EDIT_ATTEMPTS = 5
 
-def _price(doc: Document) -> float:
-    cents: int = doc["priceCents"]
-    return to_dollars(cents)
+
+class TicketNotFoundError(LookupError):
+    pass
 
 
-def _updated_event(ticket: Document, **changes: Any) -> Event[TicketUpdated]:
+class NotTheOwnerError(Exception):
+    pass
+
+
+class TicketReservedError(Exception):
+    pass
+
+
+class TicketBusyError(Exception):
+    """The ticket changed under every one of EDIT_ATTEMPTS edits."""
+
+
+def _price(doc: TicketDoc) -> float:
+    return to_dollars(doc["priceCents"])
+
+
+def _updated_event(ticket: TicketDoc, **changes: Unpack[TicketChanges]) -> Event[TicketUpdated]:
     """The ticket:updated of `ticket` after `changes` and one version bump."""
-    state = {**ticket, **changes}
+    state: TicketDoc = {**ticket, **changes}
     return new_event(
         TicketUpdated(
             id=str(state["_id"]),
@@ -51,10 +103,10 @@ def _updated_event(ticket: Document, **changes: Any) -> Event[TicketUpdated]:
     )
 
 
-async def create_ticket(db: Any, *, title: str, price_cents: int, user_id: str) -> Document:
+async def create_ticket(outbox: Outbox, *, title: str, price_cents: int, user_id: str) -> TicketDoc:
     """Insert the ticket and its ticket:created event in one write."""
     ticket_id = ObjectId()
-    doc: Document = {
+    doc: TicketDoc = {
         "_id": ticket_id,
         "title": title,
         "priceCents": price_cents,
@@ -67,74 +119,95 @@ async def create_ticket(db: Any, *, title: str, price_cents: int, user_id: str) 
     event = new_event(
         TicketCreated(id=str(ticket_id), version=0, title=title, price=_price(doc), user_id=user_id)
     )
-    doc.update(outbox_fields(event))
-    await db[TICKETS].insert_one(doc)
-    return doc
+    return await _outboxed(outbox).insert_one(doc, event)
 
 
-async def get_ticket(db: Any, *, ticket_id: str) -> Document | None:
+async def get_ticket(db: Database, *, ticket_id: str) -> TicketDoc | None:
     """The ticket, or None for an unknown or malformed id."""
     oid = parse_object_id(ticket_id)
     if oid is None:
         return None
-    doc: Document | None = await db[TICKETS].find_one({"_id": oid})
-    return doc
+    return await _tickets(db).find_one({"_id": oid})
 
 
-async def list_unreserved(db: Any, *, limit: int, before: ObjectId | None) -> list[Document]:
+async def list_unreserved(db: Database, *, limit: int, before: ObjectId | None) -> list[TicketDoc]:
     """Unreserved tickets, newest first, older than the `before` cursor when given."""
     query: Document = dict(UNRESERVED)
     if before is not None:
         query["_id"] = {"$lt": before}
-    cursor = db[TICKETS].find(query).sort("_id", -1).limit(limit)
+    cursor = _tickets(db).find(query).sort("_id", -1).limit(limit)
     return [doc async for doc in cursor]
 
 
+async def update_ticket(
+    outbox: Outbox, *, ticket_id: str, user_id: str, title: str, price_cents: int
+) -> TicketDoc:
+    """The owner's edit of an unreserved ticket, applied to its latest version; the ticket.
+
+    Raises TicketNotFoundError, NotTheOwnerError, TicketReservedError, or TicketBusyError when
+    every attempt lost to a concurrent change.
+    """
+    for _ in range(EDIT_ATTEMPTS):
+        ticket = await get_ticket(outbox.db, ticket_id=ticket_id)
+        if ticket is None:
+            raise TicketNotFoundError(ticket_id)
+        if ticket["userId"] != user_id:
+            raise NotTheOwnerError(ticket_id)
+        if ticket["orderId"] is not None:
+            raise TicketReservedError(ticket_id)
+        updated = await edit_ticket(outbox, ticket=ticket, title=title, price_cents=price_cents)
+        if updated is not None:
+            return updated
+        # Changed since read (an edit, a reservation): the edit replaces title and price
+        # wholesale, so re-applying it to the fresh state is what the user asked for, unless
+        # the ticket is now reserved, which the next round reports.
+    raise TicketBusyError(ticket_id)
+
+
 async def edit_ticket(
-    db: Any, *, ticket: Document, title: str, price_cents: int
-) -> Document | None:
+    outbox: Outbox, *, ticket: TicketDoc, title: str, price_cents: int
+) -> TicketDoc | None:
     """Set title and price if the ticket is still at the version read and unreserved; else None."""
     event = _updated_event(ticket, title=title, priceCents=price_cents)
-    return await versioned_update(
-        db[TICKETS],
+    return await _outboxed(outbox).versioned_update(
+        event,
         id=ticket["_id"],
         version=ticket["version"],
-        update=with_outbox({"$set": {"title": title, "priceCents": price_cents}}, event),
+        update={"$set": {"title": title, "priceCents": price_cents}},
         extra_filter=UNRESERVED,
     )
 
 
-async def reserve_ticket(db: Any, *, ticket: Document, order_id: str) -> Document | None:
+async def reserve_ticket(outbox: Outbox, *, ticket: TicketDoc, order_id: str) -> TicketDoc | None:
     """Reserve the free ticket for `order_id`; None if it changed since it was read."""
     event = _updated_event(ticket, orderId=order_id)
     # Recording a cancelled order does not bump the version (it is not a change other services
     # see), so the version alone would not notice one: the list's size does, as it only grows.
     unchanged_releases = {RELEASED: {"$size": len(ticket.get(RELEASED) or [])}}
-    return await versioned_update(
-        db[TICKETS],
+    return await _outboxed(outbox).versioned_update(
+        event,
         id=ticket["_id"],
         version=ticket["version"],
-        update=with_outbox({"$set": {"orderId": order_id}}, event),
+        update={"$set": {"orderId": order_id}},
         extra_filter={**UNRESERVED, **unchanged_releases},
     )
 
 
-async def release_ticket(db: Any, *, ticket: Document, order_id: str) -> Document | None:
+async def release_ticket(outbox: Outbox, *, ticket: TicketDoc, order_id: str) -> TicketDoc | None:
     """Free the ticket reserved by `order_id` and remember that order; None if it changed."""
     event = _updated_event(ticket, orderId=None)
-    update = with_outbox({"$set": {"orderId": None}, "$addToSet": {RELEASED: order_id}}, event)
-    return await versioned_update(
-        db[TICKETS],
+    return await _outboxed(outbox).versioned_update(
+        event,
         id=ticket["_id"],
         version=ticket["version"],
-        update=update,
+        update={"$set": {"orderId": None}, "$addToSet": {RELEASED: order_id}},
         extra_filter={"orderId": order_id},
     )
 
 
-async def remember_released(db: Any, *, ticket: Document, order_id: str) -> bool:
+async def remember_released(db: Database, *, ticket: TicketDoc, order_id: str) -> bool:
     """Record a cancelled order that does not hold the ticket; False if the ticket changed."""
-    result = await db[TICKETS].update_one(
+    result = await _tickets(db).update_one(
         {"_id": ticket["_id"], "version": ticket["version"]},
         {"$addToSet": {RELEASED: order_id}},
     )

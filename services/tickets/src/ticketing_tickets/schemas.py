@@ -8,8 +8,8 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator
 
 from ticketing_common.money import to_dollars
-from ticketing_common.mongo import Document
 from ticketing_common.validation import RequestBody, money_check, text_check
+from ticketing_tickets.repository import TicketDoc
 
 TITLE_MESSAGE = "Title is required"
 PRICE_MESSAGE = "Price must be greater than 0"
@@ -40,7 +40,7 @@ class TicketPublic(BaseModel):
     orderId: str | None
 
     @classmethod
-    def from_doc(cls, doc: Document) -> TicketPublic:
+    def from_doc(cls, doc: TicketDoc) -> TicketPublic:
         return cls(
             id=str(doc["_id"]),
             title=doc["title"],

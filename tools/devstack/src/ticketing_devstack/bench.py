@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from ticketing_common.servers import free_port
 from ticketing_devstack.client import User
 from ticketing_devstack.stack import Stack
+from ticketing_testing.servers import free_port
 
 
 async def measure(stack: Stack, rounds: int) -> list[float]:

@@ -37,7 +37,7 @@ class User:
     async def order(self, ticket_id: str) -> httpx.Response:
         return await self.http.post("/api/orders", json={"ticketId": ticket_id})
 
-    async def pay(self, order_id: str, token: str = "tok_visa") -> httpx.Response:  # noqa: S107
+    async def pay(self, order_id: str, token: str = "tok_visa") -> httpx.Response:  # noqa: S107 - a test card
         return await self.http.post("/api/payments", json={"orderId": order_id, "token": token})
 
     async def get(self, path: str) -> Any:

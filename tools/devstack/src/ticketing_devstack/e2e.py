@@ -6,11 +6,9 @@ nothing reaches into a service's process.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,29 +17,19 @@ import httpx
 import nats
 import nats.js.api
 
-from ticketing_common.servers import free_port
 from ticketing_devstack.checks import mongo_urls, problems, snapshot
 from ticketing_devstack.client import User
 from ticketing_devstack.stack import Stack
+from ticketing_testing import waiting
+from ticketing_testing.servers import free_port
 
 T = TypeVar("T")
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 20.0) -> T:
-    """Poll until `check` returns something truthy; HTTP errors and assertions count as "not
-    yet" until the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-        except (AssertionError, httpx.HTTPError):
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.05)
+    """`ticketing_testing.waiting.eventually` at the stack's pace, where an HTTP error (a
+    process restarting) is "not yet" too."""
+    return await waiting.eventually(check, timeout, interval=0.05, http_errors=True)
 
 
 async def assert_consistent(stack: Stack, timeout: float = 30.0) -> None:

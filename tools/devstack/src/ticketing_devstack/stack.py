@@ -23,13 +23,7 @@ from typing import IO
 
 import httpx
 
-from ticketing_common.servers import (
-    free_port,
-    nats_args,
-    nx_args,
-    redis_args,
-    stop_process_group,
-)
+from ticketing_testing.servers import free_port, nats_args, nx_args, redis_args, stop_process_group
 
 SERVICES = ("auth", "tickets", "orders", "payments", "expiration")
 MONGO_SERVICES = ("auth", "tickets", "orders", "payments")
@@ -168,6 +162,33 @@ class Stack:
             )
             upstreams[svc] = f"http://127.0.0.1:{port}"
         procs.append(Proc("worker", [python, "-m", "ticketing_expiration.worker"], env=common))
+        # The web client (the gateway's `/`): it calls the API back through the gateway, as it
+        # calls the Ingress in Kubernetes.
+        port = free_port()
+        procs.append(
+            Proc(
+                "client",
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "ticketing_client.main:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                ],
+                env={
+                    "CLIENT_API_URL": f"http://127.0.0.1:{self.gateway_port}",
+                    **{k: env[k] for k in ("LOG_LEVEL",) if env.get(k)},
+                },
+                port=port,
+                ready_path="/readyz",
+            )
+        )
+        upstreams["client"] = f"http://127.0.0.1:{port}"
         procs.append(
             Proc(
                 "gateway",

@@ -20,13 +20,12 @@ async def signup(body: UserCreate, runtime: RuntimeDep, response: Response) -> U
     password_hash = await passwords.hash_password(body.password)
     try:
         user = await repository.create_user(
-            runtime.db, email=body.email, password_hash=password_hash
+            runtime.outbox, email=body.email, password_hash=password_hash
         )
     except DuplicateKeyError:
         # The unique index decides: of two concurrent sign-ups of one email exactly one wins.
         raise BadRequestError("Email in use") from None
-    runtime.relay.kick(repository.USERS, user["_id"])
-    public = UserPublic(id=str(user["_id"]), email=user["email"])
+    public = UserPublic.from_doc(user)
     token = issue_token(user_id=public.id, email=public.email, settings=runtime.settings)
     set_session_cookie(response, token, settings=runtime.settings)
     return public
@@ -36,10 +35,10 @@ async def signup(body: UserCreate, runtime: RuntimeDep, response: Response) -> U
 async def signin(body: UserSignin, runtime: RuntimeDep, response: Response) -> UserPublic:
     """Sign in with email and password."""
     user = await repository.get_user_by_email(runtime.db, email=body.email)
-    ok = await passwords.verify_password(body.password, user["passwordHash"] if user else None)
+    ok = await passwords.verify_password(body.password, repository.password_hash_of(user))
     if user is None or not ok:
         raise BadRequestError("Invalid credentials")
-    public = UserPublic(id=str(user["_id"]), email=user["email"])
+    public = UserPublic.from_doc(user)
     token = issue_token(user_id=public.id, email=public.email, settings=runtime.settings)
     set_session_cookie(response, token, settings=runtime.settings)
     return public

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 
 from ticketing_common.errors import BadRequestError, NotAuthorizedError, NotFoundError
 from ticketing_common.money import to_dollars
-from ticketing_common.mongo import Document, as_utc, parse_object_id
-from ticketing_orders import repository
-from ticketing_orders.deps import CurrentUser, RuntimeDep, SettingsDep
+from ticketing_common.mongo import as_utc, parse_object_id
+from ticketing_orders import replica, reservations, state
+from ticketing_orders.deps import CurrentUser, PageDep, RuntimeDep
+from ticketing_orders.replica import TicketReplicaDoc
 from ticketing_orders.schemas import OrderCreate, OrderPublic, OrderTicket
+from ticketing_orders.state import OrderDoc
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
-def order_public(order: Document, ticket: Document | None) -> OrderPublic:
+def order_public(order: OrderDoc, ticket: TicketReplicaDoc | None) -> OrderPublic:
     if ticket is None:
         # Replicas are never deleted, so this cannot happen; still answer from the order itself.
         ticket_public = OrderTicket(
@@ -44,9 +45,9 @@ def order_public(order: Document, ticket: Document | None) -> OrderPublic:
     )
 
 
-async def _own_order(runtime: RuntimeDep, user: CurrentUser, order_id: str) -> Document:
+async def _own_order(runtime: RuntimeDep, user: CurrentUser, order_id: str) -> OrderDoc:
     oid = parse_object_id(order_id)
-    order = await repository.get_order(runtime.db, order_id=oid) if oid is not None else None
+    order = await state.get_order(runtime.db, order_id=oid) if oid is not None else None
     if order is None:
         raise NotFoundError()
     if order["userId"] != user.id:
@@ -55,40 +56,29 @@ async def _own_order(runtime: RuntimeDep, user: CurrentUser, order_id: str) -> D
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_order(
-    body: OrderCreate, user: CurrentUser, runtime: RuntimeDep, settings: SettingsDep
-) -> OrderPublic:
+async def create_order(body: OrderCreate, user: CurrentUser, runtime: RuntimeDep) -> OrderPublic:
     """Order a ticket: reserve it for the caller until the order expires."""
     try:
-        order, ticket = await repository.create_order(
-            runtime.db,
+        order, ticket = await reservations.create_order(
+            runtime.outbox,
             user_id=user.id,
             ticket_id=body.ticketId,
-            expires_in=timedelta(seconds=settings.order_expiration_seconds),
+            expires_in=timedelta(seconds=runtime.settings.order_expiration_seconds),
         )
-    except repository.TicketNotFoundError:
+    except reservations.TicketNotFoundError:
         raise NotFoundError() from None
-    except repository.TicketReservedError:
+    except reservations.TicketReservedError:
         raise BadRequestError("Ticket is already reserved") from None
-    runtime.relay.kick(repository.ORDERS, order["_id"])
     return order_public(order, ticket)
 
 
 @router.get("")
-async def list_orders(
-    user: CurrentUser,
-    runtime: RuntimeDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: str | None = None,
-) -> list[OrderPublic]:
+async def list_orders(user: CurrentUser, runtime: RuntimeDep, page: PageDep) -> list[OrderPublic]:
     """The caller's orders with their tickets, newest first; `?before=<id>` for the next page."""
-    cursor = None
-    if before is not None:
-        cursor = parse_object_id(before)
-        if cursor is None:
-            raise BadRequestError("Invalid cursor", field="before")
-    orders = await repository.list_orders(runtime.db, user_id=user.id, limit=limit, before=cursor)
-    tickets = await repository.get_tickets(runtime.db, ticket_ids=[o["ticketId"] for o in orders])
+    orders = await state.list_orders(
+        runtime.db, user_id=user.id, limit=page.limit, before=page.before
+    )
+    tickets = await replica.get_tickets(runtime.db, ticket_ids=[o["ticketId"] for o in orders])
     return [order_public(o, tickets.get(o["ticketId"])) for o in orders]
 
 
@@ -96,7 +86,7 @@ async def list_orders(
 async def show_order(order_id: str, user: CurrentUser, runtime: RuntimeDep) -> OrderPublic:
     """One of the caller's orders."""
     order = await _own_order(runtime, user, order_id)
-    ticket = await repository.get_ticket(runtime.db, ticket_id=order["ticketId"])
+    ticket = await replica.get_ticket(runtime.db, ticket_id=order["ticketId"])
     return order_public(order, ticket)
 
 
@@ -104,10 +94,9 @@ async def show_order(order_id: str, user: CurrentUser, runtime: RuntimeDep) -> O
 async def cancel_order(order_id: str, user: CurrentUser, runtime: RuntimeDep) -> Response:
     """Cancel one of the caller's orders and release its ticket."""
     order = await _own_order(runtime, user, order_id)
-    result, _ = await repository.cancel_order(runtime.db, order_id=order["_id"])
-    if result is repository.CancelResult.NOT_FOUND:
+    result, _ = await state.cancel_order(runtime.outbox, order_id=order["_id"])
+    if result is state.CancelResult.NOT_FOUND:
         raise NotFoundError()
-    if result is repository.CancelResult.COMPLETE:
+    if result is state.CancelResult.COMPLETE:
         raise BadRequestError("Cannot cancel a completed order")
-    runtime.relay.kick(repository.ORDERS, order["_id"])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

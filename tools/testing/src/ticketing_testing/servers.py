@@ -1,4 +1,5 @@
-"""Finding and waiting for local server processes: shared by the tests and the local stack."""
+"""The local servers (nats-server, nx-27017, redis-server): their command lines, free ports,
+waiting for them and stopping them; one place for the tests' fixtures and `make up`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -111,3 +113,54 @@ def stop_process_group(proc: subprocess.Popen[bytes] | None, sig: int = signal.S
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+
+
+@dataclass
+class ServerProcess:
+    """A server started by a test: restartable on the same port and data, killable."""
+
+    name: str
+    args: list[str]
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_port(self.port, timeout)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop_process_group(self.proc, sig)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def nats_process(data_dir: Path, port: int | None = None) -> ServerProcess:
+    port = port or free_port()
+    return ServerProcess(
+        "nats", nats_args(port, data_dir), port, data_dir.parent / f"nats-{port}.log"
+    )
+
+
+def nx_process(data_dir: Path, port: int | None = None) -> ServerProcess:
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ServerProcess("mongo", nx_args(port, data_dir), port, data_dir.parent / f"nx-{port}.out")
+
+
+def redis_process(data_dir: Path, port: int | None = None) -> ServerProcess:
+    """A real redis-server with append-only persistence, as deployed."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ServerProcess(
+        "redis", redis_args(port, data_dir), port, data_dir.parent / f"redis-{port}.log"
+    )

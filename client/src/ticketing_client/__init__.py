@@ -1,0 +1,1 @@
+"""Ticketing web client: server-rendered pages over the API."""

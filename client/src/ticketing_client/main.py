@@ -1,0 +1,88 @@
+"""The web client: `uvicorn --factory ticketing_client.main:create_app`.
+
+Server-rendered pages over the API (through the gateway or the Ingress); every form posts here,
+the client calls the API with the browser's cookie, then redirects. It owns no data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ticketing_client import pages
+from ticketing_client.api import Api, ApiUnavailableError
+from ticketing_client.settings import Settings, get_settings
+from ticketing_common.logs import configure_logging
+
+HERE = Path(__file__).parent
+log = logging.getLogger("ticketing_client")
+
+
+def create_app(
+    settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging("client", settings.log_level)
+    # One line per API call would drown the log; failures are logged where they matter.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One client per process, for every browser: it keeps no cookies (see api.py).
+        app.state.api = Api(settings, transport=transport)
+        try:
+            yield
+        finally:
+            await app.state.api.aclose()
+
+    app = FastAPI(
+        title="Ticketing web client",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        # Ready once its API client is open; the API's own health is the services' readiness
+        # (a page answers "restarting" while one is down), so a down service never takes the
+        # web client out of rotation too.
+        api: Api | None = getattr(request.app.state, "api", None)
+        if api is None or api.closed:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    app.include_router(pages.router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return await pages.not_found(request)
+        return pages.error_page(request, exc.status_code)
+
+    @app.exception_handler(ApiUnavailableError)
+    async def api_unavailable(request: Request, exc: ApiUnavailableError) -> Response:
+        log.warning("api unavailable", extra={"path": request.url.path, "reason": str(exc)})
+        return pages.unavailable_page(request)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("page failed", extra={"path": request.url.path})
+        return pages.error_page(request, 500)
+
+    return app

@@ -1,0 +1,187 @@
+"""The atomic reservation: of any number of concurrent buyers of one ticket exactly one ends
+with an open order, on every Mongo we run on, without transactions, partial unique indexes or
+clocks (see `create_order`).
+
+The order is inserted unconfirmed, the ticket's replica is reserved naming it with a
+conditional single-document update, and the order then confirms with a compare-and-set. Only a
+holder that never confirmed, or whose order is cancelled or gone, can be taken over, and taking
+over an unconfirmed holder is the compare-and-set that its confirmation would need.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from bson import ObjectId
+
+from ticketing_common.events import OrderCreated, OrderStatus, OrderTicketRef, new_event
+from ticketing_common.money import to_dollars
+from ticketing_common.mongo import Database, parse_object_id
+from ticketing_common.outbox import Outbox, strip_outbox
+from ticketing_orders import replica
+from ticketing_orders.replica import TicketReplicaDoc
+from ticketing_orders.state import ATTEMPTS, SWEEP_PAGE, OrderDoc, orders_of, outboxed_orders
+
+log = logging.getLogger("ticketing.orders")
+
+# A pause point between the steps of a reservation: tests interleave two buyers through it.
+Pause = Callable[[str], Awaitable[None]]
+
+
+class TicketNotFoundError(Exception):
+    pass
+
+
+class TicketReservedError(Exception):
+    pass
+
+
+def _to_millis(value: datetime) -> datetime:
+    # BSON dates hold milliseconds: truncate up front so the response, the event and every
+    # later read of the order carry the same instant.
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+async def _no_pause(step: str) -> None:
+    return None
+
+
+async def withdraw_unconfirmed(db: Database, *, order_id: ObjectId) -> bool:
+    """Delete an order that has not confirmed its reservation; False if it confirmed first.
+
+    The compare-and-set that decides a race between a buyer confirming and another taking the
+    ticket over: one of `confirmed: False -> True` and this delete matches, never both.
+    """
+    result = await orders_of(db).delete_one({"_id": order_id, "confirmed": False})
+    return bool(result.deleted_count == 1)
+
+
+async def _holder_stands(db: Database, *, holder: str, pause: Pause) -> bool:
+    """Whether the ticket's holder keeps it: a confirmed order that is not cancelled.
+
+    An unconfirmed holder (a buyer between reserving and confirming, alive or dead) is withdrawn
+    here; a holder that does not exist was withdrawn before. Nothing depends on a clock.
+    """
+    order_id = parse_object_id(holder)
+    if order_id is None:
+        return False
+    for _ in range(ATTEMPTS):
+        order = await orders_of(db).find_one({"_id": order_id})
+        if order is None:
+            return False
+        if order.get("confirmed") is False:
+            await pause("withdraw")
+            if await withdraw_unconfirmed(db, order_id=order_id):
+                return False
+            continue  # it confirmed in the meantime: read it again
+        return bool(order["status"] != OrderStatus.CANCELLED)
+    return True  # changing under us: leave it to its owner
+
+
+async def reserve_ticket(
+    db: Database, *, ticket_id: str, order_id: str, pause: Pause = _no_pause
+) -> TicketReplicaDoc:
+    """Reserve the ticket for the (inserted, unconfirmed) order `order_id` and return it; raise
+    TicketReservedError if a holder that stands has it."""
+    for _ in range(ATTEMPTS):
+        ticket = await replica.take(db, ticket_id=ticket_id, holder=None, order_id=order_id)
+        if ticket is not None:
+            return ticket
+        current = await replica.get_ticket(db, ticket_id=ticket_id)
+        if current is None:
+            raise TicketNotFoundError(ticket_id)
+        holder = current.get("reservedBy")
+        if holder is None:
+            continue  # released in the meantime: try again
+        await pause("check holder")
+        if await _holder_stands(db, holder=holder, pause=pause):
+            raise TicketReservedError(ticket_id)
+        await pause("take over")
+        ticket = await replica.take(db, ticket_id=ticket_id, holder=holder, order_id=order_id)
+        if ticket is not None:
+            log.info(
+                "reservation taken over",
+                extra={"ticket_id": ticket_id, "from_order": holder, "order_id": order_id},
+            )
+            return ticket
+    raise TicketReservedError(ticket_id)
+
+
+async def create_order(
+    outbox: Outbox,
+    *,
+    user_id: str,
+    ticket_id: str,
+    expires_in: timedelta,
+    pause: Pause = _no_pause,
+) -> tuple[OrderDoc, TicketReplicaDoc]:
+    """Insert the order, reserve the ticket naming it, confirm; (order, ticket).
+
+    Three writes, each safe to be the last one that happens:
+    1. the order is inserted unconfirmed: invisible, announces nothing, holds nothing;
+    2. the ticket is reserved naming it (or taken over from a holder that does not stand);
+    3. the order confirms with a compare-and-set (`confirmed: False -> True`) that also writes
+       order:created to its outbox. Another buyer may withdraw an unconfirmed holder (delete it
+       with the opposite compare-and-set) and take the ticket; exactly one of the two matches.
+    A buyer that dies after 2 leaves a holder any later buyer may take over at once.
+    """
+    db = outbox.db
+    if await replica.get_ticket(db, ticket_id=ticket_id) is None:
+        raise TicketNotFoundError(ticket_id)
+    order_id = ObjectId()
+    expires_at = _to_millis(datetime.now(UTC) + expires_in)
+    await pause("insert")
+    # With an empty outbox (the outbox adds it): the confirmation appends order:created to it.
+    await outboxed_orders(outbox).insert_one(
+        {
+            "_id": order_id,
+            "userId": user_id,
+            "status": OrderStatus.CREATED.value,
+            "expiresAt": expires_at,
+            "version": 0,
+            "ticketId": ticket_id,
+            "confirmed": False,
+        }
+    )
+    try:
+        await pause("reserve")
+        ticket = await reserve_ticket(db, ticket_id=ticket_id, order_id=str(order_id), pause=pause)
+        await pause("confirm")
+        event = new_event(
+            OrderCreated(
+                id=str(order_id),
+                version=0,
+                status=OrderStatus.CREATED,
+                user_id=user_id,
+                expires_at=expires_at,
+                ticket=OrderTicketRef(id=ticket_id, price=to_dollars(ticket["priceCents"])),
+            )
+        )
+        # The price the buyer was shown when the ticket was reserved.
+        order = await outboxed_orders(outbox).find_one_and_update(
+            {"_id": order_id, "confirmed": False},
+            {"$set": {"confirmed": True, "priceCents": ticket["priceCents"]}},
+            event,
+        )
+        if order is None:
+            # Withdrawn by a buyer who found the reservation unconfirmed and took it over.
+            log.info("reservation taken over before confirmation", extra={"order": str(order_id)})
+            raise TicketReservedError(ticket_id)
+    except (TicketReservedError, TicketNotFoundError):
+        await withdraw_unconfirmed(db, order_id=order_id)
+        await replica.release_ticket(db, ticket_id=ticket_id, order_id=str(order_id))
+        raise
+    return strip_outbox(order), ticket
+
+
+async def sweep_unconfirmed(db: Database, *, older_than: datetime, limit: int = SWEEP_PAGE) -> int:
+    """Delete orders that never confirmed (their buyer died mid-way) and free what they hold."""
+    query = {"confirmed": False, "expiresAt": {"$lt": older_than}}
+    removed = 0
+    async for doc in orders_of(db).find(query, {"ticketId": 1}).limit(limit):
+        if await withdraw_unconfirmed(db, order_id=doc["_id"]):
+            await replica.release_ticket(db, ticket_id=doc["ticketId"], order_id=str(doc["_id"]))
+            removed += 1
+    return removed

@@ -1,0 +1,27 @@
+"""The orders service's runtime: the shared resources, typed with its settings, and the task
+that sweeps overdue orders."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ticketing_common.service import MongoRuntime, Runtime
+from ticketing_orders.expiry import ExpirySweeper
+from ticketing_orders.settings import Settings
+
+
+@dataclass(frozen=True)
+class OrdersRuntime(MongoRuntime[Settings]):
+    sweeper: ExpirySweeper
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(shared: Runtime[Settings]) -> AsyncIterator[OrdersRuntime]:
+    sweeper = ExpirySweeper(shared.outbox, shared.settings)
+    sweeper.start()
+    try:
+        yield OrdersRuntime(**shared.shared(), sweeper=sweeper)
+    finally:
+        await sweeper.stop()

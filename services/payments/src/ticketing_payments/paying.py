@@ -1,0 +1,186 @@
+"""Paying for an order: authorize the card through the order's one PaymentIntent, under a lease
+on the order, and store the payment with its payment:created.
+
+Paying authorizes the card only; the money moves when orders completes the order (see `settle`).
+One attempt at a time per order: the lease (`lease_order`) keeps a second, concurrent attempt (a
+double click) from authorizing too, and holds back the void on cancellation, which must see how
+the attempt ended. An attempt that crashed loses its lease when it expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import stripe
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from ticketing_common.bus import DependencyUnavailable, RetryLater
+from ticketing_common.events import OrderStatus
+from ticketing_common.mongo import Database, as_utc
+from ticketing_common.outbox import Outbox
+from ticketing_payments import repository, settle
+from ticketing_payments.charges import AUTHORIZED, CURRENCY, StripeCharger
+from ticketing_payments.repository import OrderReplicaDoc, PaymentDoc, orders_replica
+
+log = logging.getLogger("ticketing.payments")
+
+ALREADY_PAID = "Order has already been paid"
+CANCELLED_WHILE_PAYING = "Order was cancelled during payment; your card has not been charged"
+
+
+class OrderNotFoundError(LookupError):
+    pass
+
+
+class NotTheBuyerError(Exception):
+    pass
+
+
+class NotPayableError(Exception):
+    """The order cannot be paid (now); the message is what the buyer is shown."""
+
+
+async def pay(
+    outbox: Outbox,
+    charger: StripeCharger,
+    *,
+    order_id: str,
+    user_id: str,
+    token: str,
+    lease_seconds: float,
+) -> PaymentDoc:
+    """Authorize the order's price on the card `token` and store the payment (publishing
+    payment:created); the payment.
+
+    Orders then completes the order (and payments captures) or, if it cancelled the order
+    meanwhile, keeps it cancelled (and payments voids the authorization). Raises
+    OrderNotFoundError, NotTheBuyerError, NotPayableError; Stripe's refusals and outages come
+    as charges' errors for the buyer.
+    """
+    db = outbox.db
+    order = await repository.get_order(db, order_id=order_id)
+    if order is None:
+        raise OrderNotFoundError(order_id)
+    if order["userId"] != user_id:
+        raise NotTheBuyerError(order_id)
+    await _check_payable(db, order)
+
+    leased = await lease_order(db, order_id=order["_id"], seconds=lease_seconds)
+    if leased is None:
+        # A double click: the first attempt is still authorizing; this one must not too.
+        raise NotPayableError("Payment already in progress")
+    lease, order = leased
+    try:
+        # Again under the lease: an attempt that finished just before this one took the lease
+        # has stored its payment by now, and a cancellation may have landed (one that lands from
+        # now on waits for the lease: see settle.void_cancelled_order).
+        await _check_payable(db, order)
+        intent = await charger.order_intent(order_id=order["_id"], amount_cents=order["priceCents"])
+        await set_payment_intent(db, order_id=order["_id"], payment_intent_id=intent.id)
+        if intent.status in AUTHORIZED:
+            # An earlier attempt authorized the card and its answer was lost (Stripe
+            # unreachable, or storing the payment failed): record that one, never make another.
+            log.info("recording an earlier authorization", extra={"order_id": order["_id"]})
+        else:
+            await charger.confirm(intent, order_id=order["_id"], token=token)
+        # Should this write fail, the next attempt finds the PaymentIntent authorized: as above.
+        try:
+            payment = await repository.create_payment(
+                outbox,
+                order_id=order["_id"],
+                stripe_id=intent.id,
+                amount_cents=order["priceCents"],
+                currency=CURRENCY,
+            )
+        except DuplicateKeyError:
+            # Stored by an attempt that outlived its lease: the same PaymentIntent, one charge.
+            raise NotPayableError(ALREADY_PAID) from None
+        await _void_if_cancelled_meanwhile(db, charger, payment)
+    finally:
+        await release_order(db, order_id=order["_id"], lease=lease)
+    return payment
+
+
+async def _check_payable(db: Database, order: OrderReplicaDoc) -> None:
+    if order["status"] == OrderStatus.CANCELLED:
+        raise NotPayableError("Cannot pay for a cancelled order")
+    if order["status"] == OrderStatus.COMPLETE or await repository.get_payment_for_order(
+        db, order_id=order["_id"]
+    ):
+        raise NotPayableError(ALREADY_PAID)
+    # Up to the last moment: a payment accepted now reaches orders before the expiry does
+    # (expiration fires EXPIRY_GRACE_SECONDS later), and should it not, orders cancels the
+    # order and its authorization is voided: never money taken for a cancelled order.
+    if as_utc(order["expiresAt"]) <= datetime.now(UTC):
+        raise NotPayableError("Order has expired")
+
+
+async def _void_if_cancelled_meanwhile(
+    db: Database, charger: StripeCharger, payment: PaymentDoc
+) -> None:
+    """Void now, and tell the buyer, if the order was cancelled while the card was authorized.
+
+    Read after the payment is stored, so that of this attempt and the order:cancelled handler
+    (which cancels the replica, waits for the lease, then looks for the payment) at least one
+    sees the other's write, even should this attempt have outlived its lease. Orders keeps the
+    order cancelled whatever payment:created says, so nothing will ever capture this.
+    """
+    order = await repository.get_order(db, order_id=payment["orderId"])
+    if order is None or order["status"] != OrderStatus.CANCELLED:
+        return
+    try:
+        await settle.void(db, charger, order, payment)
+    except (DependencyUnavailable, RetryLater, stripe.StripeError) as exc:
+        # The order:cancelled handler, waiting for this attempt's lease, voids it then.
+        log.warning(
+            "void deferred to the cancellation handler",
+            extra={"order_id": payment["orderId"], "error": repr(exc)},
+        )
+    raise NotPayableError(CANCELLED_WHILE_PAYING)
+
+
+# --- the lease ----------------------------------------------------------------------------------
+
+
+async def lease_order(
+    db: Database, *, order_id: str, seconds: float, now: datetime | None = None
+) -> tuple[str, OrderReplicaDoc] | None:
+    """Hold the order for one payment attempt: (lease id, order), or None if another holds it.
+
+    One atomic conditional update, so of two concurrent attempts (a double click) exactly one
+    gets the lease. It expires on its own, so a crashed attempt cannot block the order forever.
+    """
+    now = now or datetime.now(UTC)
+    lease = uuid.uuid4().hex
+    # Epoch seconds, not a datetime: nx-27017 stores a datetime written by $set as a string,
+    # which a range query would never match, so a crashed attempt's lease would never expire.
+    doc = await orders_replica(db).find_one_and_update(
+        {
+            "_id": order_id,
+            "$or": [{"payingUntil": None}, {"payingUntil": {"$lte": now.timestamp()}}],
+        },
+        {"$set": {"payingUntil": now.timestamp() + seconds, "payingLease": lease}},
+        return_document=ReturnDocument.AFTER,
+    )
+    return (lease, doc) if doc is not None else None
+
+
+async def set_payment_intent(db: Database, *, order_id: str, payment_intent_id: str) -> None:
+    """Remember the order's PaymentIntent before confirming it.
+
+    So that a cancellation finds, and voids, an authorization whose answer never reached us.
+    """
+    await orders_replica(db).update_one(
+        {"_id": order_id}, {"$set": {"paymentIntentId": payment_intent_id}}
+    )
+
+
+async def release_order(db: Database, *, order_id: str, lease: str) -> None:
+    # Matched on the lease id, so an attempt that outlived its lease cannot free another's.
+    await orders_replica(db).update_one(
+        {"_id": order_id, "payingLease": lease},
+        {"$set": {"payingUntil": None, "payingLease": None}},
+    )
