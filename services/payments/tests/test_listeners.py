@@ -1,6 +1,5 @@
 """The orders replica: idempotent, version-checked, tolerant of any delivery order."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -11,7 +10,6 @@ from bson import ObjectId
 from ticketing_common.bus import RetryLater
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import (
-    Event,
     OrderStatus,
     Subject,
 )
@@ -21,7 +19,7 @@ from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app
 from ticketing_payments.settings import Settings
 from ticketing_testing.apps import outbox_on, running
-from ticketing_testing.events import order_cancelled, order_completed, order_created
+from ticketing_testing.events import order_cancelled, order_completed, order_created, redelivered
 
 
 def runtime_on(db: Any, charger: StripeCharger | None = None) -> Any:
@@ -176,7 +174,7 @@ async def test_every_event_twice_and_out_of_order_through_the_bus(
     async with running(create_app(settings, mongo=mongo, bus=bus)):
         # The cancel first (its stream runs ahead), each delivered twice: republished events
         # get new ids, so JetStream's de-duplication cannot hide them; the handlers must.
-        for event in (cancelled, _again(cancelled), created, _again(created)):
+        for event in (cancelled, redelivered(cancelled), created, redelivered(created)):
             await bus.publish(event)
         await bus.drain()
         assert await bus.dead_letters() == []
@@ -205,8 +203,3 @@ async def test_the_service_subscribes_to_every_order_subject(
     doc = await replica(db, event.data.id)
     assert doc is not None
     assert doc["status"] == "cancelled"
-
-
-def _again(event: Event[Any]) -> Event[Any]:
-    """The same event under a new envelope id: a redelivery JetStream cannot de-duplicate."""
-    return event.model_copy(update={"id": uuid.uuid4().hex})

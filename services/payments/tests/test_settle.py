@@ -1,7 +1,6 @@
 """Settling as orders decided: order:completed captures the authorization, order:cancelled voids
 it; once, whatever is redelivered, duplicated or fails, and never both."""
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +18,7 @@ from ticketing_payments.main import create_app
 from ticketing_payments.settings import Settings
 from ticketing_payments.settle import SettlementError
 from ticketing_testing.apps import outbox_on, running, session_cookie
-from ticketing_testing.events import order_cancelled, order_completed, order_created
+from ticketing_testing.events import order_cancelled, order_completed, order_created, redelivered
 
 
 def runtime_on(db: Any, charger: StripeCharger | None = None) -> Any:
@@ -72,11 +71,6 @@ def intent_of(fake: FakeStripeServer, order_id: str) -> dict[str, Any]:
     return intent
 
 
-def again(event: Event[Any]) -> Event[Any]:
-    """The same event under a new envelope id: a redelivery JetStream cannot de-duplicate."""
-    return event.model_copy(update={"id": uuid.uuid4().hex})
-
-
 async def pay(client: httpx.AsyncClient, order_id: str) -> httpx.Response:
     return await client.post("/api/payments", json={"token": "tok_visa", "orderId": order_id})
 
@@ -109,7 +103,7 @@ async def test_order_completed_captures_the_authorization_once(
 
     # Redelivered (and republished under a new id): no second capture, not even a Stripe call.
     requests = fake_stripe.state.requests
-    await bus.publish(again(completed))
+    await bus.publish(redelivered(completed))
     await bus.drain()
     assert fake_stripe.state.requests == requests
     assert [c["amount_captured"] for c in fake_stripe.state.charges()] == [4250]
@@ -239,7 +233,7 @@ async def test_a_payment_accepted_while_the_cancel_was_on_its_way_is_voided_once
 
     # Redelivered (and republished under a new id): not even a Stripe call.
     requests = fake_stripe.state.requests
-    await bus.publish(again(cancel))
+    await bus.publish(redelivered(cancel))
     await bus.drain()
     assert fake_stripe.state.requests == requests
     assert await bus.dead_letters() == []

@@ -25,6 +25,7 @@ from ticketing_tickets import listeners, repository
 SignIn = Callable[..., str]
 CreateTicket = Callable[..., Awaitable[dict[str, Any]]]
 Settle = Callable[[], Awaitable[None]]
+RaceAfterFirstRead = Callable[[Callable[[str], Awaitable[Any]]], Any]
 
 
 async def deliver_twice(bus: InMemoryBus, event: Event[Any]) -> None:
@@ -225,11 +226,9 @@ async def test_an_edit_racing_a_reservation_never_loses_either(
     client: httpx.AsyncClient,
     runtime: Runtime,
     create_ticket: CreateTicket,
-    sign_in: SignIn,
     bus: InMemoryBus,
     settle: Settle,
 ) -> None:
-    sign_in()
     ticket = await create_ticket(title="old")
     edit = client.put(f"/api/tickets/{ticket['id']}", json={"title": "new", "price": 5})
     reserve = listeners.reserve(runtime, order_created("order-1", ticket_id=ticket["id"]).data)
@@ -247,45 +246,15 @@ async def test_an_edit_racing_a_reservation_never_loses_either(
     assert (events[-1].title, events[-1].order_id) == (body["title"], "order-1")
 
 
-class Race:
-    """Truthy once the competing change has run."""
-
-    def __init__(self) -> None:
-        self.ran = False
-
-    def __bool__(self) -> bool:
-        return self.ran
-
-
-def race_after_first_read(
-    monkeypatch: pytest.MonkeyPatch, compete: Callable[[str], Awaitable[Any]]
-) -> Race:
-    """Run `compete(ticket_id)` right after the handler's first read of the ticket, once: the
-    handler then writes on a stale read and must lose cleanly."""
-    real_get = repository.get_ticket
-    race = Race()
-
-    async def get_then_compete(db: Any, *, ticket_id: str) -> Any:
-        doc = await real_get(db, ticket_id=ticket_id)
-        if not race.ran:
-            race.ran = True
-            await compete(ticket_id)
-        return doc
-
-    monkeypatch.setattr(repository, "get_ticket", get_then_compete)
-    return race
-
-
 async def test_a_cancellation_landing_between_read_and_reserve_wins(
     client: httpx.AsyncClient,
     runtime: Runtime,
     ticket: dict[str, Any],
     bus: InMemoryBus,
     settle: Settle,
-    monkeypatch: pytest.MonkeyPatch,
+    race_after_first_read: RaceAfterFirstRead,
 ) -> None:
     raced = race_after_first_read(
-        monkeypatch,
         lambda tid: listeners.release(runtime, order_cancelled("order-1", ticket_id=tid).data),
     )
     await listeners.reserve(runtime, order_created("order-1", ticket_id=ticket["id"]).data)
@@ -301,10 +270,9 @@ async def test_a_reservation_landing_between_read_and_cancel_is_released(
     ticket: dict[str, Any],
     bus: InMemoryBus,
     settle: Settle,
-    monkeypatch: pytest.MonkeyPatch,
+    race_after_first_read: RaceAfterFirstRead,
 ) -> None:
     raced = race_after_first_read(
-        monkeypatch,
         lambda tid: listeners.reserve(runtime, order_created("order-1", ticket_id=tid).data),
     )
     await listeners.release(runtime, order_cancelled("order-1", ticket_id=ticket["id"]).data)

@@ -17,6 +17,7 @@ from ticketing_tickets import repository
 SignIn = Callable[..., str]
 CreateTicket = Callable[..., Awaitable[dict[str, Any]]]
 Settle = Callable[[], Awaitable[None]]
+RaceAfterFirstRead = Callable[[Callable[[str], Awaitable[Any]]], Any]
 
 TITLE_ERROR = {"message": "Title is required", "field": "title"}
 PRICE_ERROR = {"message": "Price must be greater than 0", "field": "price"}
@@ -143,14 +144,10 @@ async def test_create_returns_201_and_saves_the_ticket(
 
 
 async def test_create_publishes_ticket_created(
-    client: httpx.AsyncClient,
-    sign_in: SignIn,
-    create_ticket: CreateTicket,
-    bus: InMemoryBus,
-    settle: Settle,
+    client: httpx.AsyncClient, create_ticket: CreateTicket, bus: InMemoryBus, settle: Settle
 ) -> None:
-    user_id = sign_in()
     ticket = await create_ticket(title="concert", price=19.99)
+    user_id = ticket["userId"]
     await settle()
     events = bus.published_on(Subject.TICKET_CREATED)
     assert len(events) == 1
@@ -179,9 +176,8 @@ async def test_show_returns_404_for_an_unknown_or_malformed_id(
 
 
 async def test_show_returns_the_ticket(
-    client: httpx.AsyncClient, sign_in: SignIn, create_ticket: CreateTicket
+    client: httpx.AsyncClient, create_ticket: CreateTicket
 ) -> None:
-    sign_in()
     ticket = await create_ticket(title="concert", price=20)
     client.cookies.clear()
     res = await client.get(f"/api/tickets/{ticket['id']}")
@@ -190,13 +186,8 @@ async def test_show_returns_the_ticket(
 
 
 async def test_show_returns_a_reserved_ticket(
-    client: httpx.AsyncClient,
-    sign_in: SignIn,
-    create_ticket: CreateTicket,
-    db: Any,
-    runtime: Any,
+    client: httpx.AsyncClient, create_ticket: CreateTicket, db: Any, runtime: Any
 ) -> None:
-    sign_in()
     ticket = await create_ticket()
     await reserve(runtime.outbox, ticket["id"], "order-7")
     res = await client.get(f"/api/tickets/{ticket['id']}")
@@ -209,13 +200,8 @@ async def test_show_returns_a_reserved_ticket(
 
 
 async def test_list_returns_unreserved_tickets_newest_first(
-    client: httpx.AsyncClient,
-    sign_in: SignIn,
-    create_ticket: CreateTicket,
-    db: Any,
-    runtime: Any,
+    client: httpx.AsyncClient, create_ticket: CreateTicket, db: Any, runtime: Any
 ) -> None:
-    sign_in()
     first = await create_ticket(title="first")
     second = await create_ticket(title="second")
     third = await create_ticket(title="third")
@@ -314,9 +300,8 @@ async def test_update_returns_404_for_an_unknown_or_malformed_id(
 
 
 async def test_update_requires_a_signed_in_user(
-    client: httpx.AsyncClient, sign_in: SignIn, create_ticket: CreateTicket
+    client: httpx.AsyncClient, create_ticket: CreateTicket
 ) -> None:
-    sign_in()
     ticket = await create_ticket()
     client.cookies.clear()
     res = await client.put(f"/api/tickets/{ticket['id']}", json={"title": "x", "price": 20})
@@ -327,7 +312,6 @@ async def test_update_requires_a_signed_in_user(
 async def test_update_by_someone_else_is_401_and_changes_nothing(
     client: httpx.AsyncClient, sign_in: SignIn, create_ticket: CreateTicket
 ) -> None:
-    sign_in()
     ticket = await create_ticket(title="concert", price=20)
     sign_in()
     res = await client.put(f"/api/tickets/{ticket['id']}", json={"title": "mine", "price": 1})
@@ -349,12 +333,10 @@ async def test_update_by_someone_else_is_401_and_changes_nothing(
 )
 async def test_update_rejects_an_invalid_title_or_price(
     client: httpx.AsyncClient,
-    sign_in: SignIn,
     create_ticket: CreateTicket,
     body: dict[str, object],
     error: dict[str, str],
 ) -> None:
-    sign_in()
     ticket = await create_ticket()
     res = await client.put(f"/api/tickets/{ticket['id']}", json=body)
     assert res.status_code == 400
@@ -362,10 +344,10 @@ async def test_update_rejects_an_invalid_title_or_price(
 
 
 async def test_update_saves_the_edit_and_bumps_the_version(
-    client: httpx.AsyncClient, sign_in: SignIn, create_ticket: CreateTicket
+    client: httpx.AsyncClient, create_ticket: CreateTicket
 ) -> None:
-    user_id = sign_in()
     ticket = await create_ticket(title="concert", price=20)
+    user_id = ticket["userId"]
     res = await client.put(
         f"/api/tickets/{ticket['id']}", json={"title": "new title", "price": 100.5}
     )
@@ -385,14 +367,10 @@ async def test_update_saves_the_edit_and_bumps_the_version(
 
 
 async def test_update_publishes_ticket_updated(
-    client: httpx.AsyncClient,
-    sign_in: SignIn,
-    create_ticket: CreateTicket,
-    bus: InMemoryBus,
-    settle: Settle,
+    client: httpx.AsyncClient, create_ticket: CreateTicket, bus: InMemoryBus, settle: Settle
 ) -> None:
-    user_id = sign_in()
     ticket = await create_ticket()
+    user_id = ticket["userId"]
     await client.put(f"/api/tickets/{ticket['id']}", json={"title": "new title", "price": 19.99})
     await settle()
     events = bus.published_on(Subject.TICKET_UPDATED)
@@ -410,14 +388,12 @@ async def test_update_publishes_ticket_updated(
 
 async def test_update_of_a_reserved_ticket_is_rejected(
     client: httpx.AsyncClient,
-    sign_in: SignIn,
     create_ticket: CreateTicket,
     db: Any,
     bus: InMemoryBus,
     settle: Settle,
     runtime: Any,
 ) -> None:
-    sign_in()
     ticket = await create_ticket(title="concert")
     await reserve(runtime.outbox, ticket["id"])
     await settle()
@@ -438,7 +414,6 @@ async def test_update_of_someone_elses_reserved_ticket_is_401(
     db: Any,
     runtime: Any,
 ) -> None:
-    sign_in()
     ticket = await create_ticket()
     await reserve(runtime.outbox, ticket["id"])
     sign_in()
@@ -448,32 +423,25 @@ async def test_update_of_someone_elses_reserved_ticket_is_401(
 
 async def test_update_racing_another_edit_reapplies_on_the_fresh_version(
     client: httpx.AsyncClient,
-    sign_in: SignIn,
     create_ticket: CreateTicket,
     db: Any,
     bus: InMemoryBus,
     settle: Settle,
-    monkeypatch: pytest.MonkeyPatch,
+    race_after_first_read: RaceAfterFirstRead,
     runtime: Any,
 ) -> None:
-    sign_in()
     ticket = await create_ticket(title="concert")
-    real_get = repository.get_ticket
-    raced = False
 
-    async def get_then_race(db: Any, *, ticket_id: str) -> Any:
-        nonlocal raced
-        doc = await real_get(db, ticket_id=ticket_id)
-        if not raced:
-            raced = True  # another edit lands between our read and our write
-            assert doc is not None
-            assert await repository.edit_ticket(
-                runtime.outbox, ticket=doc, title="other", price_cents=700
-            )
-        return doc
+    async def another_edit(ticket_id: str) -> None:  # lands between our read and our write
+        doc = await repository.get_ticket(db, ticket_id=ticket_id)
+        assert doc is not None
+        assert await repository.edit_ticket(
+            runtime.outbox, ticket=doc, title="other", price_cents=700
+        )
 
-    monkeypatch.setattr(repository, "get_ticket", get_then_race)
+    raced = race_after_first_read(another_edit)
     res = await client.put(f"/api/tickets/{ticket['id']}", json={"title": "mine", "price": 5})
+    assert raced
     assert res.status_code == 200
     assert (res.json()["title"], res.json()["price"], res.json()["version"]) == ("mine", 5, 2)
     await settle()
@@ -483,43 +451,31 @@ async def test_update_racing_another_edit_reapplies_on_the_fresh_version(
 
 async def test_update_racing_a_reservation_is_rejected(
     client: httpx.AsyncClient,
-    sign_in: SignIn,
     create_ticket: CreateTicket,
     db: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    race_after_first_read: RaceAfterFirstRead,
     runtime: Any,
 ) -> None:
-    sign_in()
     ticket = await create_ticket(title="concert")
-    real_get = repository.get_ticket
-    raced = False
 
-    async def get_then_reserve(db: Any, *, ticket_id: str) -> Any:
-        nonlocal raced
-        doc = await real_get(db, ticket_id=ticket_id)
-        if not raced:
-            raced = True
-            assert doc is not None
-            assert await repository.reserve_ticket(runtime.outbox, ticket=doc, order_id="order-1")
-        return doc
+    async def a_reservation(ticket_id: str) -> None:
+        doc = await repository.get_ticket(db, ticket_id=ticket_id)
+        assert doc is not None
+        assert await repository.reserve_ticket(runtime.outbox, ticket=doc, order_id="order-1")
 
-    monkeypatch.setattr(repository, "get_ticket", get_then_reserve)
+    raced = race_after_first_read(a_reservation)
     res = await client.put(f"/api/tickets/{ticket['id']}", json={"title": "mine", "price": 5})
+    assert raced
     assert res.status_code == 400
     assert only_error(res) == {"message": "Cannot edit a reserved ticket"}
-    stored = await real_get(db, ticket_id=ticket["id"])
+    stored = await repository.get_ticket(db, ticket_id=ticket["id"])
     assert stored is not None
     assert (stored["title"], stored["version"], stored["orderId"]) == ("concert", 1, "order-1")
 
 
 async def test_concurrent_updates_each_get_their_own_version(
-    client: httpx.AsyncClient,
-    sign_in: SignIn,
-    create_ticket: CreateTicket,
-    bus: InMemoryBus,
-    settle: Settle,
+    client: httpx.AsyncClient, create_ticket: CreateTicket, bus: InMemoryBus, settle: Settle
 ) -> None:
-    sign_in()
     ticket = await create_ticket()
     url = f"/api/tickets/{ticket['id']}"
     results = await asyncio.gather(

@@ -5,9 +5,10 @@
 - Mongo: `mongo` is the in-memory one; parametrized indirectly with `EVERY_MONGO` a module runs
   on nx-27017 too (`[NX]`: only there), connected as a service connects, `nx_mongo` its server.
   `any_mongo` is always both.
-- A service under test: its conftest provides `settings` and `app` (`create_app(settings, ...,
-  bus=bus)`); from them come `bus` (in-memory, the service's name), `db`, `client` (the app
-  running, over HTTP), `runtime`, `sign_in` and `user_headers`. A conftest overrides any of them.
+- A service under test: its conftest provides `settings` and `app` (`settings_fixture` and
+  `app_fixture` in `ticketing_testing.apps` make them); from them come `bus` (in-memory, the
+  service's name), `db`, `client` (the app running, over HTTP), `runtime`, `sign_in` and
+  `user_headers`. A conftest or a test module overrides any of them.
 - Stripe: `stripe_server`, the fake on a free port (one per worker), and `fake_stripe`, the same
   with its state reset for the test.
 """
