@@ -74,6 +74,12 @@ async def open_orders(db: Any, ticket_id: str) -> list[str]:
     return [str(d["_id"]) for d in docs if d["confirmed"] and d["status"] in state.OPEN_STATUSES]
 
 
+@pytest.fixture(autouse=True)
+def no_patience(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schedule decides who waits: a parked buyer would only be waited for in vain."""
+    monkeypatch.setattr(reservations, "CONFIRM_PATIENCE_SECONDS", 0.0)
+
+
 @pytest.fixture
 def mongo_client(any_mongo: Any) -> Any:
     return any_mongo

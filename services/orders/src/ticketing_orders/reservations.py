@@ -10,7 +10,9 @@ over an unconfirmed holder is the compare-and-set that its confirmation would ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +27,11 @@ from ticketing_orders.replica import TicketReplicaDoc
 from ticketing_orders.state import ATTEMPTS, SWEEP_PAGE, OrderDoc, orders_of, outboxed_orders
 
 log = logging.getLogger("ticketing.orders")
+
+# How long a buyer who finds the ticket held by an unconfirmed order waits for it to confirm
+# before withdrawing it (a live buyer confirms within milliseconds; a dead one never does).
+CONFIRM_PATIENCE_SECONDS = 0.25
+CONFIRM_POLL_SECONDS = 0.01
 
 # A pause point between the steps of a reservation: tests interleave two buyers through it.
 Pause = Callable[[str], Awaitable[None]]
@@ -61,14 +68,25 @@ async def withdraw_unconfirmed(db: Database, *, order_id: ObjectId) -> bool:
 async def _holder_stands(db: Database, *, holder: str, pause: Pause) -> bool:
     """Whether the ticket's holder keeps it: a confirmed order that is not cancelled.
 
-    An unconfirmed holder (a buyer between reserving and confirming, alive or dead) is withdrawn
-    here; a holder that does not exist was withdrawn before. Nothing depends on a clock.
+    An unconfirmed holder (a buyer between reserving and confirming, alive or dead) is given
+    `CONFIRM_PATIENCE_SECONDS` to confirm, then withdrawn; a holder that does not exist was
+    withdrawn before. Correctness depends on no clock: the patience only keeps a rush of buyers
+    from withdrawing each other in turn (each withdrawal costs its victim the sale) while the
+    first is milliseconds from confirming.
     """
     order_id = parse_object_id(holder)
     if order_id is None:
         return False
+    waited_since = time.monotonic()
     for _ in range(ATTEMPTS):
         order = await orders_of(db).find_one({"_id": order_id})
+        while (
+            order is not None
+            and order.get("confirmed") is False
+            and time.monotonic() - waited_since < CONFIRM_PATIENCE_SECONDS
+        ):
+            await asyncio.sleep(CONFIRM_POLL_SECONDS)
+            order = await orders_of(db).find_one({"_id": order_id})
         if order is None:
             return False
         if order.get("confirmed") is False:
