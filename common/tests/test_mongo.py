@@ -5,6 +5,7 @@ import pytest
 from bson import ObjectId
 
 from ticketing_common.mongo import (
+    Database,
     IndexSpec,
     as_utc,
     ensure_indexes,
@@ -13,7 +14,7 @@ from ticketing_common.mongo import (
 )
 
 
-async def test_versioned_update_bumps_by_one_and_rejects_a_stale_write(any_db: Any) -> None:
+async def test_versioned_update_bumps_by_one_and_rejects_a_stale_write(any_db: Database) -> None:
     coll = any_db["tickets"]
     await coll.insert_one({"_id": "t1", "title": "a", "version": 0})
     first = await versioned_update(coll, id="t1", version=0, update={"$set": {"title": "b"}})
@@ -29,7 +30,7 @@ async def test_versioned_update_bumps_by_one_and_rejects_a_stale_write(any_db: A
     assert (doc["title"], doc["version"]) == ("d", 2)
 
 
-async def test_versioned_update_honours_an_extra_condition(any_db: Any) -> None:
+async def test_versioned_update_honours_an_extra_condition(any_db: Database) -> None:
     coll = any_db["tickets"]
     await coll.insert_one({"_id": "t1", "orderId": "o1", "version": 3})
     blocked = await versioned_update(
@@ -38,7 +39,7 @@ async def test_versioned_update_honours_an_extra_condition(any_db: Any) -> None:
     assert blocked is None
 
 
-async def test_indexes_are_created_on_every_backend(any_db: Any) -> None:
+async def test_indexes_are_created_on_every_backend(any_db: Database) -> None:
     specs = [
         IndexSpec("tickets", [("orderId", 1), ("_id", -1)]),
         IndexSpec("users", [("email", 1)], {"unique": True}),
@@ -61,7 +62,7 @@ def test_malformed_object_ids_parse_to_none() -> None:
         assert parse_object_id(bad) is None
 
 
-async def test_a_compound_index_with_id_does_not_break_inserts(any_db: Any) -> None:
+async def test_a_compound_index_with_id_does_not_break_inserts(any_db: Database) -> None:
     """nx-27017 accepts such an index on an empty collection, then refuses every insert."""
     await ensure_indexes(any_db, [IndexSpec("fresh", [("orderId", 1), ("_id", -1)])])
     await any_db["fresh"].insert_one({"_id": ObjectId(), "orderId": None})

@@ -10,6 +10,7 @@ from bson import ObjectId
 from ticketing_common.bus.base import BusUnavailable
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated, new_event
+from ticketing_common.mongo import Database
 from ticketing_common.outbox import (
     OUTBOX,
     PENDING,
@@ -37,14 +38,14 @@ def bus() -> InMemoryBus:
     return InMemoryBus("tickets")
 
 
-async def insert(db: Any, *events: Event[Any]) -> ObjectId:
+async def insert(db: Database, *events: Event[Any]) -> ObjectId:
     doc_id = ObjectId()
     await db[COLL].insert_one({"_id": doc_id, "title": "a", **outbox_fields(*events)})
     return doc_id
 
 
 async def test_flush_publishes_in_order_and_clears_the_outbox(
-    any_db: Any, bus: InMemoryBus
+    any_db: Database, bus: InMemoryBus
 ) -> None:
     doc_id = await insert(any_db, created())
     await any_db[COLL].update_one(
@@ -61,7 +62,7 @@ async def test_flush_publishes_in_order_and_clears_the_outbox(
 
 
 async def test_with_nats_down_the_event_stays_and_goes_out_when_it_is_back(
-    any_db: Any, bus: InMemoryBus
+    any_db: Database, bus: InMemoryBus
 ) -> None:
     bus.broker.available = False
     doc_id = await insert(any_db, created())
@@ -77,7 +78,7 @@ async def test_with_nats_down_the_event_stays_and_goes_out_when_it_is_back(
 
 
 async def test_a_crash_between_write_and_publish_loses_nothing(
-    any_db: Any, bus: InMemoryBus
+    any_db: Database, bus: InMemoryBus
 ) -> None:
     """The write landed but the process died before its kick: a new process's sweep sends it."""
     event = created()
@@ -94,7 +95,7 @@ async def test_a_crash_between_write_and_publish_loses_nothing(
     assert [e.id for e in bus.published] == [event.id]
 
 
-async def test_events_added_during_a_flush_are_not_lost(any_db: Any, bus: InMemoryBus) -> None:
+async def test_events_added_during_a_flush_are_not_lost(any_db: Database, bus: InMemoryBus) -> None:
     doc_id = await insert(any_db, created())
     relay = OutboxRelay(bus, any_db, [COLL])
     original = bus.publish
@@ -116,7 +117,7 @@ async def test_events_added_during_a_flush_are_not_lost(any_db: Any, bus: InMemo
 
 
 async def test_a_document_inserted_without_events_can_take_them_later(
-    any_db: Any, bus: InMemoryBus
+    any_db: Database, bus: InMemoryBus
 ) -> None:
     doc_id = await insert(any_db)
     assert not (await any_db[COLL].find_one({"_id": doc_id}))[PENDING]
@@ -126,7 +127,7 @@ async def test_a_document_inserted_without_events_can_take_them_later(
     assert await OutboxRelay(bus, any_db, [COLL]).sweep() == 1
 
 
-async def test_a_republished_event_is_stored_once(any_db: Any, bus: InMemoryBus) -> None:
+async def test_a_republished_event_is_stored_once(any_db: Database, bus: InMemoryBus) -> None:
     """A publish whose confirmation was lost is retried; the bus de-duplicates by event id."""
     event = created()
     doc_id = await insert(any_db, event)
@@ -135,7 +136,9 @@ async def test_a_republished_event_is_stored_once(any_db: Any, bus: InMemoryBus)
     assert [e.id for e in bus.published] == [event.id]
 
 
-async def test_kick_publishes_without_waiting_for_the_sweep(any_db: Any, bus: InMemoryBus) -> None:
+async def test_kick_publishes_without_waiting_for_the_sweep(
+    any_db: Database, bus: InMemoryBus
+) -> None:
     relay = OutboxRelay(bus, any_db, [COLL], sweep_seconds=3600)
     doc_id = await insert(any_db, created())
     relay.kick(COLL, doc_id)
@@ -147,7 +150,9 @@ async def test_kick_publishes_without_waiting_for_the_sweep(any_db: Any, bus: In
     assert len(bus.published) == 1
 
 
-async def test_with_outbox_keeps_the_callers_own_add_to_set(any_db: Any, bus: InMemoryBus) -> None:
+async def test_with_outbox_keeps_the_callers_own_add_to_set(
+    any_db: Database, bus: InMemoryBus
+) -> None:
     doc_id = ObjectId()
     # Arrays exist from the insert on: nx-27017's $addToSet does nothing on a missing field.
     await any_db[COLL].insert_one({"_id": doc_id, "tags": [], **outbox_fields()})
@@ -177,7 +182,7 @@ class RefusingBus(InMemoryBus):
         await super().publish(event)
 
 
-async def insert_many(db: Any, events: list[Event[Any]]) -> list[ObjectId]:
+async def insert_many(db: Database, events: list[Event[Any]]) -> list[ObjectId]:
     """One document per event, oldest first (ObjectIds grow with time)."""
     ids = [ObjectId() for _ in events]
     docs = [{"_id": i, "title": "a", **outbox_fields(e)} for i, e in zip(ids, events, strict=True)]
@@ -185,7 +190,7 @@ async def insert_many(db: Any, events: list[Event[Any]]) -> list[ObjectId]:
     return ids
 
 
-async def test_a_fresh_document_is_not_starved_by_600_stuck_ones(any_db: Any) -> None:
+async def test_a_fresh_document_is_not_starved_by_600_stuck_ones(any_db: Database) -> None:
     """Before: the sweep took the same 500 pending documents every time, so the 601st never
     had its turn."""
     bus = RefusingBus()
@@ -206,7 +211,7 @@ async def test_a_fresh_document_is_not_starved_by_600_stuck_ones(any_db: Any) ->
     assert await any_db[COLL].count_documents({PENDING: True}) == 0
 
 
-async def test_entries_the_bus_refuses_are_set_aside_and_the_rest_publish(any_db: Any) -> None:
+async def test_entries_the_bus_refuses_are_set_aside_and_the_rest_publish(any_db: Database) -> None:
     bus = RefusingBus()
     poison = [created() for _ in range(600)]
     bus.poison = {e.id for e in poison}
@@ -248,7 +253,7 @@ async def test_entries_the_bus_refuses_are_set_aside_and_the_rest_publish(any_db
     assert len(await list_aside(any_db)) == 601
 
 
-async def test_the_sweep_stops_early_while_the_bus_is_down(any_db: Any) -> None:
+async def test_the_sweep_stops_early_while_the_bus_is_down(any_db: Database) -> None:
     bus = RefusingBus()
     await insert_many(any_db, [created() for _ in range(5)])
     bus.broker.available = False
@@ -311,7 +316,7 @@ async def published_soon(bus: InMemoryBus, count: int) -> list[Event[Any]]:
 
 
 async def test_an_outbox_insert_publishes_its_events_without_the_sweep(
-    any_db: Any, bus: InMemoryBus
+    any_db: Database, bus: InMemoryBus
 ) -> None:
     relay = OutboxRelay(bus, any_db, [COLL], sweep_seconds=3600)
     event = created()
@@ -324,7 +329,7 @@ async def test_an_outbox_insert_publishes_its_events_without_the_sweep(
 
 
 async def test_an_outbox_insert_without_events_stores_an_empty_outbox(
-    any_db: Any, bus: InMemoryBus
+    any_db: Database, bus: InMemoryBus
 ) -> None:
     """So that a later write's events have an array to join (nx-27017's $addToSet)."""
     relay = OutboxRelay(bus, any_db, [COLL], sweep_seconds=3600)
@@ -344,7 +349,7 @@ async def test_an_outbox_insert_without_events_stores_an_empty_outbox(
 
 
 async def test_an_outbox_update_that_matches_nothing_publishes_nothing(
-    any_db: Any, bus: InMemoryBus
+    any_db: Database, bus: InMemoryBus
 ) -> None:
     relay = OutboxRelay(bus, any_db, [COLL], sweep_seconds=3600)
     outbox = Outbox(any_db, relay)

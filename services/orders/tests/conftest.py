@@ -8,6 +8,7 @@ import pytest
 from bson import ObjectId
 
 from ticketing_common.bus.memory import InMemoryBus
+from ticketing_common.mongo import Database
 from ticketing_orders import reservations, state
 from ticketing_orders.main import create_app
 from ticketing_orders.settings import Settings
@@ -64,7 +65,7 @@ def place_order(post_order: PostOrder) -> PlaceOrder:
 def unconfirmed_holder() -> Callable[[Any, str], Awaitable[ObjectId]]:
     """Make an order that reserved the ticket and never confirmed (its buyer died): its id."""
 
-    async def hold(db: Any, ticket_id: str) -> ObjectId:
+    async def hold(db: Database, ticket_id: str) -> ObjectId:
         ghost = ObjectId()
         await db["orders"].insert_one(
             {
@@ -90,7 +91,7 @@ def buy() -> Callable[..., Awaitable[str]]:
     """What one buyer's process does, without the app: order the ticket through
     `reservations` (its steps wait on `pause`, if given); the order's id, or "reserved"."""
 
-    async def buy(db: Any, ticket_id: str, pause: reservations.Pause | None = None) -> str:
+    async def buy(db: Database, ticket_id: str, pause: reservations.Pause | None = None) -> str:
         try:
             order, _ = await reservations.create_order(
                 outbox_on(db, state.ORDERS),

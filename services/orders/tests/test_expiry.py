@@ -9,6 +9,7 @@ import pytest
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
+from ticketing_common.mongo import Database
 from ticketing_orders.expiry import sweep_once
 from ticketing_orders.settings import Settings
 from ticketing_testing.events import delivered, expiration_complete, payment_created
@@ -39,7 +40,7 @@ async def test_an_overdue_order_is_cancelled_once_its_grace_is_over(
     user_headers: UserHeaders,
     place_order: PlaceOrder,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
 ) -> None:
     buyer = user_headers()
     order = await place_order(headers=buyer)

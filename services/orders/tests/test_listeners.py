@@ -20,6 +20,7 @@ from ticketing_common.events import (
     TicketUpdated,
     new_event,
 )
+from ticketing_common.mongo import Database
 from ticketing_orders import listeners
 from ticketing_testing.waiting import eventually, published
 
@@ -69,7 +70,7 @@ def paid(order_id: str, payment_id: str = "pay-1") -> PaymentCreated:
     return PaymentCreated(id=payment_id, order_id=order_id, stripe_id="ch_1")
 
 
-async def order_status(db: Any, order_id: str) -> tuple[str, int]:
+async def order_status(db: Database, order_id: str) -> tuple[str, int]:
     doc = await db["orders"].find_one({"_id": ObjectId(order_id)})
     return doc["status"], doc["version"]
 
@@ -78,7 +79,7 @@ async def order_status(db: Any, order_id: str) -> tuple[str, int]:
 
 
 async def test_ticket_created_adds_the_ticket_to_the_replica(
-    client: httpx.AsyncClient, bus: InMemoryBus, db: Any
+    client: httpx.AsyncClient, bus: InMemoryBus, db: Database
 ) -> None:
     ticket_id = str(ObjectId())
     await publish(bus, created(ticket_id, title="Opera", price=19.99))
@@ -93,7 +94,7 @@ async def test_ticket_created_adds_the_ticket_to_the_replica(
 
 
 async def test_a_duplicate_ticket_created_changes_nothing(
-    client: httpx.AsyncClient, bus: InMemoryBus, db: Any
+    client: httpx.AsyncClient, bus: InMemoryBus, db: Database
 ) -> None:
     ticket_id = str(ObjectId())
     await publish(bus, created(ticket_id, title="first"), created(ticket_id, title="second"))
@@ -107,7 +108,7 @@ async def test_a_duplicate_ticket_created_changes_nothing(
 
 
 async def test_ticket_updated_applies_the_next_version(
-    client: httpx.AsyncClient, bus: InMemoryBus, db: Any
+    client: httpx.AsyncClient, bus: InMemoryBus, db: Database
 ) -> None:
     ticket_id = str(ObjectId())
     await publish(bus, created(ticket_id), updated(ticket_id, 1, title="new", price=25.5))
@@ -117,7 +118,7 @@ async def test_ticket_updated_applies_the_next_version(
 
 
 async def test_ticket_updated_waits_for_a_skipped_version(
-    client: httpx.AsyncClient, bus: InMemoryBus, db: Any
+    client: httpx.AsyncClient, bus: InMemoryBus, db: Database
 ) -> None:
     """v2 arrives before v1: v2 is deferred, applied after v1, and the replica ends at v2."""
     ticket_id = str(ObjectId())
@@ -128,7 +129,7 @@ async def test_ticket_updated_waits_for_a_skipped_version(
 
 
 async def test_ticket_updated_from_the_future_is_retried_later(
-    app: FastAPI, client: httpx.AsyncClient, db: Any
+    app: FastAPI, client: httpx.AsyncClient, db: Database
 ) -> None:
     ticket_id = str(ObjectId())
     await deliver(app, created(ticket_id))
@@ -138,7 +139,7 @@ async def test_ticket_updated_from_the_future_is_retried_later(
 
 
 async def test_ticket_updated_before_ticket_created_is_retried_later(
-    app: FastAPI, client: httpx.AsyncClient, bus: InMemoryBus, db: Any
+    app: FastAPI, client: httpx.AsyncClient, bus: InMemoryBus, db: Database
 ) -> None:
     ticket_id = str(ObjectId())
     with pytest.raises(RetryLater):
@@ -152,7 +153,7 @@ async def test_ticket_updated_before_ticket_created_is_retried_later(
 
 
 async def test_an_old_or_duplicate_ticket_updated_is_ignored(
-    app: FastAPI, client: httpx.AsyncClient, db: Any
+    app: FastAPI, client: httpx.AsyncClient, db: Database
 ) -> None:
     ticket_id = str(ObjectId())
     await deliver(app, created(ticket_id))
@@ -169,7 +170,7 @@ async def test_ticket_updated_never_touches_the_reservation(
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
 ) -> None:
     placed = await place_order()
     ticket_id = placed["ticket"]["id"]
@@ -207,7 +208,7 @@ async def test_the_order_shows_the_current_ticket_at_the_price_it_charges(
 
 
 async def test_expiration_complete_cancels_the_order_and_publishes(
-    place_order: PlaceOrder, bus: InMemoryBus, db: Any
+    place_order: PlaceOrder, bus: InMemoryBus, db: Database
 ) -> None:
     placed = await place_order()
     ticket_id = placed["ticket"]["id"]
@@ -232,7 +233,7 @@ async def test_expiration_complete_leaves_a_complete_order_alone(
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
 ) -> None:
     placed = await place_order()
     ticket_id = placed["ticket"]["id"]
@@ -263,7 +264,7 @@ async def test_payment_created_completes_the_order(
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
 ) -> None:
     me = user_headers()
     placed = await place_order(headers=me)
@@ -285,7 +286,7 @@ async def test_payment_created_completes_the_order(
 
 
 async def test_a_duplicate_payment_created_completes_once(
-    place_order: PlaceOrder, bus: InMemoryBus, db: Any
+    place_order: PlaceOrder, bus: InMemoryBus, db: Database
 ) -> None:
     placed = await place_order()
     # Redelivered under new envelope ids: JetStream's de-duplication cannot hide them.
@@ -300,7 +301,7 @@ async def test_a_cancelled_order_never_becomes_complete(
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The payment was authorized while the cancel was on its way: the order stays cancelled,
@@ -329,7 +330,7 @@ async def test_payment_created_for_an_unknown_or_malformed_order_is_acked(
 
 
 async def test_every_handler_copes_with_duplicates_and_disorder(
-    place_order: PlaceOrder, app: FastAPI, bus: InMemoryBus, db: Any
+    place_order: PlaceOrder, app: FastAPI, bus: InMemoryBus, db: Database
 ) -> None:
     ticket_id = str(ObjectId())
     # Ticket events: updates before the creation, each twice, in reverse order.
@@ -368,7 +369,7 @@ async def test_every_handler_copes_with_duplicates_and_disorder(
 
 
 async def test_payment_and_expiry_racing_end_consistently(
-    place_order: PlaceOrder, bus: InMemoryBus, db: Any
+    place_order: PlaceOrder, bus: InMemoryBus, db: Database
 ) -> None:
     """Whichever lands first wins; the order is never both paid and announced cancelled."""
     placed = await place_order()
@@ -387,7 +388,7 @@ async def test_payment_and_expiry_racing_end_consistently(
 
 
 async def test_a_reservation_of_a_cancelled_order_is_taken_over(
-    place_order: PlaceOrder, db: Any
+    place_order: PlaceOrder, db: Database
 ) -> None:
     """The process died between cancelling the order and releasing the ticket."""
     placed = await place_order()
@@ -401,7 +402,7 @@ async def test_a_reservation_of_a_cancelled_order_is_taken_over(
 
 
 async def test_a_reservation_naming_an_order_that_does_not_exist_is_taken_over(
-    place_order: PlaceOrder, ticket_on_sale: TicketFactory, db: Any
+    place_order: PlaceOrder, ticket_on_sale: TicketFactory, db: Database
 ) -> None:
     """Its order was withdrawn by a buyer who then died before taking the ticket over."""
     ticket_id = await ticket_on_sale()
@@ -415,7 +416,7 @@ async def test_an_unconfirmed_holder_is_taken_over_and_never_shown(
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     ticket_on_sale: TicketFactory,
-    db: Any,
+    db: Database,
     bus: InMemoryBus,
     unconfirmed_holder: Callable[[Any, str], Awaitable[ObjectId]],
 ) -> None:
@@ -436,7 +437,7 @@ async def test_a_failed_order_insert_releases_the_reservation(
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
     ticket_on_sale: TicketFactory,
-    db: Any,
+    db: Database,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ticket_id = await ticket_on_sale()

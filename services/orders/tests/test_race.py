@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
+from ticketing_common.mongo import Database
 from ticketing_orders.settings import Settings
 from ticketing_testing.mongo import NX
 from ticketing_testing.plugin import UserHeaders
@@ -53,7 +54,7 @@ def rush(client: httpx.AsyncClient, user_headers: UserHeaders) -> Rush:
 
 async def test_twenty_concurrent_buyers_through_the_api(
     client: httpx.AsyncClient,
-    db: Any,
+    db: Database,
     ticket_on_sale: TicketFactory,
     rush: Rush,
     user_headers: UserHeaders,
@@ -85,7 +86,7 @@ async def test_twenty_concurrent_buyers_through_the_api(
 
 
 async def test_twenty_concurrent_takeovers_of_a_cancelled_holder(
-    db: Any, ticket_on_sale: TicketFactory, rush: Rush
+    db: Database, ticket_on_sale: TicketFactory, rush: Rush
 ) -> None:
     """The holder was cancelled but the release never happened: one buyer takes it over."""
     ticket_id = await ticket_on_sale()
@@ -118,7 +119,7 @@ async def test_twenty_buyers_on_twenty_connections(
 
 
 async def test_a_holder_that_never_confirmed_is_taken_over_by_exactly_one(
-    db: Any,
+    db: Database,
     ticket_on_sale: TicketFactory,
     rush: Rush,
     unconfirmed_holder: Callable[[Any, str], Awaitable[ObjectId]],

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
+from ticketing_common.mongo import Database
 from ticketing_orders import reservations, state
 
 Buy = Callable[..., Awaitable[str]]
@@ -69,7 +70,7 @@ class Interleaver:
         return {b: "crashed" if t.cancelled() else t.result() for b, t in self.tasks.items()}
 
 
-async def open_orders(db: Any, ticket_id: str) -> list[str]:
+async def open_orders(db: Database, ticket_id: str) -> list[str]:
     docs = await db["orders"].find({"ticketId": ticket_id}).to_list()
     return [str(d["_id"]) for d in docs if d["confirmed"] and d["status"] in state.OPEN_STATUSES]
 

@@ -13,7 +13,7 @@ from ticketing_common.events import (
     OrderStatus,
     Subject,
 )
-from ticketing_common.mongo import as_utc
+from ticketing_common.mongo import Database, as_utc
 from ticketing_payments import listeners, repository
 from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app
@@ -22,17 +22,17 @@ from ticketing_testing.apps import outbox_on, running
 from ticketing_testing.events import order_cancelled, order_completed, order_created, redelivered
 
 
-def runtime_on(db: Any, charger: StripeCharger | None = None) -> Any:
+def runtime_on(db: Database, charger: StripeCharger | None = None) -> Any:
     """What the event handlers use of the service's runtime, without a running app."""
     return SimpleNamespace(db=db, outbox=outbox_on(db, repository.PAYMENTS), charger=charger)
 
 
-async def replica(db: Any, order_id: str) -> dict[str, Any] | None:
+async def replica(db: Database, order_id: str) -> dict[str, Any] | None:
     doc: dict[str, Any] | None = await db[repository.ORDERS].find_one({"_id": order_id})
     return doc
 
 
-async def test_order_created_replicates_the_order(db: Any) -> None:
+async def test_order_created_replicates_the_order(db: Database) -> None:
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=15)
     event = order_created(price=19.99, user_id="buyer-1", expires_at=expires)
     await listeners.on_order_created(runtime_on(db), event)
@@ -45,7 +45,9 @@ async def test_order_created_replicates_the_order(db: Any) -> None:
     assert doc["payingUntil"] is None
 
 
-async def test_a_duplicate_order_created_changes_nothing(db: Any, charger: StripeCharger) -> None:
+async def test_a_duplicate_order_created_changes_nothing(
+    db: Database, charger: StripeCharger
+) -> None:
     event = order_created(price=10.0)
     await listeners.on_order_created(runtime_on(db), event)
     await listeners.on_order_cancelled(
@@ -58,7 +60,7 @@ async def test_a_duplicate_order_created_changes_nothing(db: Any, charger: Strip
 
 
 async def test_order_cancelled_updates_the_status_and_version(
-    db: Any, charger: StripeCharger
+    db: Database, charger: StripeCharger
 ) -> None:
     event = order_created()
     await listeners.on_order_created(runtime_on(db), event)
@@ -70,7 +72,7 @@ async def test_order_cancelled_updates_the_status_and_version(
     assert (doc["status"], doc["version"]) == ("cancelled", 1)
 
 
-async def test_a_duplicate_order_cancelled_is_ignored(db: Any, charger: StripeCharger) -> None:
+async def test_a_duplicate_order_cancelled_is_ignored(db: Database, charger: StripeCharger) -> None:
     event = order_created()
     await listeners.on_order_created(runtime_on(db), event)
     cancel = order_cancelled(event.data.id, version=1)
@@ -82,7 +84,7 @@ async def test_a_duplicate_order_cancelled_is_ignored(db: Any, charger: StripeCh
 
 
 async def test_order_cancelled_before_order_created_is_retried_later(
-    db: Any, charger: StripeCharger
+    db: Database, charger: StripeCharger
 ) -> None:
     with pytest.raises(RetryLater):
         await listeners.on_order_cancelled(
@@ -91,7 +93,7 @@ async def test_order_cancelled_before_order_created_is_retried_later(
 
 
 async def test_order_cancelled_from_the_future_is_retried_later(
-    db: Any, charger: StripeCharger
+    db: Database, charger: StripeCharger
 ) -> None:
     event = order_created()
     await listeners.on_order_created(runtime_on(db), event)
@@ -105,7 +107,7 @@ async def test_order_cancelled_from_the_future_is_retried_later(
 
 
 async def test_order_completed_updates_the_status_and_version(
-    db: Any,
+    db: Database,
     charger: StripeCharger,
 ) -> None:
     event = order_created()
@@ -134,7 +136,7 @@ async def test_order_completed_updates_the_status_and_version(
 
 
 async def test_order_completed_before_order_created_is_retried_later(
-    db: Any, charger: StripeCharger
+    db: Database, charger: StripeCharger
 ) -> None:
     with pytest.raises(RetryLater, match="not replicated"):
         await listeners.on_order_completed(
@@ -143,7 +145,7 @@ async def test_order_completed_before_order_created_is_retried_later(
 
 
 async def test_order_completed_from_the_future_is_retried_later(
-    db: Any, charger: StripeCharger
+    db: Database, charger: StripeCharger
 ) -> None:
     event = order_created()
     await listeners.on_order_created(runtime_on(db), event)
@@ -156,7 +158,7 @@ async def test_order_completed_from_the_future_is_retried_later(
     assert (doc["status"], doc["version"]) == ("created", 0)
 
 
-async def test_a_price_that_is_not_whole_cents_is_refused(db: Any) -> None:
+async def test_a_price_that_is_not_whole_cents_is_refused(db: Database) -> None:
     event = order_created(price=19.999)
     with pytest.raises(ValueError, match="whole number of cents"):
         await listeners.on_order_created(runtime_on(db), event)
@@ -167,7 +169,7 @@ async def test_every_event_twice_and_out_of_order_through_the_bus(
     settings: Settings,
     mongo: Any,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
 ) -> None:
     created = order_created(price=5.25)
     cancelled = order_cancelled(created.data.id, version=1)
@@ -187,7 +189,7 @@ async def test_the_service_subscribes_to_every_order_subject(
     settings: Settings,
     mongo: Any,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
 ) -> None:
     event = order_created(status=OrderStatus.CREATED)
     app = create_app(settings, mongo=mongo, bus=bus)

@@ -12,6 +12,7 @@ from pymongo.errors import AutoReconnect
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import OrderStatus, Subject
+from ticketing_common.mongo import Database
 from ticketing_fakestripe import FakeStripeServer
 from ticketing_payments import repository
 from ticketing_payments.charges import StripeCharger
@@ -45,7 +46,7 @@ def authorized(fake: FakeStripeServer, order_id: str) -> list[dict[str, Any]]:
     return [pi for pi in charges_of(fake, order_id) if pi["status"] == "requires_capture"]
 
 
-async def payments_of(db: Any, order_id: str) -> list[dict[str, Any]]:
+async def payments_of(db: Database, order_id: str) -> list[dict[str, Any]]:
     return [p async for p in db["payments"].find({"orderId": order_id}).limit(10)]
 
 
@@ -85,7 +86,7 @@ async def test_returns_400_when_purchasing_a_cancelled_order(
 
 
 async def test_returns_201_with_valid_inputs_and_authorizes_the_price_in_cents(
-    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Database
 ) -> None:
     price = 37
     order_id = await place_order(price=price)
@@ -171,7 +172,7 @@ async def test_prices_with_cents_are_charged_as_exact_integer_cents(
     client: httpx.AsyncClient,
     place_order: PlaceOrder,
     fake_stripe: FakeStripeServer,
-    db: Any,
+    db: Database,
     price: float,
     cents: int,
 ) -> None:
@@ -186,7 +187,7 @@ async def test_prices_with_cents_are_charged_as_exact_integer_cents(
 
 
 async def test_a_price_below_stripes_minimum_is_refused_with_stripes_message(
-    client: httpx.AsyncClient, place_order: PlaceOrder, db: Any
+    client: httpx.AsyncClient, place_order: PlaceOrder, db: Database
 ) -> None:
     order_id = await place_order(price=0.49)
     res = await pay(client, order_id)
@@ -213,7 +214,7 @@ async def test_a_declined_card_is_400_with_stripes_reason_and_nothing_stored(
     place_order: PlaceOrder,
     fake_stripe: FakeStripeServer,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
     token: str,
 ) -> None:
     order_id = await place_order()
@@ -226,7 +227,7 @@ async def test_a_declined_card_is_400_with_stripes_reason_and_nothing_stored(
 
 
 async def test_after_a_decline_another_card_pays(
-    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Database
 ) -> None:
     order_id = await place_order()
     assert (await pay(client, order_id, "tok_chargeDeclined")).status_code == 400
@@ -266,7 +267,7 @@ async def test_stripe_failing_longer_than_the_sdk_retries_is_502_then_a_retry_pa
     place_order: PlaceOrder,
     fake_stripe: FakeStripeServer,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
 ) -> None:
     order_id = await place_order()
     fake_stripe.state.fail_next(3)  # one attempt + the SDK's two retries, all 500
@@ -296,7 +297,7 @@ async def test_one_stripe_500_is_retried_by_the_sdk_and_charges_once(
 
 
 async def test_stripe_rate_limiting_is_502(
-    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Database
 ) -> None:
     order_id = await place_order()
     fake_stripe.state.fail_next(1, status=429)
@@ -310,7 +311,7 @@ async def test_stripe_unreachable_is_502_and_nothing_stored(
     settings: Settings,
     mongo: Any,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
 ) -> None:
     nowhere = settings.model_copy(update={"stripe_api_base": f"http://127.0.0.1:{free_port()}"})
     event = order_created(user_id="buyer")
@@ -337,7 +338,7 @@ async def test_stripe_authorized_but_the_answer_was_lost_then_a_new_token_pays_w
     place_order: PlaceOrder,
     fake_stripe: FakeStripeServer,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
 ) -> None:
     order_id = await place_order(price=25)
     # Stripe authorizes the card; its answer, and those to the SDK's two retries, never arrive.
@@ -369,7 +370,7 @@ async def test_storing_the_payment_failed_after_authorizing_then_a_new_token_pay
     client: httpx.AsyncClient,
     place_order: PlaceOrder,
     fake_stripe: FakeStripeServer,
-    db: Any,
+    db: Database,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     order_id = await place_order()
@@ -400,7 +401,7 @@ async def test_storing_the_payment_failed_after_authorizing_then_a_new_token_pay
 async def test_a_cancellation_landing_during_the_authorization_voids_it(
     settings: Settings,
     mongo: Any,
-    db: Any,
+    db: Database,
     fake_stripe: FakeStripeServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -456,7 +457,7 @@ async def test_an_order_can_be_paid_until_it_expires(
 
 
 async def test_paying_a_paid_order_again_is_400_and_authorizes_once(
-    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Database
 ) -> None:
     order_id = await place_order()
     assert (await pay(client, order_id)).status_code == 201
@@ -489,7 +490,7 @@ async def test_paying_an_expired_order_is_400(
 
 
 async def test_concurrent_payments_with_different_cards_authorize_once(
-    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Any
+    client: httpx.AsyncClient, place_order: PlaceOrder, fake_stripe: FakeStripeServer, db: Database
 ) -> None:
     """A double click, even with another card: Stripe's idempotency alone would not stop it."""
     order_id = await place_order()
@@ -539,7 +540,7 @@ async def test_payment_created_is_published_through_the_outbox(
     place_order: PlaceOrder,
     fake_stripe: FakeStripeServer,
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
 ) -> None:
     order_id = await place_order(price=19.99)
     res = await pay(client, order_id)

@@ -1,17 +1,16 @@
 """The payment lease and the one-payment-per-order rule, at the repository level."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from ticketing_common.mongo import ensure_indexes
+from ticketing_common.mongo import Database, ensure_indexes
 from ticketing_payments import paying, repository
 from ticketing_testing.apps import outbox_on
 
 
-async def _order(db: Any, order_id: str = "order-1") -> str:
+async def _order(db: Database, order_id: str = "order-1") -> str:
     await repository.insert_order(
         db,
         order_id=order_id,
@@ -24,14 +23,14 @@ async def _order(db: Any, order_id: str = "order-1") -> str:
     return order_id
 
 
-async def test_only_one_attempt_holds_the_lease(db: Any) -> None:
+async def test_only_one_attempt_holds_the_lease(db: Database) -> None:
     order_id = await _order(db)
     first = await paying.lease_order(db, order_id=order_id, seconds=60)
     assert first is not None
     assert await paying.lease_order(db, order_id=order_id, seconds=60) is None
 
 
-async def test_a_released_lease_can_be_taken_again(db: Any) -> None:
+async def test_a_released_lease_can_be_taken_again(db: Database) -> None:
     order_id = await _order(db)
     leased = await paying.lease_order(db, order_id=order_id, seconds=60)
     assert leased is not None
@@ -40,7 +39,7 @@ async def test_a_released_lease_can_be_taken_again(db: Any) -> None:
 
 
 async def test_an_expired_lease_can_be_taken_and_its_holder_cannot_free_the_new_one(
-    db: Any,
+    db: Database,
 ) -> None:
     order_id = await _order(db)
     past = datetime.now(UTC) - timedelta(minutes=5)
@@ -52,11 +51,11 @@ async def test_an_expired_lease_can_be_taken_and_its_holder_cannot_free_the_new_
     assert await paying.lease_order(db, order_id=order_id, seconds=60) is None
 
 
-async def test_an_unknown_order_cannot_be_leased(db: Any) -> None:
+async def test_an_unknown_order_cannot_be_leased(db: Database) -> None:
     assert await paying.lease_order(db, order_id="nope", seconds=60) is None
 
 
-async def test_an_order_has_at_most_one_payment(db: Any) -> None:
+async def test_an_order_has_at_most_one_payment(db: Database) -> None:
     await ensure_indexes(db, repository.INDEXES)
     outbox = outbox_on(db, repository.PAYMENTS)
     payment = {"order_id": "order-1", "amount_cents": 1000, "currency": "usd"}

@@ -11,6 +11,7 @@ import pytest
 from ticketing_common.bus import DependencyUnavailable, RetryLater
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Event, OrderCreated, Subject
+from ticketing_common.mongo import Database
 from ticketing_fakestripe import FakeStripeServer
 from ticketing_payments import listeners, paying, repository
 from ticketing_payments.charges import StripeCharger
@@ -21,7 +22,7 @@ from ticketing_testing.apps import outbox_on, running, session_cookie
 from ticketing_testing.events import order_cancelled, order_completed, order_created, redelivered
 
 
-def runtime_on(db: Any, charger: StripeCharger | None = None) -> Any:
+def runtime_on(db: Database, charger: StripeCharger | None = None) -> Any:
     """What the event handlers use of the service's runtime, without a running app."""
     return SimpleNamespace(db=db, outbox=outbox_on(db, repository.PAYMENTS), charger=charger)
 
@@ -40,7 +41,7 @@ async def quick_charger(no_retries: Settings) -> AsyncIterator[StripeCharger]:
 
 
 async def authorized_order(
-    db: Any, charger: StripeCharger, created: Event[OrderCreated]
+    db: Database, charger: StripeCharger, created: Event[OrderCreated]
 ) -> dict[str, Any]:
     """The order replicated and paid, as the route leaves it: its (authorized) payment."""
     await listeners.on_order_created(runtime_on(db), created)
@@ -60,7 +61,7 @@ async def authorized_order(
     return payment
 
 
-async def payment_of(db: Any, order_id: str) -> dict[str, Any]:
+async def payment_of(db: Database, order_id: str) -> dict[str, Any]:
     payment = await repository.get_payment_for_order(db, order_id=order_id)
     assert payment is not None
     return payment
@@ -82,7 +83,7 @@ async def test_order_completed_captures_the_authorization_once(
     client: httpx.AsyncClient,
     place_order: Callable[..., Any],
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
     fake_stripe: FakeStripeServer,
 ) -> None:
     order_id = await place_order(price=42.5)
@@ -111,7 +112,7 @@ async def test_order_completed_captures_the_authorization_once(
 
 
 async def test_a_capture_failure_is_dependency_unavailable_and_a_later_delivery_captures(
-    db: Any,
+    db: Database,
     quick_charger: StripeCharger,
     fake_stripe: FakeStripeServer,
 ) -> None:
@@ -132,7 +133,7 @@ async def test_a_capture_failure_is_dependency_unavailable_and_a_later_delivery_
 
 
 async def test_a_capture_whose_answer_was_lost_is_not_made_twice(
-    db: Any,
+    db: Database,
     quick_charger: StripeCharger,
     fake_stripe: FakeStripeServer,
 ) -> None:
@@ -154,7 +155,7 @@ async def test_a_capture_whose_answer_was_lost_is_not_made_twice(
 async def test_through_the_bus_a_failed_capture_is_retried_until_it_is_made(
     no_retries: Settings,
     mongo: Any,
-    db: Any,
+    db: Database,
     fake_stripe: FakeStripeServer,
 ) -> None:
     bus = InMemoryBus("payments")  # 5 deliveries
@@ -173,7 +174,7 @@ async def test_through_the_bus_a_failed_capture_is_retried_until_it_is_made(
 
 
 async def test_a_complete_order_without_a_payment_is_a_settlement_error(
-    db: Any, charger: StripeCharger
+    db: Database, charger: StripeCharger
 ) -> None:
     """Orders completes only on our payment:created: this cannot happen unless data was lost,
     and retrying cannot fix it, so it ends dead-lettered, for a person."""
@@ -186,7 +187,7 @@ async def test_a_complete_order_without_a_payment_is_a_settlement_error(
 
 
 async def test_an_authorization_that_cannot_be_captured_is_a_settlement_error(
-    db: Any,
+    db: Database,
     charger: StripeCharger,
     fake_stripe: FakeStripeServer,
 ) -> None:
@@ -208,7 +209,7 @@ async def test_a_payment_accepted_while_the_cancel_was_on_its_way_is_voided_once
     client: httpx.AsyncClient,
     place_order: Callable[..., Any],
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
     fake_stripe: FakeStripeServer,
 ) -> None:
     """The buyer's DELETE landed while payment:created was still on its way to orders: orders
@@ -240,7 +241,7 @@ async def test_a_payment_accepted_while_the_cancel_was_on_its_way_is_voided_once
 
 
 async def test_a_void_failure_is_dependency_unavailable_and_a_later_delivery_voids(
-    db: Any,
+    db: Database,
     quick_charger: StripeCharger,
     fake_stripe: FakeStripeServer,
 ) -> None:
@@ -261,7 +262,7 @@ async def test_a_void_failure_is_dependency_unavailable_and_a_later_delivery_voi
 
 
 async def test_a_void_whose_answer_was_lost_is_replayed_not_refused(
-    db: Any,
+    db: Database,
     quick_charger: StripeCharger,
     fake_stripe: FakeStripeServer,
 ) -> None:
@@ -278,7 +279,7 @@ async def test_a_void_whose_answer_was_lost_is_replayed_not_refused(
 
 
 async def test_a_cancellation_waits_for_a_running_payment_attempt(
-    db: Any,
+    db: Database,
     charger: StripeCharger,
     fake_stripe: FakeStripeServer,
 ) -> None:
@@ -315,7 +316,7 @@ async def test_an_authorization_whose_answer_was_lost_is_voided_on_cancellation(
     client: httpx.AsyncClient,
     place_order: Callable[..., Any],
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
     fake_stripe: FakeStripeServer,
 ) -> None:
     """Stripe authorized, the buyer got a 502 and gave up, the order expired: released."""
@@ -343,7 +344,7 @@ async def test_an_order_never_paid_is_cancelled_without_stripe_and_a_declined_on
     client: httpx.AsyncClient,
     place_order: Callable[..., Any],
     bus: InMemoryBus,
-    db: Any,
+    db: Database,
     fake_stripe: FakeStripeServer,
 ) -> None:
     unpaid = await place_order()
@@ -366,7 +367,7 @@ async def test_an_order_never_paid_is_cancelled_without_stripe_and_a_declined_on
 
 
 async def test_a_cancelled_order_whose_money_was_captured_is_a_settlement_error(
-    db: Any,
+    db: Database,
     charger: StripeCharger,
     fake_stripe: FakeStripeServer,
 ) -> None:

@@ -5,6 +5,7 @@ import httpx
 import pytest
 
 from ticketing_common.bus.memory import InMemoryBus
+from ticketing_common.mongo import Database
 from ticketing_testing.apps import app_fixture, settings_fixture
 from ticketing_testing.waiting import eventually
 from ticketing_tickets import repository
@@ -39,7 +40,7 @@ def create_ticket(
 
 
 @pytest.fixture
-def settle(bus: InMemoryBus, db: Any) -> Settle:
+def settle(bus: InMemoryBus, db: Database) -> Settle:
     """Wait until every event is consumed and every event the service wrote is published."""
 
     async def outbox_empty() -> bool:
@@ -73,7 +74,7 @@ def race_after_first_read(
         real_get = repository.get_ticket
         race = Race()
 
-        async def get_then_compete(db: Any, *, ticket_id: str) -> Any:
+        async def get_then_compete(db: Database, *, ticket_id: str) -> Any:
             doc = await real_get(db, ticket_id=ticket_id)
             if not race.ran:
                 race.ran = True

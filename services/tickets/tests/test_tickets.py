@@ -10,6 +10,7 @@ from bson import ObjectId
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
+from ticketing_common.mongo import Database
 from ticketing_common.outbox import Outbox
 from ticketing_testing.apps import only_error, outbox_on
 from ticketing_tickets import repository
@@ -109,7 +110,7 @@ async def test_create_rejects_a_body_that_is_not_json(
     ("price", "expected"), [(20, 20.0), ("19.99", 19.99), (0.01, 0.01), ("5.5", 5.5)]
 )
 async def test_create_accepts_amounts_with_up_to_two_decimals(
-    client: httpx.AsyncClient, sign_in: SignIn, db: Any, price: object, expected: float
+    client: httpx.AsyncClient, sign_in: SignIn, db: Database, price: object, expected: float
 ) -> None:
     sign_in()
     res = await client.post("/api/tickets", json={"title": "concert", "price": price})
@@ -121,7 +122,7 @@ async def test_create_accepts_amounts_with_up_to_two_decimals(
 
 
 async def test_create_returns_201_and_saves_the_ticket(
-    client: httpx.AsyncClient, sign_in: SignIn, db: Any
+    client: httpx.AsyncClient, sign_in: SignIn, db: Database
 ) -> None:
     user_id = sign_in()
     assert await db[repository.TICKETS].count_documents({}) == 0
@@ -186,7 +187,7 @@ async def test_show_returns_the_ticket(
 
 
 async def test_show_returns_a_reserved_ticket(
-    client: httpx.AsyncClient, create_ticket: CreateTicket, db: Any, runtime: Any
+    client: httpx.AsyncClient, create_ticket: CreateTicket, db: Database, runtime: Any
 ) -> None:
     ticket = await create_ticket()
     await reserve(runtime.outbox, ticket["id"], "order-7")
@@ -200,7 +201,7 @@ async def test_show_returns_a_reserved_ticket(
 
 
 async def test_list_returns_unreserved_tickets_newest_first(
-    client: httpx.AsyncClient, create_ticket: CreateTicket, db: Any, runtime: Any
+    client: httpx.AsyncClient, create_ticket: CreateTicket, db: Database, runtime: Any
 ) -> None:
     first = await create_ticket(title="first")
     second = await create_ticket(title="second")
@@ -220,7 +221,7 @@ async def test_list_is_empty_without_tickets(client: httpx.AsyncClient) -> None:
 
 async def test_list_returns_50_by_default_and_honours_limit(
     client: httpx.AsyncClient,
-    db: Any,
+    db: Database,
     runtime: Any,
 ) -> None:
     for i in range(55):
@@ -235,7 +236,7 @@ async def test_list_returns_50_by_default_and_honours_limit(
 
 
 async def test_list_pages_with_the_before_cursor(
-    client: httpx.AsyncClient, db: Any, runtime: Any
+    client: httpx.AsyncClient, db: Database, runtime: Any
 ) -> None:
     for i in range(7):
         await repository.create_ticket(runtime.outbox, title=f"t{i}", price_cents=100, user_id="u")
@@ -254,7 +255,7 @@ async def test_list_pages_with_the_before_cursor(
 
 async def test_list_cursor_skips_tickets_reserved_between_pages(
     client: httpx.AsyncClient,
-    db: Any,
+    db: Database,
     runtime: Any,
 ) -> None:
     tickets = [
@@ -389,7 +390,7 @@ async def test_update_publishes_ticket_updated(
 async def test_update_of_a_reserved_ticket_is_rejected(
     client: httpx.AsyncClient,
     create_ticket: CreateTicket,
-    db: Any,
+    db: Database,
     bus: InMemoryBus,
     settle: Settle,
     runtime: Any,
@@ -411,7 +412,7 @@ async def test_update_of_someone_elses_reserved_ticket_is_401(
     client: httpx.AsyncClient,
     sign_in: SignIn,
     create_ticket: CreateTicket,
-    db: Any,
+    db: Database,
     runtime: Any,
 ) -> None:
     ticket = await create_ticket()
@@ -424,7 +425,7 @@ async def test_update_of_someone_elses_reserved_ticket_is_401(
 async def test_update_racing_another_edit_reapplies_on_the_fresh_version(
     client: httpx.AsyncClient,
     create_ticket: CreateTicket,
-    db: Any,
+    db: Database,
     bus: InMemoryBus,
     settle: Settle,
     race_after_first_read: RaceAfterFirstRead,
@@ -452,7 +453,7 @@ async def test_update_racing_another_edit_reapplies_on_the_fresh_version(
 async def test_update_racing_a_reservation_is_rejected(
     client: httpx.AsyncClient,
     create_ticket: CreateTicket,
-    db: Any,
+    db: Database,
     race_after_first_read: RaceAfterFirstRead,
     runtime: Any,
 ) -> None:
@@ -494,7 +495,7 @@ async def test_concurrent_updates_each_get_their_own_version(
 # --- model: optimistic concurrency --------------------------------------------------------------
 
 
-async def test_a_stale_save_fails(db: Any) -> None:
+async def test_a_stale_save_fails(db: Database) -> None:
     outbox = outbox_on(db, repository.TICKETS)
     created = await repository.create_ticket(outbox, title="concert", price_cents=500, user_id="u")
     ticket_id = str(created["_id"])
@@ -512,7 +513,7 @@ async def test_a_stale_save_fails(db: Any) -> None:
     assert (stored["title"], stored["priceCents"], stored["version"]) == ("first", 10, 1)
 
 
-async def test_each_save_bumps_the_version_by_one(db: Any) -> None:
+async def test_each_save_bumps_the_version_by_one(db: Database) -> None:
     outbox = outbox_on(db, repository.TICKETS)
     ticket = await repository.create_ticket(outbox, title="concert", price_cents=500, user_id="u")
     assert ticket["version"] == 0
@@ -524,14 +525,14 @@ async def test_each_save_bumps_the_version_by_one(db: Any) -> None:
     assert twice["version"] == 2
 
 
-async def test_a_reservation_from_a_stale_read_fails(db: Any) -> None:
+async def test_a_reservation_from_a_stale_read_fails(db: Database) -> None:
     outbox = outbox_on(db, repository.TICKETS)
     ticket = await repository.create_ticket(outbox, title="concert", price_cents=500, user_id="u")
     assert await repository.edit_ticket(outbox, ticket=ticket, title="a", price_cents=10)
     assert await repository.reserve_ticket(outbox, ticket=ticket, order_id="o1") is None
 
 
-async def test_a_reservation_fails_once_a_cancelled_order_was_recorded(db: Any) -> None:
+async def test_a_reservation_fails_once_a_cancelled_order_was_recorded(db: Database) -> None:
     outbox = outbox_on(db, repository.TICKETS)
     """Recording a cancellation bumps no version, yet a reservation read before it must fail."""
     ticket = await repository.create_ticket(outbox, title="concert", price_cents=500, user_id="u")
