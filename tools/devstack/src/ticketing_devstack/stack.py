@@ -203,6 +203,11 @@ class Stack:
                     "--port",
                     str(self.gateway_port),
                     "--no-access-log",
+                    # As ingress-nginx (keepalive_timeout 75 s): longer than any client keeps an
+                    # idle connection (httpx 5 s, browsers up to 60 s), so a client never sends
+                    # on a connection the gateway has just closed (seen: a POST lost that way).
+                    "--timeout-keep-alive",
+                    "75",
                 ],
                 env={
                     "GATEWAY_UPSTREAMS": json.dumps(
