@@ -44,6 +44,7 @@ HOP_BY_HOP = frozenset(
 )
 # The gateway's own server writes these on every response it sends.
 OWN_RESPONSE_HEADERS = frozenset({"date", "server"})
+NOT_PASSED_BACK = HOP_BY_HOP | OWN_RESPONSE_HEADERS
 # RFC 9110 9.2.2: a request with an idempotent method may be retried automatically when the
 # connection failed before the answer came (as nginx's proxy_next_upstream does).
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -118,7 +119,7 @@ class Gateway:
         headers = [
             (key, value)
             for key, value in upstream.headers.raw
-            if key.decode("latin-1").lower() not in HOP_BY_HOP | OWN_RESPONSE_HEADERS
+            if key.decode("latin-1").lower() not in NOT_PASSED_BACK
         ]
         out = Response(content=content, status_code=upstream.status_code)
         # Starlette set content-length for `content`; every other header is the service's own,
