@@ -196,7 +196,13 @@ async def create_order(
 
 async def sweep_unconfirmed(db: Database, *, older_than: datetime, limit: int = SWEEP_PAGE) -> int:
     """Delete orders that never confirmed (their buyer died mid-way) and free what they hold."""
-    query = {"confirmed": False, "expiresAt": {"$lt": older_than}}
+    # An unconfirmed order is always `created` (it is never cancelled, only withdrawn): the
+    # status makes this the same indexed (status, expiresAt) range as the expiry sweep's.
+    query = {
+        "status": OrderStatus.CREATED.value,
+        "expiresAt": {"$lt": older_than},
+        "confirmed": False,
+    }
     removed = 0
     async for doc in orders_of(db).find(query, {"ticketId": 1}).limit(limit):
         if await withdraw_unconfirmed(db, order_id=doc["_id"]):
