@@ -55,75 +55,68 @@ class EventData(BaseModel):
     subject: ClassVar[Subject]
 
 
+class VersionedData(EventData):
+    """The state of one record at one version: a replica applies it only at its version + 1."""
+
+    id: str
+    version: int
+
+
 class UserCreated(EventData):
     subject = Subject.USER_CREATED
     id: str
     email: str
 
 
-class UserUpdated(EventData):
+class UserUpdated(VersionedData):
     subject = Subject.USER_UPDATED
-    id: str
     email: str
-    version: int
 
 
-class TicketCreated(EventData):
+class TicketData(VersionedData):
+    title: str
+    price: float
+    user_id: str
+
+
+class TicketCreated(TicketData):
     subject = Subject.TICKET_CREATED
-    id: str
-    version: int
-    title: str
-    price: float
-    user_id: str
 
 
-class TicketUpdated(EventData):
+class TicketUpdated(TicketData):
     subject = Subject.TICKET_UPDATED
-    id: str
-    version: int
-    title: str
-    price: float
-    user_id: str
     order_id: str | None = None
 
 
-class OrderTicketRef(EventData):
+class TicketRef(EventData):
     id: str
+
+
+class OrderTicketRef(TicketRef):
     price: float
 
 
-class OrderCreated(EventData):
+class OrderCreated(VersionedData):
     subject = Subject.ORDER_CREATED
-    id: str
-    version: int
     status: OrderStatus
     user_id: str
     expires_at: datetime
     ticket: OrderTicketRef
 
 
-class OrderCancelledTicketRef(EventData):
-    id: str
+class OrderEnded(VersionedData):
+    """An order's end, naming its ticket: cancelled (the ticket is released, an authorization
+    voided) or completed (paid: payments captures the charge)."""
+
+    ticket: TicketRef
 
 
-class OrderCancelled(EventData):
+class OrderCancelled(OrderEnded):
     subject = Subject.ORDER_CANCELLED
-    id: str
-    version: int
-    ticket: OrderCancelledTicketRef
 
 
-class OrderCompletedTicketRef(EventData):
-    id: str
-
-
-class OrderCompleted(EventData):
-    """Orders' decision that a payment completes the order: payments captures the charge."""
-
+class OrderCompleted(OrderEnded):
     subject = Subject.ORDER_COMPLETED
-    id: str
-    version: int
-    ticket: OrderCompletedTicketRef
 
 
 class ExpirationComplete(EventData):

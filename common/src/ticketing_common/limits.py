@@ -7,6 +7,8 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ticketing_common.asgi import TrackedSend
+
 TOO_LARGE = "Request body too large"
 
 
@@ -30,7 +32,6 @@ class BodySizeLimit:
                     return
         # A chunked body has no length up front: count as it streams in.
         received = 0
-        response_started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -43,16 +44,11 @@ class BodySizeLimit:
                     raise HTTPException(413, TOO_LARGE)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, tracked)
         except HTTPException as exc:
-            if exc.status_code != 413 or response_started:
+            if exc.status_code != 413 or tracked.started:
                 raise
             await self._reject(send)
 

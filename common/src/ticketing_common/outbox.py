@@ -341,17 +341,14 @@ class OutboxCollection(Generic[D]):
         return doc
 
     async def find_one_and_update(
-        self,
-        filter: Document,
-        update: Document,
-        *events: Event[Any],
-        return_document: bool = ReturnDocument.AFTER,
+        self, filter: Document, update: Document, *events: Event[Any]
     ) -> D | None:
-        """`update` with its events on the document `filter` matches; None if none does."""
+        """`update` with its events on the document `filter` matches, returned as it is after
+        the update; None if none does."""
         doc: D | None = await self.collection.find_one_and_update(
             filter,
             with_outbox(update, *events) if events else update,
-            return_document=return_document,
+            return_document=ReturnDocument.AFTER,
         )
         if doc is not None:
             self._published(doc["_id"], events)

@@ -93,6 +93,19 @@ class ServiceSpec(Generic[SettingsT, RuntimeT]):
     # Expiration keeps its state in Redis and has no Mongo database.
     uses_mongo: bool = True
     readiness_checks: list[ReadinessCheck[RuntimeT]] = field(default_factory=list)
+    # The service's cached settings factory, read when an app is made without settings.
+    settings: Callable[[], SettingsT] | None = None
+
+    def create_app(
+        self, settings: SettingsT | None = None, *, mongo: Any = None, bus: Bus | None = None
+    ) -> FastAPI:
+        """The service's ASGI app (`uvicorn --factory <service>.main:create_app`); tests pass
+        their settings, an in-memory Mongo client and bus."""
+        if settings is None:
+            if self.settings is None:
+                raise TypeError(f"{self.name}: no settings given and no settings factory")
+            settings = self.settings()
+        return create_service_app(self, settings, mongo=mongo, bus=bus)
 
 
 def runtime_of(kind: type[RuntimeT]) -> Callable[[Request], RuntimeT]:

@@ -39,15 +39,18 @@ and its message is left to expire to another process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
+from ticketing_common.bus.streams import original_subject
 from ticketing_common.events import Event, EventDecodeError, Subject, decode
 
 log = logging.getLogger("ticketing.bus")
@@ -201,35 +204,123 @@ def header_text(text: str, limit: int = 500) -> str:
     return " ".join(text.split())[:limit]
 
 
-class Delivery(Protocol):
-    """One delivery of one message, as each bus implementation presents it."""
+class Delivery(ABC):
+    """One delivery of one message, as each bus implementation presents it: the message's facts
+    here, settling it (ack, nak, progress, dead-lettering) by the implementation."""
 
-    @property
-    def payload(self) -> bytes: ...
-
-    @property
-    def subject(self) -> str: ...
-
-    @property
-    def delivered(self) -> int:
-        """The server's count of deliveries of this message, this one included."""
-
-    @property
-    def stream_seq(self) -> int: ...
+    def __init__(
+        self,
+        *,
+        payload: bytes,
+        subject: str,
+        delivered: int,
+        stream_seq: int,
+        stored_at: float,
+        durable: str,
+        service: str,
+    ) -> None:
+        self.payload = payload
+        self.subject = subject
+        # The server's count of deliveries of this message, this one included.
+        self.delivered = delivered
+        self.stream_seq = stream_seq
+        self.stored_at = stored_at  # wall clock, the stream's timestamp
+        self.durable = durable
+        self.service = service
 
     @property
     def age(self) -> float:
         """Seconds since the stream stored the message."""
+        return max(time.time() - self.stored_at, 0.0)
 
+    def letter(self, error: str) -> DeadLetter:
+        """This message as a dead letter of its consumer, under its original subject."""
+        return DeadLetter(
+            subject=original_subject(self.subject, self.durable),
+            durable=self.durable,
+            payload=self.payload,
+            deliveries=self.delivered,
+            error=error,
+            stream_seq=self.stream_seq,
+            service=self.service,
+        )
+
+    @abstractmethod
     async def progress(self) -> None:
         """Push the ack deadline back: still being worked on."""
 
+    @abstractmethod
     async def ack(self) -> None: ...
 
+    @abstractmethod
     async def nak(self, delay: float) -> None: ...
 
+    @abstractmethod
     async def dead(self, error: str) -> None:
         """Store it as a dead letter, then terminate it (raise if it could not be stored)."""
+
+
+class BusTuning(TypedDict, total=False):
+    """The delivery settings both buses take (see `BusCore`)."""
+
+    ack_wait: float
+    max_deliver: int
+    retry_delay: float
+    max_retry_delay: float
+    retry_horizon: float
+    max_hold_delay: float
+    max_handler_seconds: float
+
+
+class BusCore:
+    """What a bus holds whatever carries its messages: its service, delivery settings, the
+    dispatcher that decides each delivery, and the handlers subscribed before `start`."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+        retry_delay: float = 0.5,
+        max_retry_delay: float = MAX_RETRY_DELAY,
+        retry_horizon: float = DEFAULT_RETRY_HORIZON,
+        max_hold_delay: float = MAX_HOLD_DELAY,
+        max_handler_seconds: float = DEFAULT_MAX_HANDLER_SECONDS,
+    ) -> None:
+        self.service = service
+        self.ack_wait = ack_wait
+        self.max_deliver = max_deliver
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.retry_horizon = retry_horizon
+        self.max_hold_delay = max_hold_delay
+        self.max_handler_seconds = max_handler_seconds
+        self.dispatcher = Dispatcher(service)
+        self._handlers: list[tuple[Subject, Handler]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """Read per delivery, so a test may change `max_deliver` on a running bus."""
+        return RetryPolicy(
+            max_deliver=self.max_deliver,
+            retry_delay=self.retry_delay,
+            max_retry_delay=self.max_retry_delay,
+            horizon=self.retry_horizon,
+            max_hold_delay=self.max_hold_delay,
+        )
+
+    def subscribe(self, subject: Subject, handler: Handler) -> None:
+        self._handlers.append((subject, handler))
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
 
 
 @dataclass

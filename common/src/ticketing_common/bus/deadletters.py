@@ -40,30 +40,20 @@ def dead_letter_subject(service: str, durable: str) -> str:
     return f"{DEAD_LETTER_PREFIX}.{service}.{durable}"
 
 
-async def store(
-    js: JetStreamContext,
-    *,
-    service: str,
-    durable: str,
-    subject: str,
-    payload: bytes,
-    deliveries: int,
-    error: str,
-    stream_seq: int,
-) -> None:
+async def store(js: JetStreamContext, letter: DeadLetter) -> None:
     """Publish a dead letter and wait for the server to have stored it."""
     await js.publish(
-        dead_letter_subject(service, durable),
-        payload,
+        dead_letter_subject(letter.service, letter.durable),
+        letter.payload,
         headers={
             # Unique per original message, so a retried dead-lettering is stored once.
-            "Nats-Msg-Id": f"{durable}:{stream_seq}",
-            H_SUBJECT: subject,
-            H_DURABLE: durable,
-            H_SERVICE: service,
-            H_DELIVERIES: str(deliveries),
-            H_ERROR: header_text(error),
-            H_STREAM_SEQ: str(stream_seq),
+            "Nats-Msg-Id": f"{letter.durable}:{letter.stream_seq}",
+            H_SUBJECT: letter.subject,
+            H_DURABLE: letter.durable,
+            H_SERVICE: letter.service,
+            H_DELIVERIES: str(letter.deliveries),
+            H_ERROR: header_text(letter.error),
+            H_STREAM_SEQ: str(letter.stream_seq),
         },
     )
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import nats
 import nats.errors
@@ -45,22 +44,18 @@ from nats.js.api import (
 
 from ticketing_common.bus import deadletters
 from ticketing_common.bus.base import (
-    DEFAULT_MAX_HANDLER_SECONDS,
-    DEFAULT_RETRY_HORIZON,
-    MAX_HOLD_DELAY,
-    MAX_RETRY_DELAY,
     UNLIMITED,
+    BusCore,
+    BusTuning,
     BusUnavailable,
     DeadLetter,
-    Dispatcher,
+    Delivery,
     Handler,
-    RetryPolicy,
     Unpublishable,
     durable_name,
 )
 from ticketing_common.bus.streams import (
     STREAMS,
-    original_subject,
     redrive_subject,
     stream_for,
 )
@@ -79,33 +74,22 @@ class ServerConsumer:
     ack_wait: float
 
 
-class _JsDelivery:
+class _JsDelivery(Delivery):
     """One JetStream delivery, as the dispatcher settles it."""
 
     def __init__(self, bus: JetStreamBus, msg: Msg, durable: str) -> None:
-        self._bus, self._msg, self._durable = bus, msg, durable
-        self._meta = msg.metadata
-
-    @property
-    def payload(self) -> bytes:
-        return self._msg.data
-
-    @property
-    def subject(self) -> str:
-        return self._msg.subject
-
-    @property
-    def delivered(self) -> int:
-        return self._meta.num_delivered or 1
-
-    @property
-    def stream_seq(self) -> int:
-        return self._meta.sequence.stream if self._meta.sequence else 0
-
-    @property
-    def age(self) -> float:
-        # The ack subject carries the time the stream stored the message.
-        return max(time.time() - self._meta.timestamp.timestamp(), 0.0)
+        meta = msg.metadata
+        super().__init__(
+            payload=msg.data,
+            subject=msg.subject,
+            delivered=meta.num_delivered or 1,
+            stream_seq=meta.sequence.stream if meta.sequence else 0,
+            # The ack subject carries the time the stream stored the message.
+            stored_at=meta.timestamp.timestamp(),
+            durable=durable,
+            service=bus.service,
+        )
+        self._bus, self._msg = bus, msg
 
     async def progress(self) -> None:
         await self._msg.in_progress()
@@ -122,71 +106,33 @@ class _JsDelivery:
         except _NATS_ERRORS as exc:
             # Lost: JetStream redelivers after ack_wait and the handler, being idempotent, does
             # nothing the second time (or the bus decides again).
-            log.warning("ack failed", extra={"durable": self._durable, "error": repr(exc)})
+            log.warning("ack failed", extra={"durable": self.durable, "error": repr(exc)})
 
     async def dead(self, error: str) -> None:
         js = self._bus._js
         if js is None:
             raise BusUnavailable("not connected to NATS")
-        await deadletters.store(
-            js,
-            service=self._bus.service,
-            durable=self._durable,
-            subject=original_subject(self._msg.subject, self._durable),
-            payload=self._msg.data,
-            deliveries=self.delivered,
-            error=error,
-            stream_seq=self.stream_seq,
-        )
+        await deadletters.store(js, self.letter(error))
         await self._settle(self._msg.term())
 
 
-class JetStreamBus:
+class JetStreamBus(BusCore):
     def __init__(
         self,
         url: str,
         service: str,
         *,
-        ack_wait: float = 30.0,
-        max_deliver: int = 5,
-        retry_delay: float = 0.5,
-        max_retry_delay: float = MAX_RETRY_DELAY,
-        retry_horizon: float = DEFAULT_RETRY_HORIZON,
-        max_hold_delay: float = MAX_HOLD_DELAY,
-        max_handler_seconds: float = DEFAULT_MAX_HANDLER_SECONDS,
         publish_timeout: float = 2.0,
+        **tuning: Unpack[BusTuning],
     ) -> None:
+        super().__init__(service, **tuning)
         self.url = url
-        self.service = service
-        self.ack_wait = ack_wait
-        self.max_deliver = max_deliver
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
-        self.retry_horizon = retry_horizon
-        self.max_hold_delay = max_hold_delay
-        self.max_handler_seconds = max_handler_seconds
         self.publish_timeout = publish_timeout
-        self.dispatcher = Dispatcher(service)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._handlers: list[tuple[Subject, Handler]] = []
-        self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self._closing = False
         self.server_consumers: dict[str, ServerConsumer] = {}
-
-    @property
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_deliver=self.max_deliver,
-            retry_delay=self.retry_delay,
-            max_retry_delay=self.max_retry_delay,
-            horizon=self.retry_horizon,
-            max_hold_delay=self.max_hold_delay,
-        )
-
-    def subscribe(self, subject: Subject, handler: Handler) -> None:
-        self._handlers.append((subject, handler))
 
     async def start(self) -> None:
         """Connect in the background: a service must serve HTTP even while NATS is down."""
@@ -250,12 +196,7 @@ class JetStreamBus:
 
     async def close(self) -> None:
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await self._stop_tasks()
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.close()

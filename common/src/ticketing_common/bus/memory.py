@@ -18,22 +18,10 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
-from ticketing_common.bus.base import (
-    DEFAULT_MAX_HANDLER_SECONDS,
-    DEFAULT_RETRY_HORIZON,
-    MAX_RETRY_DELAY,
-    UNLIMITED,
-    BusUnavailable,
-    DeadLetter,
-    Dispatcher,
-    Handler,
-    RetryPolicy,
-    Unpublishable,
-    durable_name,
-)
-from ticketing_common.bus.streams import original_subject, redrive_subject, stream_for
+from ticketing_common.bus import base
+from ticketing_common.bus.streams import redrive_subject, stream_for
 from ticketing_common.events import Event, EventDecodeError, Subject, decode, encode
 
 log = logging.getLogger("ticketing.bus")
@@ -55,7 +43,7 @@ class _Consumer:
     subject: str
     filters: set[str] = field(default_factory=set)
     ack_wait: float = 30.0
-    max_deliver: int = UNLIMITED
+    max_deliver: int = base.UNLIMITED
     deliver_all: bool = True  # like deliver_policy, fixed once created
     queue: list[_Pending] = field(default_factory=list)
     in_flight: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (deadline, nth)
@@ -75,7 +63,7 @@ class InMemoryBroker:
     def __init__(self) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.stored_at: list[float] = []
-        self.dead: list[DeadLetter] = []
+        self.dead: list[base.DeadLetter] = []
         self.consumers: dict[str, _Consumer] = {}
         self._seen_ids: set[str] = set()
         self._dead_seq = 0
@@ -87,7 +75,7 @@ class InMemoryBroker:
         subject: str,
         *,
         ack_wait: float = 30.0,
-        max_deliver: int = UNLIMITED,
+        max_deliver: int = base.UNLIMITED,
         deliver_all: bool = True,
     ) -> _Consumer:
         """The durable `name`, created with this config if it does not exist yet; an existing
@@ -112,11 +100,11 @@ class InMemoryBroker:
 
     def append(self, subject: str, payload: bytes, msg_id: str) -> None:
         if not self.available:
-            raise BusUnavailable("in-memory broker is down")
+            raise base.BusUnavailable("in-memory broker is down")
         try:
             stream_for(subject)
         except KeyError as exc:
-            raise Unpublishable(str(exc)) from exc
+            raise base.Unpublishable(str(exc)) from exc
         if msg_id in self._seen_ids:
             return  # JetStream's Nats-Msg-Id de-duplication
         self._seen_ids.add(msg_id)
@@ -129,9 +117,9 @@ class InMemoryBroker:
                 consumer.queue.append(_Pending(seq, subject, payload, stored_at=now))
                 consumer.wakeup.set()
 
-    def store_dead(self, letter: DeadLetter) -> DeadLetter:
+    def store_dead(self, letter: base.DeadLetter) -> base.DeadLetter:
         self._dead_seq += 1
-        stored = DeadLetter(
+        stored = base.DeadLetter(
             subject=letter.subject,
             durable=letter.durable,
             payload=letter.payload,
@@ -144,7 +132,7 @@ class InMemoryBroker:
         self.dead.append(stored)
         return stored
 
-    def redrive(self, seq: int) -> DeadLetter | None:
+    def redrive(self, seq: int) -> base.DeadLetter | None:
         """Send dead letter `seq` back to its one consumer, as the operator command does."""
         letter = next((d for d in self.dead if d.seq == seq), None)
         if letter is None:
@@ -161,31 +149,20 @@ class InMemoryBroker:
         return all(not c.queue and not c.in_flight for c in self.consumers.values())
 
 
-class _MemoryDelivery:
-    """One delivery of a message by the fake server (the `Delivery` the dispatcher settles)."""
+class _MemoryDelivery(base.Delivery):
+    """One delivery of a message by the fake server, as the dispatcher settles it."""
 
     def __init__(self, bus: InMemoryBus, consumer: _Consumer, item: _Pending, nth: int) -> None:
+        super().__init__(
+            payload=item.payload,
+            subject=item.subject,
+            delivered=nth,
+            stream_seq=item.seq,
+            stored_at=item.stored_at,
+            durable=consumer.name,
+            service=bus.service,
+        )
         self._bus, self._consumer, self._item, self._nth = bus, consumer, item, nth
-
-    @property
-    def payload(self) -> bytes:
-        return self._item.payload
-
-    @property
-    def subject(self) -> str:
-        return self._item.subject
-
-    @property
-    def delivered(self) -> int:
-        return self._nth
-
-    @property
-    def stream_seq(self) -> int:
-        return self._item.seq
-
-    @property
-    def age(self) -> float:
-        return time.time() - self._item.stored_at
 
     def _current(self) -> bool:
         """Whether this delivery still owns the message: after ack_wait it went out again, and
@@ -216,60 +193,26 @@ class _MemoryDelivery:
     async def dead(self, error: str) -> None:
         if not self._current():
             return
-        self._bus.broker.store_dead(
-            DeadLetter(
-                subject=original_subject(self._item.subject, self._consumer.name),
-                durable=self._consumer.name,
-                payload=self._item.payload,
-                deliveries=self._nth,
-                error=error,
-                stream_seq=self._item.seq,
-                service=self._bus.service,
-            )
-        )
+        self._bus.broker.store_dead(self.letter(error))
         del self._consumer.in_flight[self._item.seq]
         self._consumer.queue.remove(self._item)
 
 
-class InMemoryBus:
+class InMemoryBus(base.BusCore):
     def __init__(
         self,
         service: str = "test",
         *,
         broker: InMemoryBroker | None = None,
-        ack_wait: float = 30.0,
-        max_deliver: int = 5,
-        retry_delay: float = 0.01,
-        max_retry_delay: float = MAX_RETRY_DELAY,
-        retry_horizon: float = DEFAULT_RETRY_HORIZON,
-        # Test timings, like retry_delay's: a held delivery is re-run at most 0.5 s apart, so a
-        # test that brings a dependency back sees the flow resume well within drain()'s timeout.
-        max_hold_delay: float = 0.5,
-        max_handler_seconds: float = DEFAULT_MAX_HANDLER_SECONDS,
+        **tuning: Unpack[base.BusTuning],
     ) -> None:
-        self.service = service
+        # Test timings: retries 10 ms apart, and a held delivery re-run at most 0.5 s apart, so
+        # a test that brings a dependency back sees the flow resume well within drain()'s
+        # timeout.
+        tuning.setdefault("retry_delay", 0.01)
+        tuning.setdefault("max_hold_delay", 0.5)
+        super().__init__(service, **tuning)
         self.broker = broker or InMemoryBroker()
-        self.ack_wait = ack_wait
-        self.max_deliver = max_deliver
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
-        self.retry_horizon = retry_horizon
-        self.max_hold_delay = max_hold_delay
-        self.max_handler_seconds = max_handler_seconds
-        self.dispatcher = Dispatcher(service)
-        self._handlers: list[tuple[Subject, Handler]] = []
-        self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def policy(self) -> RetryPolicy:
-        """Read per delivery, so a test may change `max_deliver` on a running bus."""
-        return RetryPolicy(
-            max_deliver=self.max_deliver,
-            retry_delay=self.retry_delay,
-            max_retry_delay=self.max_retry_delay,
-            horizon=self.retry_horizon,
-            max_hold_delay=self.max_hold_delay,
-        )
 
     @property
     def published(self) -> list[Event[Any]]:
@@ -283,12 +226,9 @@ class InMemoryBus:
     def published_on(self, subject: Subject) -> list[Event[Any]]:
         return [e for e in self.published if e.subject == subject]
 
-    def subscribe(self, subject: Subject, handler: Handler) -> None:
-        self._handlers.append((subject, handler))
-
     async def start(self) -> None:
         for subject, handler in self._handlers:
-            durable = durable_name(self.service, subject)
+            durable = base.durable_name(self.service, subject)
             consumer = self.broker.consumer(
                 durable, subject.wire, ack_wait=self.ack_wait, deliver_all=True
             )
@@ -305,15 +245,10 @@ class InMemoryBus:
             return
         consumer.filters = {subject.wire, redrive_subject(subject.wire, consumer.name)}
         consumer.ack_wait = self.ack_wait
-        consumer.max_deliver = UNLIMITED
+        consumer.max_deliver = base.UNLIMITED
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self._stop_tasks()
 
     async def publish(self, event: Event[Any]) -> None:
         self.broker.append(event.subject.wire, encode(event), event.id)
@@ -324,10 +259,10 @@ class InMemoryBus:
     async def ready(self) -> bool:
         return self.broker.available
 
-    async def dead_letters(self) -> list[DeadLetter]:
+    async def dead_letters(self) -> list[base.DeadLetter]:
         return [d for d in self.broker.dead if d.service == self.service]
 
-    async def redrive(self, seq: int) -> DeadLetter | None:
+    async def redrive(self, seq: int) -> base.DeadLetter | None:
         return self.broker.redrive(seq)
 
     async def drain(self, timeout: float = 5.0) -> None:
@@ -357,7 +292,7 @@ class InMemoryBus:
         consumer.in_flight[item.seq] = (now + consumer.ack_wait, item.deliveries)
         return item
 
-    async def _consume(self, consumer: _Consumer, handler: Handler) -> None:
+    async def _consume(self, consumer: _Consumer, handler: base.Handler) -> None:
         while True:
             await self.dispatcher.wait_open()
             item = self._take(consumer)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from redis import Redis
 
 from ticketing_common.bus import Bus
-from ticketing_common.service import ServiceSpec, create_service_app
+from ticketing_common.service import ServiceSpec
 from ticketing_expiration import listeners
 from ticketing_expiration.runtime import ExpirationRuntime, opener
 from ticketing_expiration.settings import Settings, get_settings
@@ -37,6 +37,7 @@ def build_spec(redis: Redis | None = None) -> ServiceSpec[Settings, ExpirationRu
         handlers=listeners.HANDLERS,
         uses_mongo=False,
         readiness_checks=[redis_ready],
+        settings=get_settings,
     )
 
 
@@ -51,4 +52,4 @@ def create_app(
     redis: Redis | None = None,
 ) -> FastAPI:
     spec = SPEC if redis is None else build_spec(redis)
-    return create_service_app(spec, settings or get_settings(), mongo=mongo, bus=bus)
+    return spec.create_app(settings, mongo=mongo, bus=bus)

@@ -9,7 +9,7 @@ them wins whatever the timing, and the event exists exactly when the change does
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import Enum, auto
 from typing import NotRequired
 
 from bson import ObjectId
@@ -18,10 +18,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from ticketing_common.events import (
     Event,
     OrderCancelled,
-    OrderCancelledTicketRef,
     OrderCompleted,
-    OrderCompletedTicketRef,
     OrderStatus,
+    TicketRef,
     new_event,
 )
 from ticketing_common.mongo import Database, Document, IndexSpec, collection
@@ -81,17 +80,17 @@ SWEEP_PAGE = 100
 
 
 class CancelResult(Enum):
-    CANCELLED = "cancelled"
-    ALREADY_CANCELLED = "already cancelled"
-    COMPLETE = "complete"
-    NOT_FOUND = "not found"
+    CANCELLED = auto()
+    ALREADY_CANCELLED = auto()
+    COMPLETE = auto()
+    NOT_FOUND = auto()
 
 
 class CompleteResult(Enum):
-    COMPLETED = "completed"
-    ALREADY_COMPLETE = "already complete"
-    CANCELLED = "cancelled"
-    NOT_FOUND = "not found"
+    COMPLETED = auto()
+    ALREADY_COMPLETE = auto()
+    CANCELLED = auto()
+    NOT_FOUND = auto()
 
 
 async def get_order(db: Database, *, order_id: ObjectId) -> OrderDoc | None:
@@ -142,7 +141,7 @@ async def cancel_order(
             OrderCancelled(
                 id=str(order_id),
                 version=order["version"] + 1,
-                ticket=OrderCancelledTicketRef(id=order["ticketId"]),
+                ticket=TicketRef(id=order["ticketId"]),
             )
         )
         updated = await outboxed_orders(outbox).versioned_update(
@@ -191,6 +190,6 @@ def _completed_event(order: OrderDoc, *, version: int) -> Event[OrderCompleted]:
         OrderCompleted(
             id=str(order["_id"]),
             version=version,
-            ticket=OrderCompletedTicketRef(id=order["ticketId"]),
+            ticket=TicketRef(id=order["ticketId"]),
         )
     )

@@ -11,6 +11,7 @@ deciding again.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 from ticketing_common.bus import RetryLater
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, Subject
@@ -30,28 +31,38 @@ class UnknownTicketError(LookupError):
     """An order refers to a ticket this service never had: a bug upstream, not a delay."""
 
 
-async def _load(
+async def _rounds(
     db: Database, *, ticket_id: str, order_id: str, subject: Subject
-) -> repository.TicketDoc:
-    ticket = await repository.get_ticket(db, ticket_id=ticket_id)
-    if ticket is None:
-        # Orders only sells tickets it learned from our ticket:created, so waiting cannot help;
-        # failing sends the event to the dead letters after the last delivery.
-        log.error(
-            "order refers to an unknown ticket",
-            extra={"subject": str(subject), "ticket_id": ticket_id, "order_id": order_id},
-        )
-        raise UnknownTicketError(f"unknown ticket {ticket_id!r} in {subject} of order {order_id}")
-    return ticket
+) -> AsyncIterator[repository.TicketDoc]:
+    """The ticket, read afresh for each round of read-decide-write; the caller returns once
+    its decision is applied. Running out of rounds hands the event back to the bus."""
+    for _ in range(ATTEMPTS):
+        ticket = await repository.get_ticket(db, ticket_id=ticket_id)
+        if ticket is None:
+            # Orders only sells tickets it learned from our ticket:created, so waiting cannot
+            # help; failing sends the event to the dead letters after the last delivery.
+            log.error(
+                "order refers to an unknown ticket",
+                extra={"subject": str(subject), "ticket_id": ticket_id, "order_id": order_id},
+            )
+            raise UnknownTicketError(
+                f"unknown ticket {ticket_id!r} in {subject} of order {order_id}"
+            )
+        yield ticket
+    raise RetryLater(f"ticket {ticket_id} kept changing")
+
+
+def _applied(what: str, ticket: repository.TicketDoc, order_id: str) -> None:
+    extra = {"ticket_id": str(ticket["_id"]), "order_id": order_id, "version": ticket["version"]}
+    log.info(what, extra=extra)
 
 
 async def reserve(runtime: TicketsRuntime, data: OrderCreated) -> None:
     """Reserve the ticket for the new order, unless that order is already gone."""
     order_id, ticket_id = data.id, data.ticket.id
-    for _ in range(ATTEMPTS):
-        ticket = await _load(
-            runtime.db, ticket_id=ticket_id, order_id=order_id, subject=Subject.ORDER_CREATED
-        )
+    async for ticket in _rounds(
+        runtime.db, ticket_id=ticket_id, order_id=order_id, subject=Subject.ORDER_CREATED
+    ):
         if ticket["orderId"] == order_id:
             return  # duplicate delivery
         if order_id in (ticket.get(repository.RELEASED) or []):
@@ -62,38 +73,22 @@ async def reserve(runtime: TicketsRuntime, data: OrderCreated) -> None:
             raise RetryLater(f"ticket {ticket_id} still held by order {ticket['orderId']}")
         reserved = await repository.reserve_ticket(runtime.outbox, ticket=ticket, order_id=order_id)
         if reserved is not None:
-            log.info(
-                "ticket reserved",
-                extra={
-                    "ticket_id": ticket_id,
-                    "order_id": order_id,
-                    "version": reserved["version"],
-                },
-            )
+            _applied("ticket reserved", reserved, order_id)
             return
-    raise RetryLater(f"ticket {ticket_id} kept changing")
 
 
 async def release(runtime: TicketsRuntime, data: OrderCancelled) -> None:
     """Free the ticket if this order holds it; either way remember the order is cancelled."""
     order_id, ticket_id = data.id, data.ticket.id
-    for _ in range(ATTEMPTS):
-        ticket = await _load(
-            runtime.db, ticket_id=ticket_id, order_id=order_id, subject=Subject.ORDER_CANCELLED
-        )
+    async for ticket in _rounds(
+        runtime.db, ticket_id=ticket_id, order_id=order_id, subject=Subject.ORDER_CANCELLED
+    ):
         if ticket["orderId"] == order_id:
             released = await repository.release_ticket(
                 runtime.outbox, ticket=ticket, order_id=order_id
             )
             if released is not None:
-                log.info(
-                    "ticket released",
-                    extra={
-                        "ticket_id": ticket_id,
-                        "order_id": order_id,
-                        "version": released["version"],
-                    },
-                )
+                _applied("ticket released", released, order_id)
                 return
             continue
         if order_id in (ticket.get(repository.RELEASED) or []):
@@ -105,7 +100,6 @@ async def release(runtime: TicketsRuntime, data: OrderCancelled) -> None:
                 extra={"ticket_id": ticket_id, "order_id": order_id},
             )
             return
-    raise RetryLater(f"ticket {ticket_id} kept changing")
 
 
 async def on_order_created(runtime: TicketsRuntime, event: Event[OrderCreated]) -> None:

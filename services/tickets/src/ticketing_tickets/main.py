@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import FastAPI
-
-from ticketing_common.bus import Bus
-from ticketing_common.service import ServiceSpec, create_service_app
+from ticketing_common.service import ServiceSpec
 from ticketing_tickets import listeners, repository
 from ticketing_tickets.api.routes import tickets
 from ticketing_tickets.runtime import open_runtime
-from ticketing_tickets.settings import Settings, get_settings
+from ticketing_tickets.settings import get_settings
 
 SPEC = ServiceSpec(
     name="tickets",
@@ -19,11 +14,8 @@ SPEC = ServiceSpec(
     open_runtime=open_runtime,
     handlers=listeners.HANDLERS,
     indexes=repository.INDEXES,
+    settings=get_settings,
     outbox_collections=[repository.TICKETS],
 )
 
-
-def create_app(
-    settings: Settings | None = None, *, mongo: Any = None, bus: Bus | None = None
-) -> FastAPI:
-    return create_service_app(SPEC, settings or get_settings(), mongo=mongo, bus=bus)
+create_app = SPEC.create_app

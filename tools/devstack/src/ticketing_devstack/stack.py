@@ -82,28 +82,32 @@ class Stack:
         python = sys.executable
         procs: list[Proc] = []
         env = self.env
-        mongo_urls: dict[str, str] = {}
+
+        def store(name: str, folder: Path, args: Callable[[int, Path], list[str]], url: str) -> str:
+            """A data store of our own on a free port with its data in `folder`; its URL."""
+            port = free_port()
+            folder.mkdir(parents=True, exist_ok=True)
+            procs.append(Proc(name, args(port, folder), port=port))
+            return url.format(port=port)
+
         if env.get("MONGO_URL"):
             mongo_urls = dict.fromkeys(MONGO_SERVICES, env["MONGO_URL"])
         else:
-            for svc in MONGO_SERVICES:
-                port = free_port()
-                folder = self.data_dir / "mongo" / svc
-                folder.mkdir(parents=True, exist_ok=True)
-                procs.append(Proc(f"mongo-{svc}", nx_args(port, folder), port=port))
-                mongo_urls[svc] = f"mongodb://127.0.0.1:{port}"
-        nats_url = env.get("NATS_URL")
-        if not nats_url:
-            port = free_port()
-            (self.data_dir / "nats").mkdir(parents=True, exist_ok=True)
-            procs.append(Proc("nats", nats_args(port, self.data_dir / "nats"), port=port))
-            nats_url = f"nats://127.0.0.1:{port}"
-        redis_url = env.get("REDIS_URL")
-        if not redis_url:
-            port = free_port()
-            (self.data_dir / "redis").mkdir(parents=True, exist_ok=True)
-            procs.append(Proc("redis", redis_args(port, self.data_dir / "redis"), port=port))
-            redis_url = f"redis://127.0.0.1:{port}/0"
+            mongo_urls = {
+                svc: store(
+                    f"mongo-{svc}",
+                    self.data_dir / "mongo" / svc,
+                    nx_args,
+                    "mongodb://127.0.0.1:{port}",
+                )
+                for svc in MONGO_SERVICES
+            }
+        nats_url = env.get("NATS_URL") or store(
+            "nats", self.data_dir / "nats", nats_args, "nats://127.0.0.1:{port}"
+        )
+        redis_url = env.get("REDIS_URL") or store(
+            "redis", self.data_dir / "redis", redis_args, "redis://127.0.0.1:{port}/0"
+        )
         stripe_env: dict[str, str] = {}
         if not env.get("STRIPE_KEY"):
             port = free_port()

@@ -353,10 +353,7 @@ def create_app(state: FakeState | None = None) -> FastAPI:
     @app.get("/v1/payment_intents/{intent_id}")
     async def retrieve_payment_intent(intent_id: str) -> Response:
         """One PaymentIntent."""
-        intent = fake.get(intent_id)
-        if intent is None:
-            return _response(404, _no_such("payment_intent", intent_id, param="intent"))
-        return _response(200, intent)
+        return _found(fake.get(intent_id), "payment_intent", intent_id, param="intent")
 
     @app.get("/v1/payment_intents")
     async def list_payment_intents(limit: int = 10, starting_after: str | None = None) -> Json:
@@ -371,10 +368,7 @@ def create_app(state: FakeState | None = None) -> FastAPI:
     @app.get("/v1/refunds/{refund_id}")
     async def retrieve_refund(refund_id: str) -> Response:
         """One refund."""
-        refund = fake.get_refund(refund_id)
-        if refund is None:
-            return _response(404, _no_such("refund", refund_id, param="refund"))
-        return _response(200, refund)
+        return _found(fake.get_refund(refund_id), "refund", refund_id, param="refund")
 
     @app.get("/v1/refunds")
     async def list_refunds(
@@ -429,6 +423,13 @@ def _no_such(kind: str, object_id: str, *, param: str) -> Json:
     return _error("invalid_request_error", message, code="resource_missing", param=param)
 
 
+def _found(obj: Json | None, kind: str, object_id: str, *, param: str) -> JSONResponse:
+    """The object, or Stripe's 404 for an unknown id."""
+    if obj is None:
+        return _response(404, _no_such(kind, object_id, param=param))
+    return _response(200, obj)
+
+
 def _response(status: int, body: Json, *, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -451,39 +452,68 @@ def _card_of(params: Json) -> _Card | None:
     payment_method = params.get("payment_method")
     data = params.get("payment_method_data")
     if payment_method:
-        if payment_method in SUCCEEDING_PAYMENT_METHODS:
-            return _Card(declines=False)
-        if payment_method in DECLINED_PAYMENT_METHODS:
-            return _Card(declines=True)
-        raise _Rejected(
-            f"No such PaymentMethod: '{payment_method}'", "payment_method", code="resource_missing"
+        return _known_card(
+            payment_method,
+            SUCCEEDING_PAYMENT_METHODS,
+            DECLINED_PAYMENT_METHODS,
+            what="PaymentMethod",
+            param="payment_method",
         )
     if isinstance(data, dict):
         card = data.get("card")
         token = card.get("token") if data.get("type") == "card" and isinstance(card, dict) else None
-        if token in SUCCEEDING_TOKENS:
-            return _Card(declines=False)
-        if token in DECLINED_TOKENS:
-            return _Card(declines=True)
-        raise _Rejected(
-            f"No such token: '{token}'", "payment_method_data[card][token]", code="resource_missing"
+        return _known_card(
+            token,
+            SUCCEEDING_TOKENS,
+            DECLINED_TOKENS,
+            what="token",
+            param="payment_method_data[card][token]",
         )
     return None
 
 
-def _amount(params: Json, *, required: bool = True) -> int | None:
-    raw = params.get("amount")
-    if raw is None and not required:
-        return None
+def _known_card(
+    name: object,
+    succeeding: frozenset[object],
+    declined: frozenset[object],
+    *,
+    what: str,
+    param: str,
+) -> _Card:
+    """The card a test payment method or token stands for; Stripe's 404 for any other."""
+    if name in succeeding:
+        return _Card(declines=False)
+    if name in declined:
+        return _Card(declines=True)
+    raise _Rejected(f"No such {what}: '{name}'", param, code="resource_missing")
+
+
+def _integer(raw: object, name: str, message: str) -> int:
     try:
-        return int(raw if raw is not None else "")
-    except (TypeError, ValueError):
-        raise _Rejected("Missing required param: amount.", "amount") from None
+        return int(str(raw))
+    except ValueError:
+        raise _Rejected(message, name) from None
+
+
+def _amount(params: Json) -> int:
+    return _integer(params.get("amount", ""), "amount", "Missing required param: amount.")
+
+
+def _part_of(params: Json, name: str, *, left: int, too_large: Callable[[int], str]) -> int:
+    """The optional amount `name` (cents) out of `left`, all of it when absent."""
+    raw = params.get(name)
+    if raw is None:
+        return left
+    amount = _integer(raw, name, f"Invalid integer: {raw}")
+    if amount <= 0:
+        raise _Rejected("Invalid positive integer", name)
+    if amount > left:
+        raise _Rejected(too_large(amount), name, code="amount_too_large")
+    return amount
 
 
 def _create_intent(ledger: _Ledger, params: Json) -> tuple[int, Json]:
     amount = _amount(params)
-    assert amount is not None
     if amount < MINIMUM_AMOUNT:
         raise _Rejected("Amount must be at least $0.50 usd", "amount")
     currency = str(params.get("currency") or "").lower()
@@ -627,17 +657,15 @@ def _capture(ledger: _Ledger, intent_id: str, params: Json) -> tuple[int, Json]:
     if intent["status"] != "requires_capture":
         raise _unexpected_state(NOT_CAPTURABLE.format(status=intent["status"]), intent)
     capturable = intent["amount_capturable"]
-    amount = _amount({"amount": params.get("amount_to_capture")}, required=False)
-    amount = capturable if amount is None else amount
-    if amount <= 0:
-        raise _Rejected("Invalid positive integer", "amount_to_capture")
-    if amount > capturable:
-        raise _Rejected(
+    amount = _part_of(
+        params,
+        "amount_to_capture",
+        left=capturable,
+        too_large=lambda amount: (
             f"The amount to capture ({amount}) cannot be greater than the amount capturable "
-            f"({capturable}).",
-            "amount_to_capture",
-            code="amount_too_large",
-        )
+            f"({capturable})."
+        ),
+    )
     charge = ledger.charges[intent["latest_charge"]]
     # A partial capture releases the rest of the authorization, as on Stripe.
     charge.update(captured=True, amount_captured=amount)
@@ -710,17 +738,15 @@ def _create_refund(ledger: _Ledger, params: Json) -> tuple[int, Json]:
             "charge",
         )
     left = charge["amount_captured"] - charge["amount_refunded"]
-    amount = _amount(params, required=False)
-    amount = left if amount is None else amount
-    if amount <= 0:
-        raise _Rejected("Invalid positive integer", "amount")
-    if amount > left:
-        raise _Rejected(
+    amount = _part_of(
+        params,
+        "amount",
+        left=left,
+        too_large=lambda amount: (
             f"Refund amount (${amount / 100:.2f}) is greater than unrefunded amount on charge "
-            f"(${left / 100:.2f})",
-            "amount",
-            code="amount_too_large",
-        )
+            f"(${left / 100:.2f})"
+        ),
+    )
     refund: Json = {
         "id": _new_id("re"),
         "object": "refund",

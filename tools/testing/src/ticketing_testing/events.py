@@ -86,7 +86,7 @@ def order_cancelled(
         contracts.OrderCancelled(
             id=order_id,
             version=version,
-            ticket=contracts.OrderCancelledTicketRef(id=_id(ticket_id)),
+            ticket=contracts.TicketRef(id=_id(ticket_id)),
         )
     )
 
@@ -98,7 +98,7 @@ def order_completed(
         contracts.OrderCompleted(
             id=order_id,
             version=version,
-            ticket=contracts.OrderCompletedTicketRef(id=_id(ticket_id)),
+            ticket=contracts.TicketRef(id=_id(ticket_id)),
         )
     )
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
-from pymongo.errors import DuplicateKeyError
 
-from ticketing_auth import passwords, repository
+from ticketing_auth import accounts
 from ticketing_auth.deps import OptionalUser, RuntimeDep
+from ticketing_auth.repository import UserDoc
 from ticketing_auth.schemas import CurrentUserResponse, UserCreate, UserPublic, UserSignin
 from ticketing_common.auth import clear_session_cookie, issue_token, set_session_cookie
 from ticketing_common.errors import BadRequestError
@@ -14,34 +14,32 @@ from ticketing_common.errors import BadRequestError
 router = APIRouter(prefix="/api/users", tags=["users"])
 
 
-@router.post("/signup", status_code=status.HTTP_201_CREATED)
-async def signup(body: UserCreate, runtime: RuntimeDep, response: Response) -> UserPublic:
-    """Create an account and sign in."""
-    password_hash = await passwords.hash_password(body.password)
-    try:
-        user = await repository.create_user(
-            runtime.outbox, email=body.email, password_hash=password_hash
-        )
-    except DuplicateKeyError:
-        # The unique index decides: of two concurrent sign-ups of one email exactly one wins.
-        raise BadRequestError("Email in use") from None
+def _signed_in(user: UserDoc, runtime: RuntimeDep, response: Response) -> UserPublic:
+    """Set the session cookie for `user`; the user as the API shows it."""
     public = UserPublic.from_doc(user)
     token = issue_token(user_id=public.id, email=public.email, settings=runtime.settings)
     set_session_cookie(response, token, settings=runtime.settings)
     return public
+
+
+@router.post("/signup", status_code=status.HTTP_201_CREATED)
+async def signup(body: UserCreate, runtime: RuntimeDep, response: Response) -> UserPublic:
+    """Create an account and sign in."""
+    try:
+        user = await accounts.sign_up(runtime.outbox, email=body.email, password=body.password)
+    except accounts.EmailInUseError:
+        raise BadRequestError("Email in use") from None
+    return _signed_in(user, runtime, response)
 
 
 @router.post("/signin")
 async def signin(body: UserSignin, runtime: RuntimeDep, response: Response) -> UserPublic:
     """Sign in with email and password."""
-    user = await repository.get_user_by_email(runtime.db, email=body.email)
-    ok = await passwords.verify_password(body.password, repository.password_hash_of(user))
-    if user is None or not ok:
-        raise BadRequestError("Invalid credentials")
-    public = UserPublic.from_doc(user)
-    token = issue_token(user_id=public.id, email=public.email, settings=runtime.settings)
-    set_session_cookie(response, token, settings=runtime.settings)
-    return public
+    try:
+        user = await accounts.sign_in(runtime.db, email=body.email, password=body.password)
+    except accounts.InvalidCredentialsError:
+        raise BadRequestError("Invalid credentials") from None
+    return _signed_in(user, runtime, response)
 
 
 @router.post("/signout")
