@@ -294,3 +294,36 @@ async def test_a_message_no_stream_would_store_is_refused_as_unpublishable(
     with pytest.raises(Unpublishable):
         await bus.publish_raw("nosuch.subject", b"{}", msg_id="x-1")
     await bus.publish_raw("ticket.created", b"{}", msg_id="x-2")  # the bus itself is fine
+
+
+async def test_records_are_handled_at_once_and_each_records_events_in_order(
+    make_bus: BusFactory,
+) -> None:
+    """Lanes: handlers of different records overlap (up to the concurrency), while one record's
+    events run one at a time in the order they were published."""
+    bus = make_bus("orders", concurrency=4)
+    running: dict[str, int] = collections.Counter()
+    overlap = 0
+    order: dict[str, list[int]] = collections.defaultdict(list)
+    gate = asyncio.Event()
+
+    async def slow(event: Event[Any]) -> None:
+        nonlocal overlap
+        running[event.data.id] += 1
+        assert running[event.data.id] == 1, "two handlers ran for one record at once"
+        overlap = max(overlap, sum(running.values()))
+        if overlap >= 4:
+            gate.set()
+        # Long enough that a sequential consumer could never overlap two records.
+        await asyncio.wait_for(gate.wait(), timeout=0.5)
+        order[event.data.id].append(event.data.version)
+        running[event.data.id] -= 1
+
+    bus.subscribe(ticket().subject, slow)
+    await started(bus)
+    for version in range(3):
+        for n in range(1, 5):
+            await bus.publish(ticket(n, version))
+    await eventually(lambda: sum(map(len, order.values())) == 12, timeout=10)
+    assert overlap == 4  # never more than the concurrency, and that many at once
+    assert all(versions == [0, 1, 2] for versions in order.values()), order

@@ -54,6 +54,12 @@ class EventData(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
     subject: ClassVar[Subject]
 
+    @property
+    def record_key(self) -> str:
+        """The record the event is about: a consumer handles one record's events one at a time,
+        in order, and different records' at once."""
+        return str(getattr(self, "id", ""))
+
 
 class VersionedData(EventData):
     """The state of one record at one version: a replica applies it only at its version + 1."""
@@ -123,12 +129,21 @@ class ExpirationComplete(EventData):
     subject = Subject.EXPIRATION_COMPLETE
     order_id: str
 
+    @property
+    def record_key(self) -> str:
+        return self.order_id
+
 
 class PaymentCreated(EventData):
     subject = Subject.PAYMENT_CREATED
     id: str
     order_id: str
     stripe_id: str
+
+    @property
+    def record_key(self) -> str:
+        # What it changes is the order (orders completes it; payments' replica is by order).
+        return self.order_id
 
 
 EVENT_TYPES: dict[Subject, type[EventData]] = {

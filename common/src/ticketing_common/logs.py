@@ -20,7 +20,7 @@ class _ServiceFilter(logging.Filter):
         return True
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
+def configure_logging(service: str, level: str = "INFO", *, access_log: bool = False) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_ServiceFilter(service))
     handler.setFormatter(
@@ -35,7 +35,13 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # Replace only our own handler, so calling this twice (or under pytest's capture) is safe.
     root.handlers[:] = [h for h in root.handlers if h.get_name() != "ticketing"] + [handler]
     root.setLevel(level.upper())
-    # Uvicorn's access log would be a second, unstructured format; route it through ours.
+    # Uvicorn's logs would be a second, unstructured format; route them through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+        # A `dictConfig` elsewhere in the process (its default disables existing loggers) must
+        # not silence them.
+        logging.getLogger(name).disabled = False
+    # Off unless asked for: uvicorn formats an access line only when its logger has a handler
+    # (`hasHandlers()`, which follows propagation), so without one the cost is nil.
+    logging.getLogger("uvicorn.access").propagate = access_log

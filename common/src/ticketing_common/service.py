@@ -156,7 +156,7 @@ def create_service_app(
     mongo: Any = None,
     bus: Bus | None = None,
 ) -> FastAPI:
-    configure_logging(spec.name, settings.log_level)
+    configure_logging(spec.name, settings.log_level, access_log=settings.access_log)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -187,6 +187,7 @@ def create_service_app(
                 max_deliver=settings.nats_max_deliver,
                 retry_delay=settings.nats_retry_delay_seconds,
                 retry_horizon=settings.nats_retry_horizon_seconds,
+                concurrency=settings.nats_concurrency,
             )
         )
         relay = OutboxRelay(

@@ -11,6 +11,7 @@ from bson import ObjectId
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
+from ticketing_common.mongo import Database
 from ticketing_orders.settings import Settings
 from ticketing_testing.apps import only_error
 from ticketing_testing.events import delivered, payment_created
@@ -31,11 +32,13 @@ async def pay(bus: InMemoryBus, order_id: str) -> None:
 
 @pytest.mark.parametrize("ticket_id", ["65f0a1b2c3d4e5f601234567", "not-an-id", "x" * 200])
 async def test_create_returns_404_for_an_unknown_ticket(
-    post_order: PostOrder, ticket_id: str
+    post_order: PostOrder, ticket_id: str, db: Database
 ) -> None:
     res = await post_order(ticket_id)
     assert res.status_code == 404
     assert only_error(res) == {"message": "Not Found"}
+    # The order inserted before the reservation found no ticket is gone again.
+    assert await db["orders"].count_documents({}) == 0
 
 
 @pytest.mark.parametrize("body", [{}, {"ticketId": ""}, {"ticketId": "  "}, {"ticketId": 12}])

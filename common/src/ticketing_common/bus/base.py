@@ -63,6 +63,8 @@ MAX_RETRY_DELAY = 30.0
 MAX_HOLD_DELAY = 5.0
 DEFAULT_RETRY_HORIZON = 3600.0
 DEFAULT_MAX_HANDLER_SECONDS = 300.0
+# Deliveries a consumer handles at once (different records; one record's one at a time).
+DEFAULT_CONCURRENCY = 16
 # JetStream's "no limit" for a consumer's max_deliver.
 UNLIMITED = -1
 
@@ -227,6 +229,22 @@ class Delivery(ABC):
         self.stored_at = stored_at  # wall clock, the stream's timestamp
         self.durable = durable
         self.service = service
+        self._event: Event[Any] | None = None
+
+    def event(self) -> Event[Any]:
+        """The message as an event, decoded once (raises EventDecodeError)."""
+        if self._event is None:
+            self._event = decode(self.payload)
+        return self._event
+
+    @property
+    def key(self) -> str:
+        """Its record: deliveries with one key are handled one at a time, in fetch order."""
+        try:
+            key: str = self.event().data.record_key
+        except EventDecodeError:
+            return f"#{self.stream_seq}"  # not an event: a lane of its own
+        return key
 
     @property
     def age(self) -> float:
@@ -270,6 +288,60 @@ class BusTuning(TypedDict, total=False):
     retry_horizon: float
     max_hold_delay: float
     max_handler_seconds: float
+    concurrency: int
+
+
+class Lanes:
+    """Runs a consumer's deliveries at once, at most `limit` in flight, while each record's
+    deliveries run one at a time in the order they were fetched (its events stay in version
+    order; a handler never races another for the same record)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(limit, 1)
+        self._busy = 0
+        self._room = asyncio.Event()
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def room(self) -> int:
+        """Wait for a free slot; how many there are."""
+        while self._busy >= self.limit:
+            self._room.clear()
+            await self._room.wait()
+        return self.limit - self._busy
+
+    def submit(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` after the work already submitted for `key` (call `room` first)."""
+        self._busy += 1
+        task = asyncio.create_task(self._run(key, self._tails.get(key), work))
+        self._tails[key] = task
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(
+        self, key: str, before: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]
+    ) -> None:
+        try:
+            if before is not None:
+                await asyncio.wait({before})
+            await work()
+        finally:
+            self._busy -= 1
+            self._room.set()
+            if self._tails.get(key) is asyncio.current_task():
+                del self._tails[key]
+
+    @property
+    def idle(self) -> bool:
+        return self._busy == 0
+
+    async def close(self) -> None:
+        """Cancel what is in flight (JetStream redelivers it after ack_wait)."""
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.wait(set(self._running))
+        self._tails.clear()
 
 
 class BusCore:
@@ -287,8 +359,10 @@ class BusCore:
         retry_horizon: float = DEFAULT_RETRY_HORIZON,
         max_hold_delay: float = MAX_HOLD_DELAY,
         max_handler_seconds: float = DEFAULT_MAX_HANDLER_SECONDS,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self.service = service
+        self.concurrency = concurrency
         self.ack_wait = ack_wait
         self.max_deliver = max_deliver
         self.retry_delay = retry_delay
@@ -299,6 +373,7 @@ class BusCore:
         self.dispatcher = Dispatcher(service)
         self._handlers: list[tuple[Subject, Handler]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._lanes: list[Lanes] = []
 
     @property
     def policy(self) -> RetryPolicy:
@@ -314,6 +389,42 @@ class BusCore:
     def subscribe(self, subject: Subject, handler: Handler) -> None:
         self._handlers.append((subject, handler))
 
+    def _new_lanes(self) -> Lanes:
+        lanes = Lanes(self.concurrency)
+        self._lanes.append(lanes)
+        return lanes
+
+    def _submit(
+        self,
+        lanes: Lanes,
+        delivery: Delivery,
+        handler: Handler,
+        *,
+        ack_wait: float,
+        server_max_deliver: int,
+    ) -> None:
+        """Hand one fetched delivery to the dispatcher, in its record's lane."""
+
+        async def work() -> None:
+            try:
+                await self.dispatcher.process(
+                    delivery,
+                    handler,
+                    durable=delivery.durable,
+                    policy=self.policy,
+                    ack_wait=ack_wait,
+                    max_handler_seconds=self.max_handler_seconds,
+                    server_max_deliver=server_max_deliver,
+                )
+            except Exception as exc:
+                # The broker went away while settling: redelivered after ack_wait, decided again.
+                log.warning(
+                    "delivery not settled",
+                    extra={"durable": delivery.durable, "error": repr(exc)},
+                )
+
+        lanes.submit(delivery.key, work)
+
     async def _stop_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -321,6 +432,9 @@ class BusCore:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        for lanes in self._lanes:
+            await lanes.close()
+        self._lanes.clear()
 
 
 @dataclass
@@ -419,7 +533,7 @@ class Dispatcher:
         context: dict[str, Any],
     ) -> tuple[Outcome | None, str]:
         try:
-            event = decode(delivery.payload)
+            event = delivery.event()
         except EventDecodeError as exc:
             log.warning("undecodable message", extra={**context, "error": str(exc)})
             return Outcome.FAILED, str(exc)

@@ -63,6 +63,9 @@ from ticketing_common.events import Event, Subject, encode
 
 log = logging.getLogger("ticketing.bus")
 
+# The most messages one pull asks for (fewer when fewer handler slots are free).
+FETCH_BATCH = 64
+
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
 
 
@@ -296,9 +299,11 @@ class JetStreamBus(BusCore):
     async def _consume(self, subject: Subject, handler: Handler) -> None:
         durable = durable_name(self.service, subject)
         sub: JetStreamContext.PullSubscription | None = None
+        lanes = self._new_lanes()
         while not self._closing:
             # While a delivery is held (a dependency is down) this service pulls nothing more.
             await self.dispatcher.wait_open()
+            room = await lanes.room()
             try:
                 if sub is None:
                     assert self._js is not None
@@ -306,10 +311,10 @@ class JetStreamBus(BusCore):
                     sub = await self._js.pull_subscribe_bind(
                         durable=durable, stream=stream_for(subject.wire)
                     )
-                # batch=1: with a larger batch, nats-py's lingering pull holds the first message
-                # that arrives on an idle consumer until the rest of the batch or the timeout
-                # (seen as ~1 s stalls); one message per pull keeps delivery immediate.
-                msgs = await sub.fetch(batch=1, timeout=2)
+                # A batch as large as there is room for: what is pending comes at once, and on
+                # an idle consumer the first message to arrive is returned without waiting for
+                # the rest of the batch (nats-py >= 2.10's fetch).
+                msgs = await sub.fetch(batch=min(room, FETCH_BATCH), timeout=2)
             except TimeoutError:
                 # An idle pull (nats-py raises its own subclass or the builtin): pull again.
                 continue
@@ -329,21 +334,13 @@ class JetStreamBus(BusCore):
                 continue
             server = self.server_consumers[durable]
             for msg in msgs:
-                try:
-                    await self.dispatcher.process(
-                        _JsDelivery(self, msg, durable),
-                        handler,
-                        durable=durable,
-                        policy=self.policy,
-                        ack_wait=min(server.ack_wait, self.ack_wait),
-                        max_handler_seconds=self.max_handler_seconds,
-                        server_max_deliver=server.max_deliver,
-                    )
-                except Exception as exc:
-                    # NATS went away while settling: redelivered after ack_wait, decided again.
-                    log.warning(
-                        "delivery not settled", extra={"durable": durable, "error": repr(exc)}
-                    )
+                self._submit(
+                    lanes,
+                    _JsDelivery(self, msg, durable),
+                    handler,
+                    ack_wait=min(server.ack_wait, self.ack_wait),
+                    server_max_deliver=server.max_deliver,
+                )
 
 
 def _server_values(info: ConsumerInfo) -> ServerConsumer:

@@ -293,20 +293,20 @@ class InMemoryBus(base.BusCore):
         return item
 
     async def _consume(self, consumer: _Consumer, handler: base.Handler) -> None:
+        lanes = self._new_lanes()
         while True:
             await self.dispatcher.wait_open()
+            await lanes.room()
             item = self._take(consumer)
             if item is None:
                 consumer.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(consumer.wakeup.wait(), timeout=0.005)
                 continue
-            await self.dispatcher.process(
+            self._submit(
+                lanes,
                 _MemoryDelivery(self, consumer, item, item.deliveries),
                 handler,
-                durable=consumer.name,
-                policy=self.policy,
                 ack_wait=consumer.ack_wait,
-                max_handler_seconds=self.max_handler_seconds,
                 server_max_deliver=consumer.max_deliver,
             )

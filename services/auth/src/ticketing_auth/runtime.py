@@ -6,18 +6,27 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ticketing_auth import passwords
+from ticketing_auth.passwords import Passwords
 from ticketing_auth.settings import Settings
 from ticketing_common.service import MongoRuntime, Runtime
 
 
 @dataclass(frozen=True)
 class AuthRuntime(MongoRuntime[Settings]):
-    """Nothing of its own: auth has no collaborators besides Mongo and the outbox."""
+    passwords: Passwords
 
 
 @contextlib.asynccontextmanager
 async def open_runtime(shared: Runtime[Settings]) -> AsyncIterator[AuthRuntime]:
+    settings = shared.settings
+    passwords = Passwords(
+        memory_kib=settings.argon2_memory_kib,
+        time_cost=settings.argon2_time_cost,
+        parallelism=settings.argon2_parallelism,
+    )
     # The dummy hash at start-up, not on the first unknown-email sign-in.
     await passwords.warm_up()
-    yield AuthRuntime(**shared.shared())
+    try:
+        yield AuthRuntime(**shared.shared(), passwords=passwords)
+    finally:
+        passwords.close()

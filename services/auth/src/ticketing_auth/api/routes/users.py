@@ -26,7 +26,9 @@ def _signed_in(user: UserDoc, runtime: RuntimeDep, response: Response) -> UserPu
 async def signup(body: UserCreate, runtime: RuntimeDep, response: Response) -> UserPublic:
     """Create an account and sign in."""
     try:
-        user = await accounts.sign_up(runtime.outbox, email=body.email, password=body.password)
+        user = await accounts.sign_up(
+            runtime.outbox, runtime.passwords, email=body.email, password=body.password
+        )
     except accounts.EmailInUseError:
         raise BadRequestError("Email in use") from None
     return _signed_in(user, runtime, response)
@@ -36,7 +38,9 @@ async def signup(body: UserCreate, runtime: RuntimeDep, response: Response) -> U
 async def signin(body: UserSignin, runtime: RuntimeDep, response: Response) -> UserPublic:
     """Sign in with email and password."""
     try:
-        user = await accounts.sign_in(runtime.db, email=body.email, password=body.password)
+        user = await accounts.sign_in(
+            runtime.db, runtime.passwords, email=body.email, password=body.password
+        )
     except accounts.InvalidCredentialsError:
         raise BadRequestError("Invalid credentials") from None
     return _signed_in(user, runtime, response)
