@@ -174,6 +174,7 @@ def create_service_app(
                 max_deliver=settings.nats_max_deliver,
                 retry_delay=settings.nats_retry_delay_seconds,
                 retry_horizon=settings.nats_retry_horizon_seconds,
+                stream_replicas=settings.nats_stream_replicas,
             )
         )
         relay = OutboxRelay(

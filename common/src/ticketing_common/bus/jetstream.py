@@ -60,6 +60,7 @@ from ticketing_common.bus.base import (
 )
 from ticketing_common.bus.streams import (
     STREAMS,
+    StreamSpec,
     original_subject,
     redrive_subject,
     stream_for,
@@ -155,6 +156,7 @@ class JetStreamBus:
         max_hold_delay: float = MAX_HOLD_DELAY,
         max_handler_seconds: float = DEFAULT_MAX_HANDLER_SECONDS,
         publish_timeout: float = 2.0,
+        stream_replicas: int = 1,
     ) -> None:
         self.url = url
         self.service = service
@@ -166,6 +168,7 @@ class JetStreamBus:
         self.max_hold_delay = max_hold_delay
         self.max_handler_seconds = max_handler_seconds
         self.publish_timeout = publish_timeout
+        self.stream_replicas = stream_replicas
         self.dispatcher = Dispatcher(service)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -213,7 +216,7 @@ class JetStreamBus:
                     reconnected_cb=self._on_reconnected,
                 )
                 js = nc.jetstream(timeout=self.publish_timeout)
-                await declare_streams(js)
+                await declare_streams(js, replicas=self.stream_replicas)
             except _NATS_ERRORS as exc:
                 log.warning("nats not reachable, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
@@ -246,7 +249,7 @@ class JetStreamBus:
         if self._js is not None:
             # A server that lost its store (a new volume) must get its streams back.
             with contextlib.suppress(*_NATS_ERRORS):
-                await declare_streams(self._js)
+                await declare_streams(self._js, replicas=self.stream_replicas)
 
     async def close(self) -> None:
         self._closing = True
@@ -439,15 +442,21 @@ def _value(field: Any) -> Any:
     return getattr(field, "value", field)
 
 
-async def declare_streams(js: JetStreamContext) -> None:
+def stream_config(spec: StreamSpec, *, replicas: int = 1) -> StreamConfig:
+    """The server config of a declared stream, kept by `replicas` servers of the cluster."""
+    return StreamConfig(
+        name=spec.name,
+        subjects=list(spec.subjects),
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        max_age=spec.max_age_seconds,
+        duplicate_window=spec.duplicate_window_seconds,
+    )
+
+
+async def declare_streams(js: JetStreamContext, *, replicas: int = 1) -> None:
     for spec in STREAMS:
-        config = StreamConfig(
-            name=spec.name,
-            subjects=list(spec.subjects),
-            storage=StorageType.FILE,
-            max_age=spec.max_age_seconds,
-            duplicate_window=spec.duplicate_window_seconds,
-        )
+        config = stream_config(spec, replicas=replicas)
         try:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError:
