@@ -10,8 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from nats.js.api import StorageType
 
 from ticketing_common.bus import Bus, JetStreamBus, RetryLater, Unpublishable
+from ticketing_common.bus.jetstream import stream_config
+from ticketing_common.bus.streams import STREAMS
 from ticketing_common.events import Event, TicketCreated, new_event
 from ticketing_testing.servers import ServerProcess
 from ticketing_testing.waiting import eventually, started
@@ -327,3 +330,13 @@ async def test_records_are_handled_at_once_and_each_records_events_in_order(
     await eventually(lambda: sum(map(len, order.values())) == 12, timeout=10)
     assert overlap == 4  # never more than the concurrency, and that many at once
     assert all(versions == [0, 1, 2] for versions in order.values()), order
+
+
+def test_every_stream_is_kept_by_as_many_servers_as_the_settings_say() -> None:
+    """NATS_STREAM_REPLICAS: 1 on one server, 3 on the production cluster."""
+    for spec in STREAMS:
+        assert stream_config(spec).num_replicas == 1
+        config = stream_config(spec, replicas=3)
+        assert (config.name, config.num_replicas) == (spec.name, 3)
+        assert config.storage is StorageType.FILE
+    assert JetStreamBus("nats://x", "tickets", stream_replicas=3).stream_replicas == 3

@@ -91,3 +91,12 @@ def test_a_jwt_key_shorter_than_32_bytes_is_refused_outside_development(environm
 
 def test_local_development_accepts_a_short_key() -> None:
     assert ServiceSettings(environment="development", jwt_key="short").jwt_secret == "short"  # type: ignore[arg-type]
+
+
+def test_streams_are_replicated_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServiceSettings(environment="development").nats_stream_replicas == 1
+    monkeypatch.setenv("NATS_STREAM_REPLICAS", "3")
+    assert ServiceSettings(environment="development").nats_stream_replicas == 3
+    monkeypatch.setenv("NATS_STREAM_REPLICAS", "0")
+    with pytest.raises(ValidationError):
+        ServiceSettings(environment="development")

@@ -188,6 +188,7 @@ def create_service_app(
                 retry_delay=settings.nats_retry_delay_seconds,
                 retry_horizon=settings.nats_retry_horizon_seconds,
                 concurrency=settings.nats_concurrency,
+                stream_replicas=settings.nats_stream_replicas,
             )
         )
         relay = OutboxRelay(

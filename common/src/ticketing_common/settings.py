@@ -35,6 +35,9 @@ class ServiceSettings(BaseSettings):
     mongo_timeout_seconds: float = 3.0
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # How many servers of a JetStream cluster keep each stream (NATS_STREAM_REPLICAS): 1 on a
+    # single server, 3 on the production cluster (a stream then survives the loss of a server).
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     # How long JetStream waits for an ack (or a progress signal: the bus sends one every third
     # of it while a handler runs) before it redelivers to another process.
     nats_ack_wait_seconds: float = Field(default=30.0, gt=0)

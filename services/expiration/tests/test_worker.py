@@ -23,7 +23,7 @@ from rq import Worker
 
 from ticketing_common.bus import JetStreamBus
 from ticketing_common.events import Event, Subject
-from ticketing_expiration import repository
+from ticketing_expiration import alive, repository
 from ticketing_expiration.main import create_app
 from ticketing_expiration.settings import Settings
 from ticketing_testing.apps import running
@@ -102,6 +102,7 @@ def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[b
         "ENVIRONMENT": "test",
         "JWT_KEY": settings.jwt_secret,
         "LOG_LEVEL": "INFO",
+        "WORKER_ALIVE_FILE": str(log.with_suffix(".alive")),
     }
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -148,7 +149,9 @@ async def stack(
                     workers = await asyncio.to_thread(Worker.all, connection=redis)
                     # The scheduler process registers itself once it runs.
                     schedulers = await asyncio.to_thread(redis.keys, "rq:scheduler:*")
-                    return bool(workers) and bool(schedulers)
+                    # What the Kubernetes liveness probe reads: touched as the loop turns.
+                    alive_now = alive.fresh(str(log.with_suffix(".alive")), 5)
+                    return bool(workers) and bool(schedulers) and alive_now
 
                 await eventually(worker_up, timeout=20)
 

@@ -2,6 +2,10 @@
 
 One stack serves the whole module; each fault test leaves it running and consistent. After
 every test the databases are checked across services (`checks.problems`).
+
+With `E2E_STACK` set (docker-compose.test.yml does), the tests drive that running system
+instead, on real MongoDB; those marked `local_processes` kill or restart processes of a local
+stack and are deselected there (`-m "not local_processes"`).
 """
 
 import asyncio
@@ -255,6 +259,7 @@ async def test_twenty_buyers_one_ticket_exactly_one_wins(
 # --- faults ------------------------------------------------------------------------------------
 
 
+@pytest.mark.local_processes
 async def test_kill_9_orders_mid_stream_loses_nothing(
     stack: Stack, user_factory: Callable[[], Any]
 ) -> None:
@@ -288,6 +293,7 @@ async def test_kill_9_orders_mid_stream_loses_nothing(
     await assert_consistent(stack)
 
 
+@pytest.mark.local_processes
 async def test_nats_restart_during_traffic_services_recover_by_themselves(
     stack: Stack, user_factory: Callable[[], Any]
 ) -> None:
@@ -310,6 +316,7 @@ async def test_nats_restart_during_traffic_services_recover_by_themselves(
     await assert_consistent(stack)
 
 
+@pytest.mark.local_processes
 async def test_a_ticket_created_while_nats_is_down_reaches_orders_when_it_is_back(
     stack: Stack, user_factory: Callable[[], Any]
 ) -> None:
@@ -325,6 +332,7 @@ async def test_a_ticket_created_while_nats_is_down_reaches_orders_when_it_is_bac
     await assert_consistent(stack)
 
 
+@pytest.mark.local_processes
 async def test_a_payment_and_a_cancel_while_nats_is_down_never_charge_a_cancelled_order(
     stack: Stack, user_factory: Callable[[], Any]
 ) -> None:
@@ -366,6 +374,7 @@ async def test_a_payment_and_a_cancel_while_nats_is_down_never_charge_a_cancelle
     await assert_consistent(stack)
 
 
+@pytest.mark.local_processes
 async def test_pending_expirations_survive_a_redis_restart(
     stack: Stack, user_factory: Callable[[], Any]
 ) -> None:
@@ -417,6 +426,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_flow_continues(
     await assert_consistent(stack)
 
 
+@pytest.mark.local_processes
 async def test_two_orders_processes_handle_every_event_once(
     stack: Stack, user_factory: Callable[[], Any]
 ) -> None:
@@ -450,6 +460,7 @@ async def test_two_orders_processes_handle_every_event_once(
         del stack.procs["orders-2"]
 
 
+@pytest.mark.local_processes
 async def test_data_survives_database_restarts(
     stack: Stack, user_factory: Callable[[], Any]
 ) -> None:

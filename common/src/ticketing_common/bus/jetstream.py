@@ -56,6 +56,7 @@ from ticketing_common.bus.base import (
 )
 from ticketing_common.bus.streams import (
     STREAMS,
+    StreamSpec,
     redrive_subject,
     stream_for,
 )
@@ -126,11 +127,13 @@ class JetStreamBus(BusCore):
         service: str,
         *,
         publish_timeout: float = 2.0,
+        stream_replicas: int = 1,
         **tuning: Unpack[BusTuning],
     ) -> None:
         super().__init__(service, **tuning)
         self.url = url
         self.publish_timeout = publish_timeout
+        self.stream_replicas = stream_replicas
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._connected = asyncio.Event()
@@ -162,7 +165,7 @@ class JetStreamBus(BusCore):
                     reconnected_cb=self._on_reconnected,
                 )
                 js = nc.jetstream(timeout=self.publish_timeout)
-                await declare_streams(js)
+                await declare_streams(js, replicas=self.stream_replicas)
             except _NATS_ERRORS as exc:
                 log.warning("nats not reachable, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
@@ -195,7 +198,7 @@ class JetStreamBus(BusCore):
         if self._js is not None:
             # A server that lost its store (a new volume) must get its streams back.
             with contextlib.suppress(*_NATS_ERRORS):
-                await declare_streams(self._js)
+                await declare_streams(self._js, replicas=self.stream_replicas)
 
     async def close(self) -> None:
         self._closing = True
@@ -377,15 +380,21 @@ def _value(field: Any) -> Any:
     return getattr(field, "value", field)
 
 
-async def declare_streams(js: JetStreamContext) -> None:
+def stream_config(spec: StreamSpec, *, replicas: int = 1) -> StreamConfig:
+    """The server config of a declared stream, kept by `replicas` servers of the cluster."""
+    return StreamConfig(
+        name=spec.name,
+        subjects=list(spec.subjects),
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        max_age=spec.max_age_seconds,
+        duplicate_window=spec.duplicate_window_seconds,
+    )
+
+
+async def declare_streams(js: JetStreamContext, *, replicas: int = 1) -> None:
     for spec in STREAMS:
-        config = StreamConfig(
-            name=spec.name,
-            subjects=list(spec.subjects),
-            storage=StorageType.FILE,
-            max_age=spec.max_age_seconds,
-            duplicate_window=spec.duplicate_window_seconds,
-        )
+        config = stream_config(spec, replicas=replicas)
         try:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError:

@@ -37,6 +37,9 @@ class Settings(ServiceSettings):
     worker_dequeue_timeout_seconds: int = 1
     # RQ logs every job and every maintenance run at INFO; ours logs each expiry itself.
     worker_log_level: str = "WARNING"
+    # A file the worker touches while its loop turns, for a liveness probe
+    # (`python -m ticketing_expiration.alive FILE SECONDS`); empty: none.
+    worker_alive_file: str = ""
 
 
 @cache

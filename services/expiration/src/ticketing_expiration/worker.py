@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from types import FrameType
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -20,7 +21,7 @@ from rq import Worker
 from rq.serializers import JSONSerializer
 
 from ticketing_common.logs import configure_logging
-from ticketing_expiration import repository
+from ticketing_expiration import alive, repository
 from ticketing_expiration.settings import Settings, get_settings
 
 log = logging.getLogger("ticketing.expiration")
@@ -36,6 +37,12 @@ class ExpirationWorker(Worker):
     # only revived once it is reached again: expiries due meanwhile would wait that long.
     max_connection_wait_time = 2.0
     stop_signalled = False
+    alive_file = ""
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        # Before Redis is asked: a worker waiting for a lost Redis is alive all the same.
+        alive.touch(self.alive_file)
+        super().heartbeat(timeout, pipeline)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_signalled = True
@@ -43,7 +50,7 @@ class ExpirationWorker(Worker):
 
 
 def build_worker(redis: Redis, settings: Settings) -> ExpirationWorker:
-    return ExpirationWorker(
+    worker = ExpirationWorker(
         [repository.make_queue(redis, settings.queue_name)],
         connection=redis,
         serializer=JSONSerializer,
@@ -51,6 +58,8 @@ def build_worker(redis: Redis, settings: Settings) -> ExpirationWorker:
         worker_ttl=_RQ_TTL_MARGIN + settings.worker_dequeue_timeout_seconds,
         job_monitoring_interval=5,
     )
+    worker.alive_file = settings.worker_alive_file
+    return worker
 
 
 class _Stop:
@@ -60,10 +69,11 @@ class _Stop:
         self.requested = True
 
 
-def _wait_for_redis(redis: Redis, stop: _Stop) -> bool:
+def _wait_for_redis(redis: Redis, stop: _Stop, alive_file: str = "") -> bool:
     """Block until Redis answers (True) or a stop is requested (False)."""
     delay = 0.2
     while not stop.requested:
+        alive.touch(alive_file)
         try:
             redis.ping()
             return True
@@ -88,7 +98,7 @@ def run(settings: Settings) -> None:
         # Between two runs of the worker its own signal handlers are not in force.
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        if not _wait_for_redis(redis, stop):
+        if not _wait_for_redis(redis, stop, settings.worker_alive_file):
             return
         try:
             worker = build_worker(redis, settings)

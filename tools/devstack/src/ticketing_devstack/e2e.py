@@ -25,6 +25,8 @@ from ticketing_testing.servers import free_port
 
 T = TypeVar("T")
 
+E2E_STACK = "E2E_STACK"
+
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 20.0) -> T:
     """`ticketing_testing.waiting.eventually` at the stack's pace, where an HTTP error (a
@@ -99,7 +101,18 @@ async def ticket_state(user: User, ticket_id: str) -> dict[str, Any]:
 @contextlib.contextmanager
 def local_stack(base: Path, env: dict[str, str]) -> Iterator[Stack]:
     """The whole system on free ports under `base`, on its own servers (whatever MONGO_URL,
-    NATS_URL, REDIS_URL or STRIPE_KEY the caller's environment holds), stopped afterwards."""
+    NATS_URL, REDIS_URL or STRIPE_KEY the caller's environment holds), stopped afterwards.
+
+    With `E2E_STACK` set, a system already running elsewhere instead (docker-compose.test.yml):
+    its URLs as JSON, the keys of `Stack.urls` (`gateway`, `nats`, `redis`, `stripe`, and
+    `mongo`, itself JSON: each service's MongoDB URL). Nothing is started or stopped then, and
+    `env` is that system's business (the compose file sets the same values)."""
+    remote = os.environ.get(E2E_STACK)
+    if remote:
+        stack = Stack(base / "data", env={})
+        stack.urls = json.loads(remote)
+        yield stack
+        return
     full = {**os.environ, **env}
     for key in ("MONGO_URL", "NATS_URL", "REDIS_URL", "STRIPE_KEY"):
         full.pop(key, None)

