@@ -101,7 +101,7 @@ def local_stack(base: Path, env: dict[str, str]) -> Iterator[Stack]:
     """The whole system on free ports under `base`, on its own servers (whatever MONGO_URL,
     NATS_URL, REDIS_URL or STRIPE_KEY the caller's environment holds), stopped afterwards."""
     full = {**os.environ, **env}
-    for key in ("MONGO_URL", "NATS_URL", "REDIS_URL", "STRIPE_KEY"):
+    for key in ("MONGO_URL", "NATS_URL", "REDIS_URL", "STRIPE_KEY", "STRIPE_PUBLISHABLE_KEY"):
         full.pop(key, None)
     stack = Stack(base / "data", gateway_port=free_port(), env=full, log_dir=base / "logs")
     stack.start()
