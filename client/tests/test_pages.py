@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from itsdangerous import TimestampSigner
 
+from ticketing_client import csrf
 from ticketing_client.api import Api
 from ticketing_client.main import create_app
 from ticketing_client.settings import Settings
 from ticketing_testing.apps import running
 
-SETTINGS = Settings(client_api_url="http://api.test", client_replica_wait_seconds=0.3)
+CSRF_KEY = "test-csrf-key-0123456789abcdef0123456789"
+SETTINGS = Settings(
+    environment="test",
+    client_csrf_key=CSRF_KEY,
+    client_api_url="http://api.test",
+    client_replica_wait_seconds=0.3,
+)
+CSRF_COOKIE = "__Host-csrf"  # cookies are Secure by default
 ALICE = {"id": "a" * 24, "email": "alice@example.com"}
 TICKET = {"id": "1" * 24, "title": "Jazz", "price": 19.9, "userId": "b" * 24, "orderId": None}
+ALICES_TICKET = {**TICKET, "id": "4" * 24, "userId": ALICE["id"]}
+ORDER = {
+    "id": "2" * 24,
+    "status": "created",
+    "userId": ALICE["id"],
+    "expiresAt": "2999-01-01T00:00:00Z",
+    "ticket": {"id": TICKET["id"], "title": "Jazz", "price": 19.9},
+}
 
 
 class FakeApi:
@@ -58,9 +77,49 @@ class FakeApi:
             return httpx.Response(201, json={**TICKET, **json.loads(request.content)})
         if path == f"/api/tickets/{TICKET['id']}":
             return httpx.Response(200, json=TICKET)
+        if path == f"/api/tickets/{ALICES_TICKET['id']}":
+            return httpx.Response(200, json=ALICES_TICKET)
+        if path == f"/api/orders/{ORDER['id']}" and "alice" in cookie:
+            return httpx.Response(200, json=ORDER)
         if path == "/api/boom":
             return httpx.Response(500, text="Traceback (most recent call last): secret")
         return httpx.Response(404, json={"errors": [{"message": "Not Found"}]})
+
+
+class Browser:
+    """One browser on the client: its own cookies (a session, the CSRF nonce the client gives
+    it), and the CSRF token the pages it loads carry, which its forms send."""
+
+    def __init__(self, client: httpx.AsyncClient, session: str = "") -> None:
+        self.client = client
+        self.session = session
+        self.nonce = ""
+
+    @property
+    def cookie(self) -> str:
+        csrf = f"{CSRF_COOKIE}={self.nonce}" if self.nonce else ""
+        return "; ".join(part for part in (self.session, csrf) if part)
+
+    async def get(self, path: str) -> httpx.Response:
+        res = await self.client.get(path, headers={"cookie": self.cookie})
+        self.nonce = res.cookies.get(CSRF_COOKIE) or self.nonce
+        return res
+
+    async def token(self, page: str = "/") -> str:
+        """The token of a page this browser loads."""
+        html = (await self.get(page)).text
+        match = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
+        assert match, page
+        return match.group(1)
+
+    async def post(
+        self, path: str, data: dict[str, str], *, token: str | None = None
+    ) -> httpx.Response:
+        """A form from one of this browser's pages (with its token, unless one is given)."""
+        token = await self.token() if token is None else token
+        return await self.client.post(
+            path, data={**data, "csrf_token": token}, headers={"cookie": self.cookie}
+        )
 
 
 @pytest.fixture
@@ -101,7 +160,7 @@ async def test_the_shared_api_client_never_keeps_a_session(fake: FakeApi) -> Non
 async def test_sign_in_passes_set_cookie_back_and_forwards_only_the_browsers_cookie(
     client: httpx.AsyncClient, fake: FakeApi
 ) -> None:
-    res = await client.post(
+    res = await Browser(client).post(
         "/auth/signin",
         data={"email": "alice@example.com", "password": "password123", "next": "/orders"},
     )
@@ -120,7 +179,7 @@ async def test_sign_in_passes_set_cookie_back_and_forwards_only_the_browsers_coo
 
 
 async def test_sign_in_never_redirects_off_site(client: httpx.AsyncClient) -> None:
-    res = await client.post(
+    res = await Browser(client).post(
         "/auth/signin",
         data={"email": "alice@example.com", "password": "password123", "next": "//evil.test"},
     )
@@ -130,24 +189,22 @@ async def test_sign_in_never_redirects_off_site(client: httpx.AsyncClient) -> No
 async def test_form_errors_keep_the_email_and_sit_next_to_their_field(
     client: httpx.AsyncClient,
 ) -> None:
-    res = await client.post("/auth/signup", data={"email": "nope", "password": "password123"})
+    browser = Browser(client)
+    res = await browser.post("/auth/signup", data={"email": "nope", "password": "password123"})
     assert res.status_code == 400
     assert 'id="email-error">Email must be valid' in res.text
     assert 'value="nope"' in res.text
-    res = await client.post("/auth/signin", data={"email": "a@b.co", "password": "x"})
+    res = await browser.post("/auth/signin", data={"email": "a@b.co", "password": "x"})
     assert 'role="alert"' in res.text
     assert "Invalid credentials" in res.text
 
 
 async def test_a_price_is_sent_with_two_decimals(client: httpx.AsyncClient, fake: FakeApi) -> None:
-    res = await client.post(
-        "/tickets/new", data={"title": "Jazz", "price": "$1,250.5"}, headers={"cookie": "alice"}
-    )
+    alice = Browser(client, "alice")
+    res = await alice.post("/tickets/new", data={"title": "Jazz", "price": "$1,250.5"})
     assert res.status_code == 303
     assert fake.seen[-1].content == b'{"title": "Jazz", "price": 1250.50}'
-    res = await client.post(
-        "/tickets/new", data={"title": "Jazz", "price": "1.999"}, headers={"cookie": "alice"}
-    )
+    res = await alice.post("/tickets/new", data={"title": "Jazz", "price": "1.999"})
     assert res.status_code == 400
     assert "Price must be in dollars and cents" in res.text
 
@@ -161,7 +218,7 @@ async def test_private_pages_ask_to_sign_in(client: httpx.AsyncClient) -> None:
 
 async def test_pages_go_back_and_forth_over_the_cursor(fake: FakeApi) -> None:
     app = create_app(
-        Settings(client_api_url="http://api.test", client_page_size=4),
+        SETTINGS.model_copy(update={"client_page_size": 4}),
         transport=httpx.MockTransport(fake),
     )
     async with running(app) as client:
@@ -217,3 +274,197 @@ async def test_a_failure_is_an_error_page_without_a_trace(fake: FakeApi) -> None
     assert "Something went wrong" in res.text
     assert "secret" not in res.text
     assert "Traceback" not in res.text
+
+
+# --- CSRF ---------------------------------------------------------------------------------------
+
+OTHER_ID = "3" * 24
+# Every state-changing form the pages have, with a body it would send.
+FORMS = [
+    ("/auth/signup", {"email": "mallory@example.com", "password": "password123"}),
+    ("/auth/signin", {"email": "alice@example.com", "password": "password123"}),
+    ("/auth/signout", {}),
+    ("/tickets/new", {"title": "Forged", "price": "1"}),
+    (f"/tickets/{TICKET['id']}/edit", {"title": "Forged", "price": "1"}),
+    (f"/tickets/{TICKET['id']}/purchase", {}),
+    (f"/orders/{ORDER['id']}/pay", {"token": "tok_visa"}),
+    (f"/orders/{ORDER['id']}/cancel", {}),
+]
+
+
+def assert_refused(res: httpx.Response) -> None:
+    assert res.status_code == 403
+    assert "This form has expired" in res.text
+    assert "Nothing was changed" in res.text
+    assert "Traceback" not in res.text
+    assert "csrf" not in res.text.split("<main", 1)[1].lower()  # no internals, just the message
+
+
+@pytest.mark.parametrize(("path", "data"), FORMS)
+async def test_a_form_from_another_site_is_refused_before_any_api_call(
+    client: httpx.AsyncClient, fake: FakeApi, path: str, data: dict[str, str]
+) -> None:
+    alice = Browser(client, "session=alice")
+    await alice.get("/")  # she has used the site: her CSRF cookie is set
+    fake.seen.clear()
+    # What a page elsewhere can make her browser send: her cookies, but no token of hers.
+    forged = await client.post(path, data=data, headers={"cookie": alice.cookie})
+    assert_refused(forged)
+    wrong = await alice.post(path, data, token="not-a-token")
+    assert_refused(wrong)
+    assert fake.seen == []  # nothing asked of the API, so nothing written
+    # The same form from her own page goes through.
+    res = await alice.post(path, data)
+    assert res.status_code != 403
+    assert any(request.method != "GET" for request in fake.seen)
+
+
+async def test_a_token_works_only_for_its_own_browser_and_session(
+    client: httpx.AsyncClient, fake: FakeApi
+) -> None:
+    alice, mallory = Browser(client, "session=alice"), Browser(client, "session=mallory")
+    token = await mallory.token()
+    fake.seen.clear()
+    # Mallory's token (another nonce, another session) in Alice's browser.
+    assert_refused(await alice.post("/tickets/new", {"title": "x", "price": "1"}, token=token))
+    # Even with Mallory's nonce planted in Alice's browser: the session differs.
+    alice.nonce = mallory.nonce
+    assert_refused(await alice.post("/tickets/new", {"title": "x", "price": "1"}, token=token))
+    # A token from before signing in is not one for after it.
+    anonymous = Browser(client)
+    token = await anonymous.token()
+    anonymous.session = "session=alice"
+    assert_refused(await anonymous.post("/auth/signout", {}, token=token))
+    # No CSRF cookie at all: refused too (sign-in forgery is refused like any other).
+    res = await client.post(
+        "/auth/signin",
+        data={"email": "a@b.co", "password": "password123", "csrf_token": token},
+        headers={"cookie": ""},
+    )
+    assert_refused(res)
+    assert [r for r in fake.seen if r.method != "GET"] == []
+
+
+async def test_a_token_expires_after_a_day(
+    client: httpx.AsyncClient, fake: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = Browser(client, "session=alice")
+    token = await alice.token()
+    a_day_later = int(time.time()) + csrf.MAX_AGE_SECONDS + 5
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: a_day_later)
+    fake.seen.clear()
+    assert_refused(await alice.post("/auth/signout", {}, token=token))
+    assert fake.seen == []
+
+
+async def test_a_fetch_sends_the_token_as_a_header(client: httpx.AsyncClient) -> None:
+    alice = Browser(client, "session=alice")
+    token = await alice.token()
+    res = await client.post(
+        "/auth/signout", headers={"cookie": alice.cookie, "x-csrf-token": token}
+    )
+    assert res.status_code == 303
+
+
+async def test_a_new_browser_gets_an_httponly_csrf_cookie_once(client: httpx.AsyncClient) -> None:
+    res = await client.get("/", headers={"cookie": ""})
+    (cookie,) = [c for c in res.headers.get_list("set-cookie") if c.startswith(CSRF_COOKIE)]
+    assert "HttpOnly" in cookie
+    assert "Secure" in cookie
+    assert "Path=/" in cookie
+    assert "samesite=lax" in cookie.lower()
+    nonce = res.cookies[CSRF_COOKIE]
+    again = await client.get("/", headers={"cookie": f"{CSRF_COOKIE}={nonce}"})
+    assert not any(c.startswith(CSRF_COOKIE) for c in again.headers.get_list("set-cookie"))
+
+
+async def test_every_post_form_carries_the_token(client: httpx.AsyncClient) -> None:
+    alice = Browser(client, "session=alice")
+    pages = ["/", "/auth/signout", "/tickets/new", f"/tickets/{TICKET['id']}"]
+    pages += [f"/tickets/{ALICES_TICKET['id']}/edit", f"/orders/{ORDER['id']}"]
+    actions: set[str] = set()
+    for page in pages:
+        html = (await alice.get(page)).text
+        # The page's own token (it carries a timestamp: each page has its own).
+        (token,) = re.findall(r'<meta name="csrf-token" content="([^"]+)">', html)
+        for form in re.findall(r'<form method="post".*?</form>', html, flags=re.DOTALL):
+            assert f'name="csrf_token" value="{token}"' in form, form
+            actions.add(re.findall(r'action="([^"]+)"', form)[0])
+    anonymous = Browser(client)
+    for page in ("/auth/signup", "/auth/signin"):
+        html = (await anonymous.get(page)).text
+        assert html.count('name="csrf_token"') == html.count('<form method="post"') == 1
+    assert actions == {
+        "/auth/signout",
+        "/tickets/new",
+        f"/tickets/{ALICES_TICKET['id']}/edit",
+        f"/tickets/{TICKET['id']}/purchase",
+        f"/orders/{ORDER['id']}/pay",
+        f"/orders/{ORDER['id']}/cancel",
+    }
+
+
+async def test_signing_in_after_a_form_action_comes_back_to_its_page(
+    client: httpx.AsyncClient,
+) -> None:
+    nobody = Browser(client)
+    res = await nobody.post(f"/orders/{ORDER['id']}/pay", {"token": "tok_visa"})
+    assert res.headers["location"] == f"/auth/signin?next=/orders/{ORDER['id']}"
+    res = await nobody.post(f"/tickets/{TICKET['id']}/purchase", {})
+    assert res.headers["location"] == f"/auth/signin?next=/tickets/{TICKET['id']}"
+
+
+# --- paying: Stripe Elements or test mode -------------------------------------------------------
+
+
+async def test_without_a_publishable_key_the_order_page_is_in_test_mode(
+    client: httpx.AsyncClient,
+) -> None:
+    res = await Browser(client, "session=alice").get(f"/orders/{ORDER['id']}")
+    assert res.status_code == 200
+    assert "Test mode" in res.text
+    assert 'value="tok_visa"' in res.text
+    assert 'value="tok_chargeDeclined"' in res.text
+    assert "stripe.com" not in res.text
+    assert "data-stripe-key" not in res.text
+    assert "stripe.com" not in res.headers["content-security-policy"]
+    assert "script-src 'self';" in res.headers["content-security-policy"]
+
+
+async def test_with_a_publishable_key_the_order_page_takes_the_card_with_stripe_elements(
+    fake: FakeApi,
+) -> None:
+    settings = SETTINGS.model_copy(update={"stripe_publishable_key": "pk_test_123"})
+    app = create_app(settings, transport=httpx.MockTransport(fake))
+    async with running(app) as client:
+        alice = Browser(client, "session=alice")
+        res = await alice.get(f"/orders/{ORDER['id']}")
+        home = await alice.get("/")
+        fake.seen.clear()
+        paid = await alice.post(f"/orders/{ORDER['id']}/pay", {"token": ""})
+    assert res.status_code == 200
+    assert '<script src="https://js.stripe.com/v3/" defer></script>' in res.text
+    assert 'id="card-element"' in res.text
+    assert 'data-stripe-key="pk_test_123"' in res.text
+    assert 'name="token" value="" data-card-token' in res.text
+    assert 'id="card-errors" role="alert"' in res.text  # Stripe's messages, next to the form
+    assert "Test mode" not in res.text
+    assert "tok_visa" not in res.text
+    assert "tok_chargeDeclined" not in res.text
+    policy = res.headers["content-security-policy"]
+    assert "script-src 'self' https://js.stripe.com" in policy
+    assert "frame-src https://js.stripe.com" in policy
+    assert "connect-src 'self' https://api.stripe.com" in policy
+    assert "js.stripe.com" not in home.text  # only the order page loads Stripe.js
+    # No token from Stripe (say the script never loaded): asked again, nothing sent.
+    assert paid.status_code == 400
+    assert "Enter your card details" in paid.text
+    assert not [r for r in fake.seen if r.url.path == "/api/payments"]
+
+
+async def test_pages_say_where_scripts_may_come_from(client: httpx.AsyncClient) -> None:
+    res = await client.get("/")
+    policy = res.headers["content-security-policy"]
+    for directive in ("default-src 'self'", "object-src 'none'", "frame-ancestors 'none'"):
+        assert directive in policy
+    assert res.headers["x-content-type-options"] == "nosniff"

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ticketing_client import pages
 from ticketing_client.api import Api, ApiUnavailableError
+from ticketing_client.csrf import Csrf, CsrfRefusedError
 from ticketing_client.settings import Settings, get_settings
 from ticketing_common.logs import configure_logging
 
@@ -51,6 +52,8 @@ def create_app(
         openapi_url=None,
     )
     app.state.settings = settings
+    app.state.csrf = Csrf(settings)
+    app.state.content_security_policy = pages.content_security_policy(settings)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)
@@ -74,6 +77,15 @@ def create_app(
         if exc.status_code == 404:
             return await pages.not_found(request)
         return pages.error_page(request, exc.status_code)
+
+    @app.exception_handler(pages.SignInRequiredError)
+    async def sign_in_first(request: Request, exc: pages.SignInRequiredError) -> Response:
+        return pages.to_signin(request)
+
+    @app.exception_handler(CsrfRefusedError)
+    async def csrf_refused(request: Request, exc: CsrfRefusedError) -> Response:
+        log.warning("form refused", extra={"path": request.url.path, "reason": str(exc)})
+        return pages.forbidden_page(request)
 
     @app.exception_handler(ApiUnavailableError)
     async def api_unavailable(request: Request, exc: ApiUnavailableError) -> Response:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from ticketing_client.api import Api, ApiResult, ApiUnavailableError
+from ticketing_client.csrf import csrf_of, require_csrf
+from ticketing_client.settings import Settings
 from ticketing_client.views import (
     OBJECT_ID,
     Cursor,
@@ -27,11 +29,17 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["money"] = money
 templates.env.filters["clock"] = clock
 
-router = APIRouter()
+# Every state-changing request is refused before its handler runs (so before any API call)
+# unless it carries this browser's CSRF token: see csrf.py.
+router = APIRouter(dependencies=[Depends(require_csrf)])
 
 User = dict[str, Any]
+AUTH_MODES = {"signup": "Sign up", "signin": "Sign in"}
 AUTH_FIELDS = ("email", "password")
 TICKET_FIELDS = ("title", "price")
+STRIPE_JS = "https://js.stripe.com/v3/"
+# A form that posts to one of these acts on the page before it: after signing in, back there.
+ACTIONS = ("/purchase", "/pay", "/cancel")
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -40,6 +48,11 @@ TICKET_FIELDS = ("title", "price")
 def api_of(request: Request) -> Api:
     api: Api = request.app.state.api
     return api
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def cookie_of(request: Request) -> str | None:
@@ -56,6 +69,36 @@ async def current_user(request: Request) -> User | None:
     return user if isinstance(user, dict) else None
 
 
+class SignInRequiredError(Exception):
+    """A private page asked for by nobody: main.py answers with `to_signin`."""
+
+
+async def signed_in(request: Request) -> User:
+    user = await current_user(request)
+    if user is None:
+        raise SignInRequiredError
+    return user
+
+
+SignedIn = Annotated[User, Depends(signed_in)]
+
+
+def content_security_policy(settings: Settings) -> str:
+    """Only this site's own scripts, styles and frames; Stripe's too when Elements is on."""
+    stripe = bool(settings.stripe_publishable_key)
+    script = "'self' https://js.stripe.com https://*.js.stripe.com" if stripe else "'self'"
+    frame = (
+        "https://js.stripe.com https://*.js.stripe.com https://hooks.stripe.com"
+        if stripe
+        else "'none'"
+    )
+    connect = "'self' https://api.stripe.com" if stripe else "'self'"
+    return (
+        f"default-src 'self'; script-src {script}; frame-src {frame}; connect-src {connect}; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
 def render(
     request: Request,
     name: str,
@@ -65,12 +108,18 @@ def render(
     show_nav: bool = True,
     **context: Any,
 ) -> Response:
-    return templates.TemplateResponse(
+    csrf = csrf_of(request)
+    response = templates.TemplateResponse(
         request,
         name,
-        {"user": user, "show_nav": show_nav, **context},
+        {"user": user, "show_nav": show_nav, "csrf_token": csrf.token(request), **context},
         status_code=status_code,
     )
+    csrf.set_cookie(request, response)
+    response.headers["content-security-policy"] = request.app.state.content_security_policy
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers["referrer-policy"] = "same-origin"
+    return response
 
 
 def with_cookies(response: Response, result: ApiResult) -> Response:
@@ -85,7 +134,11 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def to_signin(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    """To the sign-in page, then back: to this page, or for a form's action, to its page."""
+    path = request.url.path
+    if request.method != "GET":
+        path = next((path.removesuffix(a) for a in ACTIONS if path.endswith(a)), path)
+    target = path + (f"?{request.url.query}" if request.url.query else "")
     return redirect(f"/auth/signin?next={quote(target, safe='/')}")
 
 
@@ -96,6 +149,35 @@ async def form_text(request: Request, *names: str) -> dict[str, str]:
         value = form.get(name)
         out[name] = value if isinstance(value, str) else ""
     return out
+
+
+def form_page(
+    request: Request,
+    name: str,
+    user: User | None,
+    *,
+    errors: dict[str, str] | None = None,
+    form_errors: list[str] | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    """A page with a form: the API's messages by field, and the rest above the form."""
+    return render(
+        request,
+        name,
+        user,
+        status_code,
+        errors=errors or {},
+        form_errors=form_errors or [],
+        **context,
+    )
+
+
+def rejected(result: ApiResult, fields: tuple[str, ...]) -> dict[str, Any]:
+    """What a form page shows when the API refused its submission."""
+    errors, rest = result.field_errors(fields)
+    status_code = 400 if result.status < 500 else 500
+    return {"errors": errors, "form_errors": rest, "status_code": status_code}
 
 
 async def not_found(request: Request) -> Response:
@@ -109,6 +191,13 @@ async def not_found(request: Request) -> Response:
 def error_page(request: Request, status_code: int) -> Response:
     return render(
         request, "error.html", None, status_code, show_nav=False, title="Something went wrong"
+    )
+
+
+def forbidden_page(request: Request) -> Response:
+    """A form sent without this browser's CSRF token (csrf.py): no API call was made."""
+    return render(
+        request, "forbidden.html", None, 403, show_nav=False, title="This form has expired"
     )
 
 
@@ -129,7 +218,7 @@ async def home(request: Request, before: str | None = None, trail: str | None = 
     if cursor is None:
         return await not_found(request)
     user = await current_user(request)
-    size = request.app.state.settings.client_page_size
+    size = settings_of(request).client_page_size
     params = {"limit": str(size + 1)}
     if cursor.before:
         params["before"] = cursor.before
@@ -152,84 +241,6 @@ async def home(request: Request, before: str | None = None, trail: str | None = 
 # --- auth -----------------------------------------------------------------------------------------
 
 
-def _auth_form(
-    request: Request,
-    user: User | None,
-    mode: str,
-    *,
-    email: str = "",
-    errors: dict[str, str] | None = None,
-    form_errors: list[str] | None = None,
-    next_url: str = "/",
-    status_code: int = 200,
-) -> Response:
-    title = "Sign up" if mode == "signup" else "Sign in"
-    return render(
-        request,
-        "auth.html",
-        user,
-        status_code,
-        title=title,
-        mode=mode,
-        email=email,
-        errors=errors or {},
-        form_errors=form_errors or [],
-        next_url=next_url,
-    )
-
-
-async def _auth_get(request: Request, mode: str) -> Response:
-    user = await current_user(request)
-    next_url = safe_next(request.query_params.get("next"))
-    if user:
-        return redirect(next_url)
-    return _auth_form(request, None, mode, next_url=next_url)
-
-
-async def _auth_post(request: Request, mode: str) -> Response:
-    data = await form_text(request, "email", "password", "next")
-    next_url = safe_next(data["next"])
-    result = await api_of(request).call(
-        "POST",
-        f"/api/users/{mode}",
-        cookie=cookie_of(request),
-        body={"email": data["email"].strip(), "password": data["password"]},
-    )
-    if result.ok:
-        return with_cookies(redirect(next_url), result)
-    errors, rest = result.field_errors(AUTH_FIELDS)
-    return _auth_form(
-        request,
-        None,
-        mode,
-        email=data["email"],
-        errors=errors,
-        form_errors=rest,
-        next_url=next_url,
-        status_code=400 if result.status < 500 else 500,
-    )
-
-
-@router.get("/auth/signup")
-async def signup_page(request: Request) -> Response:
-    return await _auth_get(request, "signup")
-
-
-@router.post("/auth/signup")
-async def signup(request: Request) -> Response:
-    return await _auth_post(request, "signup")
-
-
-@router.get("/auth/signin")
-async def signin_page(request: Request) -> Response:
-    return await _auth_get(request, "signin")
-
-
-@router.post("/auth/signin")
-async def signin(request: Request) -> Response:
-    return await _auth_post(request, "signin")
-
-
 @router.get("/auth/signout")
 async def signout_page(request: Request) -> Response:
     user = await current_user(request)
@@ -246,31 +257,63 @@ async def signout(request: Request) -> Response:
     return with_cookies(redirect("/"), result)
 
 
+def _auth_form(request: Request, mode: str, *, email: str = "", **context: Any) -> Response:
+    """The sign-up or sign-in page (`next_url` and the messages in `context`)."""
+    return form_page(
+        request, "auth.html", None, title=AUTH_MODES[mode], mode=mode, email=email, **context
+    )
+
+
+@router.get("/auth/{mode}")
+async def auth_page(request: Request, mode: str) -> Response:
+    if mode not in AUTH_MODES:
+        raise HTTPException(404)
+    next_url = safe_next(request.query_params.get("next"))
+    if await current_user(request):
+        return redirect(next_url)
+    return _auth_form(request, mode, next_url=next_url)
+
+
+@router.post("/auth/{mode}")
+async def authenticate(request: Request, mode: str) -> Response:
+    if mode not in AUTH_MODES:
+        raise HTTPException(404)
+    data = await form_text(request, "email", "password", "next")
+    next_url = safe_next(data["next"])
+    result = await api_of(request).call(
+        "POST",
+        f"/api/users/{mode}",
+        cookie=cookie_of(request),
+        body={"email": data["email"].strip(), "password": data["password"]},
+    )
+    if result.ok:
+        return with_cookies(redirect(next_url), result)
+    return _auth_form(
+        request, mode, email=data["email"], next_url=next_url, **rejected(result, AUTH_FIELDS)
+    )
+
+
 # --- selling --------------------------------------------------------------------------------------
 
 
 def _ticket_form(
     request: Request,
     user: User,
-    *,
     ticket: dict[str, Any] | None,
+    *,
     title: str = "",
     price: str = "",
-    errors: dict[str, str] | None = None,
-    form_errors: list[str] | None = None,
-    status_code: int = 200,
+    **messages: Any,
 ) -> Response:
-    return render(
+    return form_page(
         request,
         "ticket_form.html",
         user,
-        status_code,
         title="Edit ticket" if ticket else "Sell a ticket",
         ticket=ticket,
         form_title=title,
         form_price=price,
-        errors=errors or {},
-        form_errors=form_errors or [],
+        **messages,
     )
 
 
@@ -283,7 +326,7 @@ async def _save_ticket(
         return _ticket_form(
             request,
             user,
-            ticket=ticket,
+            ticket,
             title=data["title"],
             price=data["price"],
             errors={"price": price_error or "Price is required"},
@@ -295,43 +338,31 @@ async def _save_ticket(
     if result.ok and isinstance(result.body, dict):
         return redirect(f"/tickets/{result.body['id']}")
     if result.status == 404:
-        return await not_found(request)
-    errors, rest = result.field_errors(TICKET_FIELDS)
-    if result.status == 401 and not rest and not errors:
-        rest = ["Only the seller can edit this ticket."]
-    return _ticket_form(
-        request,
-        user,
-        ticket=ticket,
-        title=data["title"],
-        price=price,
-        errors=errors,
-        form_errors=rest,
-        status_code=400 if result.status < 500 else 500,
-    )
+        raise HTTPException(404)
+    shown = rejected(result, TICKET_FIELDS)
+    if result.status == 401 and not shown["form_errors"] and not shown["errors"]:
+        shown["form_errors"] = ["Only the seller can edit this ticket."]
+    return _ticket_form(request, user, ticket, title=data["title"], price=price, **shown)
 
 
 @router.get("/tickets/new")
-async def new_ticket_page(request: Request) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return to_signin(request)
-    return _ticket_form(request, user, ticket=None)
+async def new_ticket_page(request: Request, user: SignedIn) -> Response:
+    return _ticket_form(request, user, None)
 
 
 @router.post("/tickets/new")
-async def new_ticket(request: Request) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return to_signin(request)
+async def new_ticket(request: Request, user: SignedIn) -> Response:
     return await _save_ticket(request, user, "POST", "/api/tickets", None)
 
 
-async def _ticket(request: Request, ticket_id: str) -> dict[str, Any] | None:
+async def _ticket(request: Request, ticket_id: str) -> dict[str, Any]:
+    """The ticket, or the 404 page."""
     if not OBJECT_ID.fullmatch(ticket_id):
-        return None
+        raise HTTPException(404)
     result = await api_of(request).call("GET", f"/api/tickets/{ticket_id}", cookie=None)
-    return result.body if result.ok and isinstance(result.body, dict) else None
+    if not result.ok or not isinstance(result.body, dict):
+        raise HTTPException(404)
+    return result.body
 
 
 def _ticket_page(
@@ -358,49 +389,32 @@ def _ticket_page(
 @router.get("/tickets/{ticket_id}")
 async def ticket_page(request: Request, ticket_id: str) -> Response:
     ticket = await _ticket(request, ticket_id)
-    if ticket is None:
-        return await not_found(request)
     return _ticket_page(request, await current_user(request), ticket)
 
 
 @router.get("/tickets/{ticket_id}/edit")
-async def edit_ticket_page(request: Request, ticket_id: str) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return to_signin(request)
+async def edit_ticket_page(request: Request, ticket_id: str, user: SignedIn) -> Response:
     ticket = await _ticket(request, ticket_id)
-    if ticket is None:
-        return await not_found(request)
     if ticket.get("userId") != user.get("id"):
-        return await not_found(request)
+        raise HTTPException(404)
     if ticket.get("orderId"):
         return _ticket_page(
             request, user, ticket, error="Cannot edit a reserved ticket", status_code=400
         )
     return _ticket_form(
-        request, user, ticket=ticket, title=ticket["title"], price=f"{ticket['price']:.2f}"
+        request, user, ticket, title=ticket["title"], price=f"{ticket['price']:.2f}"
     )
 
 
 @router.post("/tickets/{ticket_id}/edit")
-async def edit_ticket(request: Request, ticket_id: str) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return to_signin(request)
+async def edit_ticket(request: Request, ticket_id: str, user: SignedIn) -> Response:
     ticket = await _ticket(request, ticket_id)
-    if ticket is None:
-        return await not_found(request)
     return await _save_ticket(request, user, "PUT", f"/api/tickets/{ticket_id}", ticket)
 
 
 @router.post("/tickets/{ticket_id}/purchase")
-async def purchase(request: Request, ticket_id: str) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return redirect(f"/auth/signin?next=/tickets/{quote(ticket_id)}")
+async def purchase(request: Request, ticket_id: str, user: SignedIn) -> Response:
     ticket = await _ticket(request, ticket_id)
-    if ticket is None:
-        return await not_found(request)
     result = await api_of(request).call_until_known(
         "POST", "/api/orders", cookie=cookie_of(request), body={"ticketId": ticket_id}
     )
@@ -417,6 +431,13 @@ async def _order(request: Request, order_id: str) -> dict[str, Any] | None:
         return None
     result = await api_of(request).call("GET", f"/api/orders/{order_id}", cookie=cookie_of(request))
     return result.body if result.ok and isinstance(result.body, dict) else None
+
+
+async def _order_or_404(request: Request, order_id: str) -> dict[str, Any]:
+    order = await _order(request, order_id)
+    if order is None:
+        raise HTTPException(404)
+    return order
 
 
 def _order_page(
@@ -440,14 +461,13 @@ def _order_page(
         paid=paid,
         pay_error=pay_error,
         token=token,
+        stripe_key=settings_of(request).stripe_publishable_key,
+        stripe_js=STRIPE_JS,
     )
 
 
 @router.get("/orders")
-async def orders_page(request: Request) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return to_signin(request)
+async def orders_page(request: Request, user: SignedIn) -> Response:
     result = await api_of(request).call("GET", "/api/orders", cookie=cookie_of(request))
     if result.status == 401:
         return to_signin(request)
@@ -463,13 +483,8 @@ async def orders_page(request: Request) -> Response:
 
 
 @router.get("/orders/{order_id}")
-async def order_page(request: Request, order_id: str) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return to_signin(request)
-    order = await _order(request, order_id)
-    if order is None:
-        return await not_found(request)
+async def order_page(request: Request, order_id: str, user: SignedIn) -> Response:
+    order = await _order_or_404(request, order_id)
     return _order_page(request, user, order, paid=request.query_params.get("paid") == "1")
 
 
@@ -486,21 +501,20 @@ async def order_status(request: Request, order_id: str) -> Response:
     )
 
 
-TEST_TOKENS = frozenset({"tok_visa", "tok_chargeDeclined"})
-
-
 @router.post("/orders/{order_id}/pay")
-async def pay(request: Request, order_id: str) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return to_signin(request)
-    order = await _order(request, order_id)
-    if order is None:
-        return await not_found(request)
+async def pay(request: Request, order_id: str, user: SignedIn) -> Response:
+    order = await _order_or_404(request, order_id)
+    # A test card's token, or the one Stripe Elements made in the browser (app.js).
     token = (await form_text(request, "token"))["token"]
     if not token:
+        missing = "Enter your card details" if settings_of(request).stripe_publishable_key else ""
         return _order_page(
-            request, user, order, pay_error="Choose a card", token=token, status_code=400
+            request,
+            user,
+            order,
+            pay_error=missing or "Choose a card",
+            token=token,
+            status_code=400,
         )
     result = await api_of(request).call_until_known(
         "POST",
@@ -515,18 +529,13 @@ async def pay(request: Request, order_id: str) -> Response:
 
 
 @router.post("/orders/{order_id}/cancel")
-async def cancel(request: Request, order_id: str) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return to_signin(request)
+async def cancel(request: Request, order_id: str, user: SignedIn) -> Response:
     result = await api_of(request).call(
         "DELETE", f"/api/orders/{order_id}", cookie=cookie_of(request)
     )
     if result.status == 404:
-        return await not_found(request)
+        raise HTTPException(404)
     if not result.ok:
-        order = await _order(request, order_id)
-        if order is None:
-            return await not_found(request)
+        order = await _order_or_404(request, order_id)
         return _order_page(request, user, order, pay_error=result.message, status_code=400)
     return redirect(f"/orders/{order_id}")

@@ -34,6 +34,13 @@
     tick();
   }
 
+  // This page's CSRF token: what a fetch to the client sends as X-CSRF-Token.
+  function csrfHeaders(headers) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta) headers["x-csrf-token"] = meta.getAttribute("content");
+    return headers;
+  }
+
   // After paying: follow the order until orders completes (or cancels) it.
   function follow(el) {
     var url = el.getAttribute("data-follow");
@@ -46,7 +53,7 @@
       if (badge) { badge.textContent = label; badge.className = "badge badge-" + badgeKind; }
     }
     function poll() {
-      fetch(url, { headers: { accept: "application/json" }, cache: "no-store" })
+      fetch(url, { headers: csrfHeaders({ accept: "application/json" }), cache: "no-store" })
         .then(function (res) { return res.ok ? res.json() : null; })
         .then(function (body) {
           if (body && body.status === "complete") {
@@ -64,6 +71,52 @@
     poll();
   }
 
+  // Paying with Stripe Elements (when the site has a publishable key): the card goes to Stripe
+  // from its own frame, the token Stripe makes is posted with the form, as a test card's is.
+  function stripeCard(form) {
+    var errors = form.querySelector("[data-card-errors]");
+    var button = form.querySelector("[data-pay-button]");
+    var tokenInput = form.querySelector("[data-card-token]");
+    function fail(message) {
+      errors.textContent = message;
+      button.disabled = false;
+    }
+    if (typeof window.Stripe !== "function") {
+      button.disabled = true;
+      errors.textContent = "The card form could not load. Check your connection and reload the page.";
+      return;
+    }
+    var stripe, card;
+    try {
+      stripe = window.Stripe(form.getAttribute("data-stripe-key"));
+      card = stripe.elements().create("card");
+      card.mount(form.querySelector("[data-card-element]"));
+    } catch (e) {
+      button.disabled = true;
+      errors.textContent = "The card form could not load. Please reload the page.";
+      return;
+    }
+    card.on("change", function (event) {
+      errors.textContent = event.error ? event.error.message : "";
+    });
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (button.disabled) return;
+      button.disabled = true;
+      errors.textContent = "";
+      stripe.createToken(card).then(function (result) {
+        if (result.error) {
+          fail(result.error.message || "Your card could not be used.");
+        } else {
+          tokenInput.value = result.token.id;
+          form.submit();  // the page's own form, with its CSRF token, to the same payment path
+        }
+      }, function () {
+        fail("Could not reach Stripe. Check your connection and try again.");
+      });
+    });
+  }
+
   // The "restarting" page of a GET tries again by itself (it says so).
   function retry(el) {
     if (document.body.getAttribute("data-method") !== "GET") return;
@@ -74,4 +127,5 @@
   document.querySelectorAll("[data-countdown]").forEach(countdown);
   document.querySelectorAll("[data-retry]").forEach(retry);
   document.querySelectorAll("[data-follow]").forEach(follow);
+  document.querySelectorAll("form[data-stripe-key]").forEach(stripeCard);
 })();

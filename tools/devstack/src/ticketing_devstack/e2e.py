@@ -114,7 +114,7 @@ def local_stack(base: Path, env: dict[str, str]) -> Iterator[Stack]:
         yield stack
         return
     full = {**os.environ, **env}
-    for key in ("MONGO_URL", "NATS_URL", "REDIS_URL", "STRIPE_KEY"):
+    for key in ("MONGO_URL", "NATS_URL", "REDIS_URL", "STRIPE_KEY", "STRIPE_PUBLISHABLE_KEY"):
         full.pop(key, None)
     stack = Stack(base / "data", gateway_port=free_port(), env=full, log_dir=base / "logs")
     stack.start()

@@ -43,6 +43,8 @@ PASSTHROUGH = (
     "EXPIRY_GRACE_SECONDS",
 )
 
+CLIENT_PASSTHROUGH = ("LOG_LEVEL", "CLIENT_CSRF_KEY", "STRIPE_PUBLISHABLE_KEY")
+
 
 @dataclass
 class Proc:
@@ -186,7 +188,11 @@ class Stack:
                 ],
                 env={
                     "CLIENT_API_URL": f"http://127.0.0.1:{self.gateway_port}",
-                    **{k: env[k] for k in ("LOG_LEVEL",) if env.get(k)},
+                    # Its CSRF cookie is Secure as the session's is; outside development it
+                    # needs CLIENT_CSRF_KEY. A STRIPE_PUBLISHABLE_KEY turns on Stripe Elements.
+                    "ENVIRONMENT": common["ENVIRONMENT"],
+                    "COOKIE_SECURE": common["COOKIE_SECURE"],
+                    **{k: env[k] for k in CLIENT_PASSTHROUGH if env.get(k)},
                 },
                 port=port,
                 ready_path="/readyz",
