@@ -7,7 +7,7 @@ import subprocess
 from ticketing_deploy import checks
 from ticketing_deploy.images import skaffold_images
 from ticketing_deploy.manifests import COMPOSE, ROOT, load_yaml, tool
-from ticketing_deploy.settings_env import env_names, processes
+from ticketing_deploy.settings_env import build, env_names, processes
 
 COMPOSE_DOC = load_yaml(COMPOSE)
 SERVICES = COMPOSE_DOC["services"]
@@ -42,8 +42,10 @@ def test_each_process_is_given_only_its_own_settings() -> None:
     for name, process in {**procs, "worker": procs["expiration-worker"]}.items():
         if name not in SERVICES:
             continue
-        unknown = set(checks.compose_env(COMPOSE_DOC, name)) - set(env_names(process.settings))
+        env = checks.compose_env(COMPOSE_DOC, name)
+        unknown = set(env) - set(env_names(process.settings))
         assert unknown == set(), name
+        build(process, env)  # and they are enough: the process would start (raises if not)
 
 
 def test_the_runner_drives_the_compose_system_through_the_gateway() -> None:

@@ -17,8 +17,9 @@ from ticketing_deploy.manifests import Doc, app_of, config_map, named, of_kind, 
 from ticketing_deploy.settings_env import UVICORN_ENV, Process, build, env_names, required
 
 SECRET_PLACEHOLDERS = {
-    # Long and random enough for the validators (JWT_KEY: 32 bytes at least).
+    # Long and random enough for the validators (JWT_KEY, CLIENT_CSRF_KEY: 32 bytes at least).
     "JWT_KEY": "k" * 48,
+    "CLIENT_CSRF_KEY": "c" * 48,
     "STRIPE_KEY": "sk_test_" + "x" * 32,
 }
 HOST = "ticketing.dev"
