@@ -44,14 +44,16 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict, Unpack
 
 from ticketing_common.bus.streams import original_subject
 from ticketing_common.events import Event, EventDecodeError, Subject, decode
+from ticketing_common.telemetry.bus import observe_delivery
+from ticketing_common.telemetry.tracing import annotate_event
 
 log = logging.getLogger("ticketing.bus")
 
@@ -218,6 +220,7 @@ class Delivery(ABC):
         stored_at: float,
         durable: str,
         service: str,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.payload = payload
         self.subject = subject
@@ -227,6 +230,8 @@ class Delivery(ABC):
         self.stored_at = stored_at  # wall clock, the stream's timestamp
         self.durable = durable
         self.service = service
+        # The message's headers (its trace context among them).
+        self.headers = headers
 
     @property
     def age(self) -> float:
@@ -323,6 +328,16 @@ class BusCore:
         self._tasks.clear()
 
 
+class Handling(TypedDict):
+    """How the dispatcher handles one delivery (see `Dispatcher._process`)."""
+
+    durable: str
+    policy: RetryPolicy
+    ack_wait: float
+    max_handler_seconds: float
+    server_max_deliver: NotRequired[int]
+
+
 @dataclass
 class _Running:
     """What the progress signaller needs to know about the handler call in progress."""
@@ -374,6 +389,16 @@ class Dispatcher:
         return count
 
     async def process(
+        self, delivery: Delivery, handler: Handler, **how: Unpack[Handling]
+    ) -> Verdict:
+        """Handle one delivery from start to settlement (ack, nak or dead letter), in a span
+        of its own (a child of the publisher's) and counted in the metrics."""
+        with observe_delivery(self.service, delivery) as observed:
+            verdict = await self._process(delivery, handler, **how)
+            observed.outcome = verdict.value
+        return verdict
+
+    async def _process(
         self,
         delivery: Delivery,
         handler: Handler,
@@ -384,7 +409,6 @@ class Dispatcher:
         max_handler_seconds: float,
         server_max_deliver: int = UNLIMITED,
     ) -> Verdict:
-        """Handle one delivery from start to settlement (ack, nak or dead letter)."""
         context: dict[str, Any] = {
             "service": self.service,
             "durable": durable,
@@ -424,6 +448,7 @@ class Dispatcher:
             log.warning("undecodable message", extra={**context, "error": str(exc)})
             return Outcome.FAILED, str(exc)
         context["event_id"] = event.id
+        annotate_event(event)
         attempt = 0
         held_since: float | None = None
         last_log = 0.0
@@ -578,6 +603,10 @@ class Bus(Protocol):
         Unpublishable when the bus will never take this message."""
 
     async def ready(self) -> bool: ...
+
+    async def consumer_lag(self) -> dict[str, tuple[int, int]]:
+        """Per durable consumer of this service: (messages not delivered yet, delivered and
+        not acked yet)."""
 
     async def dead_letters(self) -> list[DeadLetter]:
         """This service's dead letters."""
