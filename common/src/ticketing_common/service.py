@@ -1,7 +1,8 @@
 """The one way a Ticketing service is assembled.
 
 `create_service_app` builds the FastAPI app of any service from a `ServiceSpec`: error handlers,
-body-size limit, health routes, and a lifespan that opens one Mongo client and one bus
+body-size limit, health routes, `/metrics` and the request telemetry (`telemetry`), and a
+lifespan that sets up the service's tracing, opens one Mongo client and one bus
 connection for the process, creates indexes, builds the service's typed runtime (its own
 collaborators included), binds every event handler to it and runs the outbox relay. Tests pass
 their settings and an in-memory Mongo and bus instead of URLs.

@@ -148,10 +148,15 @@ def svg(timeline: list[Step], title: str) -> str:
         label = f"{'  ' * step.depth}{span['service']}: {span['name']}"
         stroke = ' stroke="#d62728" stroke-width="2"' if span["status"] == "ERROR" else ""
         tip = f"{span['name']}: {step.duration_ms:.1f} ms at +{step.offset_ms:.1f} ms"
+        fits = x + bar < width - 80
+        note_x, anchor = (x + bar + 4, "") if fits else (x - 4, ' text-anchor="end"')
         out += [
             f'<text x="{PAD}" y="{y + 14}" xml:space="preserve">{escape(label)}</text>',
             f'<rect x="{x:.1f}" y="{y + 3}" width="{bar:.1f}" height="{ROW - 6}" '
             f'fill="{colour}"{stroke}><title>{escape(tip)}</title></rect>',
+            # Its duration beside it: right of the bar, or left of it near the end of the axis.
+            f'<text x="{note_x:.1f}" y="{y + 14}" fill="#555" font-size="10"{anchor}>'
+            f"{step.duration_ms:.1f} ms</text>",
         ]
     out.append("</svg>")
     return "\n".join(out) + "\n"
