@@ -1,8 +1,10 @@
 """Traces: one trace from a request through its outbox, the bus and each handler, whenever the
 relay or the sweep publishes; trace ids in the logs; tracing off and sampled out."""
 
+import http.server
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,3 +230,37 @@ async def test_the_http_request_span_is_named_by_its_route(
     (span,) = read_spans(tmp_path / f"{name}.jsonl")  # health and metrics are not traced
     assert span["name"] == "GET unmatched"
     assert span["attributes"]["url.path"] == "/api/nothing/here"
+
+
+def test_spans_are_exported_over_otlp_when_an_endpoint_is_set(name: str) -> None:
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        traces = tracing.configure(name, settings_for(name, otel_exporter_otlp_endpoint=endpoint))
+        with tracing.span(name, "exported work"):
+            pass
+        traces.shutdown()  # exports what the batch holds
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+    ((path, body),) = received
+    assert path == "/v1/traces"
+    assert b"exported work" in body
+    assert name.encode() in body  # the service.name resource attribute
