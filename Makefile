@@ -16,7 +16,7 @@ MEMBERS := pyproject.toml uv.lock common/pyproject.toml $(wildcard services/*/py
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help up test lint typecheck pytest bootstrap bench clean
+.PHONY: help up test lint typecheck pytest bootstrap bench trace clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -43,6 +43,11 @@ bootstrap: $(SYNCED) ## Install uv and the locked workspace into .venv
 $(AXE): client/package.json client/package-lock.json
 	cd client && npm ci --no-audit --no-fund
 	@touch $@
+
+# The story of one order, from the spans `make up` keeps under .devstack/traces.
+trace: $(SYNCED) ## One order's timeline and SVG waterfall: make trace ORDER=<order id>
+	@test -n "$(ORDER)" || { echo "usage: make trace ORDER=<order id>"; exit 2; }
+	$(BIN)/python -m ticketing_devstack.timeline "$(ORDER)"
 
 # Benchmarks, not timed tests: the whole stack on free ports, figures printed.
 bench: $(SYNCED) ## Benchmarks on the local stack (not part of test)

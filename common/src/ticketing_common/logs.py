@@ -7,6 +7,8 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
+from ticketing_common.telemetry.tracing import TraceContextFilter
+
 
 class _ServiceFilter(logging.Filter):
     def __init__(self, service: str) -> None:
@@ -23,6 +25,7 @@ class _ServiceFilter(logging.Filter):
 def configure_logging(service: str, level: str = "INFO", *, access_log: bool = False) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_ServiceFilter(service))
+    handler.addFilter(TraceContextFilter())  # trace_id, span_id
     handler.setFormatter(
         JsonFormatter(
             "{asctime}{levelname}{service}{name}{message}",

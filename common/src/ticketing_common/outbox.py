@@ -43,6 +43,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from ticketing_common.bus.base import Bus, BusUnavailable, is_infrastructure_failure
 from ticketing_common.events import Event, from_document, to_document
 from ticketing_common.mongo import D, Database, Document, collection, versioned
+from ticketing_common.telemetry.tracing import outbox_entry, publishing
 
 log = logging.getLogger("ticketing.outbox")
 
@@ -78,7 +79,7 @@ def outbox_fields(*events: Event[Any]) -> dict[str, Any]:
     events): nx-27017's $addToSet does nothing on a missing array, so a later `with_outbox`
     would silently drop its event there.
     """
-    return {OUTBOX: [to_document(e) for e in events], PENDING: bool(events)}
+    return {OUTBOX: [_entry(e) for e in events], PENDING: bool(events)}
 
 
 def with_outbox(update: dict[str, Any], *events: Event[Any]) -> dict[str, Any]:
@@ -89,9 +90,15 @@ def with_outbox(update: dict[str, Any], *events: Event[Any]) -> dict[str, Any]:
     # are unique, so the set semantics change nothing.
     merged["$addToSet"] = {
         **merged.get("$addToSet", {}),
-        OUTBOX: {"$each": [to_document(e) for e in events]},
+        OUTBOX: {"$each": [_entry(e) for e in events]},
     }
     return merged
+
+
+def _entry(event: Event[Any]) -> dict[str, Any]:
+    """An event as its outbox stores it, with the trace context of the span that wrote it (the
+    relay publishes it in that trace, however much later)."""
+    return outbox_entry(to_document(event), event)
 
 
 def strip_outbox(doc: D) -> D:
@@ -195,7 +202,9 @@ class OutboxRelay:
         try:
             for raw in pending:
                 try:
-                    await self.bus.publish(from_document(raw))
+                    event = from_document(raw)
+                    with publishing(self.bus.service, event, raw):
+                        await self.bus.publish(event)
                 except BusUnavailable:
                     raise
                 except Exception as exc:

@@ -1,7 +1,8 @@
 """The one way a Ticketing service is assembled.
 
 `create_service_app` builds the FastAPI app of any service from a `ServiceSpec`: error handlers,
-body-size limit, health routes, and a lifespan that opens one Mongo client and one bus
+body-size limit, health routes, `/metrics` and the request telemetry (`telemetry`), and a
+lifespan that sets up the service's tracing, opens one Mongo client and one bus
 connection for the process, creates indexes, builds the service's typed runtime (its own
 collaborators included), binds every event handler to it and runs the outbox relay. Tests pass
 their settings and an in-memory Mongo and bus instead of URLs.
@@ -29,6 +30,9 @@ from ticketing_common.logs import configure_logging
 from ticketing_common.mongo import Database, IndexSpec, connect, ensure_indexes
 from ticketing_common.outbox import PENDING, Outbox, OutboxRelay
 from ticketing_common.settings import ServiceSettings
+from ticketing_common.telemetry import tracing
+from ticketing_common.telemetry.http import HttpTelemetry
+from ticketing_common.telemetry.scrape import ScrapeHook, metrics_router
 
 log = logging.getLogger("ticketing.service")
 
@@ -93,6 +97,8 @@ class ServiceSpec(Generic[SettingsT, RuntimeT]):
     # Expiration keeps its state in Redis and has no Mongo database.
     uses_mongo: bool = True
     readiness_checks: list[ReadinessCheck[RuntimeT]] = field(default_factory=list)
+    # Read the service's own state into its gauges before each scrape of /metrics.
+    scrape_hooks: list[ScrapeHook[RuntimeT]] = field(default_factory=list)
     # The service's cached settings factory, read when an app is made without settings.
     settings: Callable[[], SettingsT] | None = None
 
@@ -162,6 +168,7 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client: Any = None  # an AsyncMongoClient, or the in-memory one tests pass
         db: Database | None = None
+        traces = tracing.configure(spec.name, settings)
         if spec.uses_mongo:
             client = (
                 mongo
@@ -218,11 +225,14 @@ def create_service_app(
         finally:
             if mongo is None and client is not None:
                 await client.close()
+            traces.shutdown()
 
     app = FastAPI(title=f"ticketing-{spec.name}", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpTelemetry, service=spec.name)  # outermost: sees every answer
     install_error_handlers(app)
     app.include_router(_health_router(spec))
+    app.include_router(metrics_router(spec.scrape_hooks))
     for router in spec.routers:
         app.include_router(router)
     return app

@@ -70,6 +70,17 @@ class ServiceSettings(BaseSettings):
 
     max_body_bytes: int = 64 * 1024
 
+    # Telemetry (see `ticketing_common.telemetry`). OTEL_SDK_DISABLED=true turns tracing off
+    # altogether (no spans, no trace context passed on); metrics stay on.
+    otel_sdk_disabled: bool = False
+    # An OTLP/HTTP collector (http://otel-collector:4318): spans are exported there.
+    otel_exporter_otlp_endpoint: str = ""
+    # The share of new traces kept; a trace continued from a parent keeps its parent's choice.
+    otel_traces_sampler_arg: float = Field(default=1.0, ge=0.0, le=1.0)
+    # A folder: every span also goes there as a JSON line, `<service>.jsonl` (the local stack
+    # sets it to .devstack/traces; `make trace ORDER=<id>` reads it).
+    traces_dir: str = ""
+
     @property
     def nats_retry_budget_seconds(self) -> float:
         """How long a failing (poison) event keeps being offered before it is dead-lettered."""

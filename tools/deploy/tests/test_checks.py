@@ -24,6 +24,16 @@ REACHABLE_FROM: dict[str, set[str]] = {
     "nats": SERVICES_ON_NATS | {"nats"},
     "redis": {"expiration", "expiration-worker"},
 }
+# Production adds observability: the collector takes OTLP from the services, Prometheus (its
+# own namespace) scrapes the services' pods.
+PRODUCTION_REACHABLE_FROM: dict[str, set[str]] = {
+    **REACHABLE_FROM,
+    **{
+        app: REACHABLE_FROM.get(app, set()) | {"ns:monitoring"}
+        for app in ("auth", "tickets", "orders", "payments", "expiration")
+    },
+    "otel-collector": SERVICES_ON_NATS,
+}
 
 
 def every_check(docs: list[Doc], overlay: str) -> list[str]:
@@ -33,7 +43,9 @@ def every_check(docs: list[Doc], overlay: str) -> list[str]:
         *checks.deployment_problems(docs, PROCESSES, read_only=overlay != "dev"),
         *checks.storage_problems(docs),
         *checks.replication_problems(docs),
-        *checks.network_problems(docs, REACHABLE_FROM),
+        *checks.network_problems(
+            docs, PRODUCTION_REACHABLE_FROM if overlay == "production" else REACHABLE_FROM
+        ),
     ]
     if overlay == "production":
         found += checks.scale_problems(docs, HTTP)

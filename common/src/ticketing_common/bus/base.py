@@ -44,14 +44,16 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict, Unpack
 
 from ticketing_common.bus.streams import original_subject
 from ticketing_common.events import Event, EventDecodeError, Subject, decode
+from ticketing_common.telemetry.bus import observe_delivery
+from ticketing_common.telemetry.tracing import annotate_event
 
 log = logging.getLogger("ticketing.bus")
 
@@ -220,6 +222,7 @@ class Delivery(ABC):
         stored_at: float,
         durable: str,
         service: str,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.payload = payload
         self.subject = subject
@@ -229,6 +232,8 @@ class Delivery(ABC):
         self.stored_at = stored_at  # wall clock, the stream's timestamp
         self.durable = durable
         self.service = service
+        # The message's headers (its trace context among them).
+        self.headers = headers
         self._event: Event[Any] | None = None
 
     def event(self) -> Event[Any]:
@@ -302,6 +307,7 @@ class Lanes:
         self._room = asyncio.Event()
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self._seqs: set[int] = set()
 
     async def room(self) -> int:
         """Wait for a free slot; how many there are."""
@@ -310,13 +316,21 @@ class Lanes:
             await self._room.wait()
         return self.limit - self._busy
 
-    def submit(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
-        """Run `work` after the work already submitted for `key` (call `room` first)."""
+    def holds(self, seq: int) -> bool:
+        """Whether message `seq` is in a lane already (handled or waiting its turn)."""
+        return seq in self._seqs
+
+    def submit(self, key: str, work: Callable[[], Awaitable[None]], *, seq: int = -1) -> None:
+        """Run `work` after the work already submitted for `key` (call `room` first). While it
+        waits its turn nothing signals progress: behind a slow or hung predecessor it is handed
+        out again after ack_wait, like any message, and handled idempotently."""
         self._busy += 1
+        self._seqs.add(seq)
         task = asyncio.create_task(self._run(key, self._tails.get(key), work))
         self._tails[key] = task
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _: self._seqs.discard(seq))
 
     async def _run(
         self, key: str, before: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]
@@ -404,6 +418,12 @@ class BusCore:
         server_max_deliver: int,
     ) -> None:
         """Hand one fetched delivery to the dispatcher, in its record's lane."""
+        if lanes.holds(delivery.stream_seq):
+            # Handed out again while this process still has it: its handler ran past
+            # max_handler_seconds (hung), so give it back for another process to take rather
+            # than queue it behind the hung one for ever.
+            lanes.submit(f"#again{delivery.stream_seq}", lambda: delivery.nak(ack_wait))
+            return
 
         async def work() -> None:
             try:
@@ -423,7 +443,7 @@ class BusCore:
                     extra={"durable": delivery.durable, "error": repr(exc)},
                 )
 
-        lanes.submit(delivery.key, work)
+        lanes.submit(delivery.key, work, seq=delivery.stream_seq)
 
     async def _stop_tasks(self) -> None:
         for task in self._tasks:
@@ -435,6 +455,16 @@ class BusCore:
         for lanes in self._lanes:
             await lanes.close()
         self._lanes.clear()
+
+
+class Handling(TypedDict):
+    """How the dispatcher handles one delivery (see `Dispatcher._process`)."""
+
+    durable: str
+    policy: RetryPolicy
+    ack_wait: float
+    max_handler_seconds: float
+    server_max_deliver: NotRequired[int]
 
 
 @dataclass
@@ -488,6 +518,16 @@ class Dispatcher:
         return count
 
     async def process(
+        self, delivery: Delivery, handler: Handler, **how: Unpack[Handling]
+    ) -> Verdict:
+        """Handle one delivery from start to settlement (ack, nak or dead letter), in a span
+        of its own (a child of the publisher's) and counted in the metrics."""
+        with observe_delivery(self.service, delivery) as observed:
+            verdict = await self._process(delivery, handler, **how)
+            observed.outcome = verdict.value
+        return verdict
+
+    async def _process(
         self,
         delivery: Delivery,
         handler: Handler,
@@ -498,7 +538,6 @@ class Dispatcher:
         max_handler_seconds: float,
         server_max_deliver: int = UNLIMITED,
     ) -> Verdict:
-        """Handle one delivery from start to settlement (ack, nak or dead letter)."""
         context: dict[str, Any] = {
             "service": self.service,
             "durable": durable,
@@ -538,6 +577,7 @@ class Dispatcher:
             log.warning("undecodable message", extra={**context, "error": str(exc)})
             return Outcome.FAILED, str(exc)
         context["event_id"] = event.id
+        annotate_event(event)
         attempt = 0
         held_since: float | None = None
         last_log = 0.0
@@ -692,6 +732,10 @@ class Bus(Protocol):
         Unpublishable when the bus will never take this message."""
 
     async def ready(self) -> bool: ...
+
+    async def consumer_lag(self) -> dict[str, tuple[int, int]]:
+        """Per durable consumer of this service: (messages not delivered yet, delivered and
+        not acked yet)."""
 
     async def dead_letters(self) -> list[DeadLetter]:
         """This service's dead letters."""

@@ -61,6 +61,8 @@ from ticketing_common.bus.streams import (
     stream_for,
 )
 from ticketing_common.events import Event, Subject, encode
+from ticketing_common.telemetry import tracing
+from ticketing_common.telemetry.bus import published
 
 log = logging.getLogger("ticketing.bus")
 
@@ -92,6 +94,7 @@ class _JsDelivery(Delivery):
             stored_at=meta.timestamp.timestamp(),
             durable=durable,
             service=bus.service,
+            headers=msg.headers,
         )
         self._bus, self._msg = bus, msg
 
@@ -222,9 +225,10 @@ class JetStreamBus(BusCore):
         if len(payload) > nc.max_payload:
             raise Unpublishable(f"{len(payload)} bytes, more than the server's {nc.max_payload}")
         try:
-            await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+            await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id, **tracing.headers()})
         except _NATS_ERRORS as exc:
             raise BusUnavailable(f"publish failed: {exc!r}") from exc
+        published(self.service, subject)
 
     async def ready(self) -> bool:
         nc = self._nc
@@ -235,6 +239,17 @@ class JetStreamBus(BusCore):
         except _NATS_ERRORS:
             return False
         return True
+
+    async def consumer_lag(self) -> dict[str, tuple[int, int]]:
+        js = self._js
+        if js is None:
+            raise BusUnavailable("not connected to NATS")
+        lag: dict[str, tuple[int, int]] = {}
+        for subject, _ in self._handlers:
+            durable = durable_name(self.service, subject)
+            info = await js.consumer_info(stream_for(subject.wire), durable)
+            lag[durable] = (info.num_pending or 0, info.num_ack_pending or 0)
+        return lag
 
     async def dead_letters(self) -> list[DeadLetter]:
         """Read this service's dead letters back from the DEADLETTER stream."""

@@ -23,6 +23,8 @@ from typing import Any, Unpack
 from ticketing_common.bus import base
 from ticketing_common.bus.streams import redrive_subject, stream_for
 from ticketing_common.events import Event, EventDecodeError, Subject, decode, encode
+from ticketing_common.telemetry import tracing
+from ticketing_common.telemetry.bus import published
 
 log = logging.getLogger("ticketing.bus")
 
@@ -35,6 +37,7 @@ class _Pending:
     stored_at: float = 0.0  # wall clock, as a stream's timestamp
     deliveries: int = 0
     available_at: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +66,7 @@ class InMemoryBroker:
     def __init__(self) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.stored_at: list[float] = []
+        self.headers: list[dict[str, str]] = []
         self.dead: list[base.DeadLetter] = []
         self.consumers: dict[str, _Consumer] = {}
         self._seen_ids: set[str] = set()
@@ -93,12 +97,20 @@ class InMemoryBroker:
                 for seq, (subj, payload) in enumerate(self.messages):
                     if subj in existing.filters:
                         existing.queue.append(
-                            _Pending(seq, subj, payload, stored_at=self.stored_at[seq])
+                            _Pending(
+                                seq,
+                                subj,
+                                payload,
+                                stored_at=self.stored_at[seq],
+                                headers=self.headers[seq],
+                            )
                         )
             self.consumers[name] = existing
         return existing
 
-    def append(self, subject: str, payload: bytes, msg_id: str) -> None:
+    def append(
+        self, subject: str, payload: bytes, msg_id: str, headers: dict[str, str] | None = None
+    ) -> None:
         if not self.available:
             raise base.BusUnavailable("in-memory broker is down")
         try:
@@ -112,9 +124,12 @@ class InMemoryBroker:
         now = time.time()
         self.messages.append((subject, payload))
         self.stored_at.append(now)
+        self.headers.append(headers or {})
         for consumer in self.consumers.values():
             if subject in consumer.filters:
-                consumer.queue.append(_Pending(seq, subject, payload, stored_at=now))
+                consumer.queue.append(
+                    _Pending(seq, subject, payload, stored_at=now, headers=headers or {})
+                )
                 consumer.wakeup.set()
 
     def store_dead(self, letter: base.DeadLetter) -> base.DeadLetter:
@@ -161,6 +176,7 @@ class _MemoryDelivery(base.Delivery):
             stored_at=item.stored_at,
             durable=consumer.name,
             service=bus.service,
+            headers=item.headers,
         )
         self._bus, self._consumer, self._item, self._nth = bus, consumer, item, nth
 
@@ -251,10 +267,20 @@ class InMemoryBus(base.BusCore):
         await self._stop_tasks()
 
     async def publish(self, event: Event[Any]) -> None:
-        self.broker.append(event.subject.wire, encode(event), event.id)
+        await self.publish_raw(event.subject.wire, encode(event), msg_id=event.id)
 
     async def publish_raw(self, subject: str, payload: bytes, *, msg_id: str) -> None:
-        self.broker.append(subject, payload, msg_id)
+        self.broker.append(subject, payload, msg_id, tracing.headers())
+        published(self.service, subject)
+
+    async def consumer_lag(self) -> dict[str, tuple[int, int]]:
+        lag: dict[str, tuple[int, int]] = {}
+        for subject, _ in self._handlers:
+            consumer = self.broker.consumers.get(base.durable_name(self.service, subject))
+            if consumer is not None:
+                flying = len(consumer.in_flight)
+                lag[consumer.name] = (len(consumer.queue) - flying, flying)
+        return lag
 
     async def ready(self) -> bool:
         return self.broker.available

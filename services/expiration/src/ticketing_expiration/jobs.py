@@ -19,12 +19,15 @@ from datetime import UTC, datetime
 
 import nats
 import nats.errors
+from opentelemetry.trace import SpanKind
 from redis import Redis
 from rq import get_current_job
 
 from ticketing_common.events import Event, ExpirationComplete, Subject, encode
 from ticketing_common.mongo import as_utc
-from ticketing_expiration import repository
+from ticketing_common.telemetry import tracing
+from ticketing_common.telemetry.tracing import TraceCarrier
+from ticketing_expiration import firing, repository
 from ticketing_expiration.settings import get_settings
 
 log = logging.getLogger("ticketing.expiration")
@@ -33,6 +36,7 @@ log = logging.getLogger("ticketing.expiration")
 # a job can reach a worker up to a second before it is due; it waits out the rest rather than
 # cancel an order early.
 MAX_EARLY_SECONDS = 1.0
+SERVICE = "expiration"
 
 
 def expiration_event(order_id: str) -> Event[ExpirationComplete]:
@@ -68,7 +72,10 @@ async def publish_expiration(nats_url: str, order_id: str, *, connect_timeout: f
     try:
         event = expiration_event(order_id)
         await nc.jetstream(timeout=connect_timeout).publish(
-            event.subject.wire, encode(event), headers={"Nats-Msg-Id": event.id}
+            event.subject.wire,
+            encode(event),
+            # The job's span is the parent of orders' handling of it.
+            headers={"Nats-Msg-Id": event.id, **tracing.headers()},
         )
     finally:
         await nc.close()
@@ -91,25 +98,44 @@ def expire(
         time.sleep(min(early, MAX_EARLY_SECONDS))
     if repository.is_cancelled(redis, order_id=order_id):
         log.info("order cancelled, no expiry published", extra={"order": order_id})
+        firing.record(
+            redis, delay=(datetime.now(UTC) - due_at).total_seconds(), outcome="cancelled"
+        )
         return "cancelled"
     asyncio.run(publish_expiration(nats_url, order_id, connect_timeout=connect_timeout))
     lag = (datetime.now(UTC) - due_at).total_seconds()
     log.info("expiration published", extra={"order": order_id, "lag_seconds": round(lag, 3)})
+    firing.record(redis, delay=lag, outcome="published")
     return "published"
 
 
-def expire_order(order_id: str, due_at: str) -> str:
+def expire_order(order_id: str, due_at: str, trace: TraceCarrier | None = None) -> str:
     """The RQ job (see `repository.EXPIRE_JOB`): arguments as JSON-serialised at scheduling.
 
-    (Jobs scheduled before the grace existed carry the expiresAt itself: due then.)
+    (Jobs scheduled before the grace existed carry the expiresAt itself: due then.) `trace` is
+    the context of the handler that scheduled it: the job's span continues the order's trace.
     """
     settings = get_settings()
     job = get_current_job()
     redis: Redis = job.connection if job is not None else repository.connect(settings.redis_url)
-    return expire(
-        order_id,
-        as_utc(datetime.fromisoformat(due_at)),
-        redis=redis,
-        nats_url=settings.nats_url,
-        connect_timeout=settings.nats_connect_timeout_seconds,
-    )
+    with (
+        tracing.in_process(SERVICE, settings, process="expiration-worker"),
+        tracing.span(
+            SERVICE,
+            "expire order",
+            kind=SpanKind.CONSUMER,
+            parent=trace,
+            root=True,
+            attributes={tracing.ORDER_ID: order_id, "rq.job.id": job.id if job else ""},
+        ) as span,
+    ):
+        outcome = expire(
+            order_id,
+            as_utc(datetime.fromisoformat(due_at)),
+            redis=redis,
+            nats_url=settings.nats_url,
+            connect_timeout=settings.nats_connect_timeout_seconds,
+        )
+        if span is not None:
+            span.set_attribute("expiry.outcome", outcome)
+        return outcome

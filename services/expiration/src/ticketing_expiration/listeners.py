@@ -16,6 +16,7 @@ from datetime import timedelta
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, Subject
 from ticketing_common.mongo import as_utc
 from ticketing_common.service import EventHandler
+from ticketing_common.telemetry import metrics, tracing
 from ticketing_expiration import repository
 from ticketing_expiration.runtime import ExpirationRuntime
 
@@ -27,9 +28,15 @@ async def on_order_created(runtime: ExpirationRuntime, event: Event[OrderCreated
     expires_at = as_utc(data.expires_at)
     due_at = expires_at + timedelta(seconds=runtime.settings.expiry_grace_seconds)
     scheduled = await asyncio.to_thread(
-        repository.schedule_expiry, runtime.queue, order_id=data.id, due_at=due_at
+        repository.schedule_expiry,
+        runtime.queue,
+        order_id=data.id,
+        due_at=due_at,
+        # The job's span continues this handler's trace (the order's).
+        trace=tracing.carrier(),
     )
     if scheduled:
+        metrics.EXPIRY_SCHEDULED.labels(runtime.bus.service).inc()
         log.info(
             "expiry scheduled",
             extra={

@@ -14,7 +14,7 @@ from redis import Redis
 
 from ticketing_common.bus import Bus
 from ticketing_common.service import ServiceSpec
-from ticketing_expiration import listeners
+from ticketing_expiration import firing, listeners
 from ticketing_expiration.runtime import ExpirationRuntime, opener
 from ticketing_expiration.settings import Settings, get_settings
 
@@ -37,6 +37,7 @@ def build_spec(redis: Redis | None = None) -> ServiceSpec[Settings, ExpirationRu
         handlers=listeners.HANDLERS,
         uses_mongo=False,
         readiness_checks=[redis_ready],
+        scrape_hooks=[firing.refresh],
         settings=get_settings,
     )
 

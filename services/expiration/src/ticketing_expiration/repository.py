@@ -20,6 +20,8 @@ from rq import Queue, Retry
 from rq.job import JOB_ID_PATTERN
 from rq.serializers import JSONSerializer
 
+from ticketing_common.telemetry.tracing import TraceCarrier
+
 # The job function, by name: what a worker imports (and no import cycle with jobs.py).
 EXPIRE_JOB = "ticketing_expiration.jobs.expire_order"
 JOB_PREFIX = "expire-"
@@ -64,15 +66,19 @@ def cancelled_key(order_id: str) -> str:
     return CANCELLED_PREFIX + _key_part(order_id)
 
 
-def schedule_expiry(queue: Queue, *, order_id: str, due_at: datetime) -> bool:
+def schedule_expiry(
+    queue: Queue, *, order_id: str, due_at: datetime, trace: TraceCarrier | None = None
+) -> bool:
     """Schedule the order's expiry job at `due_at` (now if past); False if already done.
 
-    Blocking (Redis): call it from a worker thread.
+    `trace`: the trace context the job's span continues (the order's). Blocking (Redis): call
+    it from a worker thread.
     """
     job = queue.create_job(
         EXPIRE_JOB,
         # The job gets its due time (it waits out the rest should RQ hand it over early).
         args=(order_id, due_at.isoformat()),
+        kwargs={"trace": dict(trace)} if trace else None,
         job_id=job_id_for(order_id),
         timeout=JOB_TIMEOUT_SECONDS,
         result_ttl=RESULT_TTL_SECONDS,

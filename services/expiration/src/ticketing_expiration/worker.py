@@ -8,6 +8,7 @@ within a minute if it dies. Reads REDIS_URL and NATS_URL (and the rest of `Setti
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import sys
@@ -123,6 +124,9 @@ def main() -> None:
     # Each job's short-lived NATS connection would log a connect and a "disconnected" warning;
     # a failed publish is the job's exception, which RQ logs and retries.
     logging.getLogger("ticketing.bus").setLevel(logging.ERROR)
+    # The job's module, imported once here: each job runs in a fork of this process, which then
+    # starts with it (and its tracing and NATS libraries) loaded.
+    importlib.import_module(repository.EXPIRE_JOB.rpartition(".")[0])
     run(settings)
     sys.exit(0)
 

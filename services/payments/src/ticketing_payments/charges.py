@@ -34,6 +34,7 @@ from stripe.params import PaymentIntentConfirmParams
 
 from ticketing_common.bus import DependencyUnavailable
 from ticketing_common.errors import BadRequestError, UpstreamError
+from ticketing_common.telemetry.stripe import observe_stripe
 from ticketing_payments.settings import Settings
 
 log = logging.getLogger("ticketing.payments.charges")
@@ -66,6 +67,15 @@ class HTTPXClient(stripe.HTTPXClient):
         if isinstance(kwargs.get("data"), (str, bytes)):
             kwargs["content"] = kwargs.pop("data")
         return [args, kwargs]
+
+    async def request_async(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
+    ) -> Any:
+        """Each request to Stripe in a span, and counted by operation and outcome."""
+        with observe_stripe("payments", method, url) as call:
+            answer = await super().request_async(method, url, headers, post_data)
+            call.status = answer[1]
+        return answer
 
 
 @dataclass(frozen=True)

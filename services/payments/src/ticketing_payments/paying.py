@@ -21,6 +21,7 @@ from ticketing_common.bus import DependencyUnavailable, RetryLater
 from ticketing_common.events import OrderStatus
 from ticketing_common.mongo import Database, as_utc
 from ticketing_common.outbox import Outbox
+from ticketing_common.telemetry import tracing
 from ticketing_payments import repository, settle
 from ticketing_payments.charges import AUTHORIZED, CURRENCY, StripeCharger
 from ticketing_payments.repository import OrderReplicaDoc, PaymentDoc, orders_replica
@@ -67,7 +68,23 @@ async def pay(
     if order["userId"] != user_id:
         raise NotTheBuyerError(order_id)
     await _check_payable(db, order)
+    # Paying is a step of the order's story: in the order's trace, linked to this request's.
+    with tracing.continued(
+        "payments", order.get("_trace"), "pay order", {tracing.ORDER_ID: order_id}
+    ):
+        return await _authorize(outbox, charger, order, token=token, lease_seconds=lease_seconds)
 
+
+async def _authorize(
+    outbox: Outbox,
+    charger: StripeCharger,
+    order: OrderReplicaDoc,
+    *,
+    token: str,
+    lease_seconds: float,
+) -> PaymentDoc:
+    """Authorize the card under a lease on the order, and store the payment."""
+    db = outbox.db
     leased = await lease_order(db, order_id=order["_id"], seconds=lease_seconds)
     if leased is None:
         # A double click: the first attempt is still authorizing; this one must not too.

@@ -13,6 +13,7 @@ from pymongo.errors import DuplicateKeyError
 from ticketing_common.events import OrderStatus, PaymentCreated, new_event
 from ticketing_common.mongo import Database, IndexSpec, collection, versioned_update
 from ticketing_common.outbox import Outbox, Outboxed
+from ticketing_common.telemetry.tracing import TraceCarrier, carrier
 
 ORDERS = "orders"
 PAYMENTS = "payments"
@@ -52,6 +53,8 @@ class OrderReplicaDoc(TypedDict):
     # and whether it was canceled because the order was (see `mark_voided`).
     paymentIntentId: NotRequired[str | None]
     paymentIntentCanceled: NotRequired[bool]
+    # The trace context of the order's order:created here: paying continues the order's trace.
+    _trace: NotRequired[TraceCarrier]
 
 
 class PaymentDoc(Outboxed):
@@ -108,6 +111,7 @@ async def insert_order(
         # and whether it was canceled because the order was (see `mark_voided`).
         "paymentIntentId": None,
         "paymentIntentCanceled": False,
+        "_trace": carrier(),
     }
     try:
         await orders_replica(db).insert_one(doc)

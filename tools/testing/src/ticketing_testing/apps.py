@@ -9,10 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from bson import ObjectId
+from fastapi import APIRouter, Request
 
 from ticketing_common.auth import issue_token
 from ticketing_common.bus.memory import InMemoryBus
+from ticketing_common.events import TicketCreated, new_event
 from ticketing_common.outbox import Outbox, OutboxRelay
+from ticketing_common.service import Runtime
 from ticketing_common.settings import ServiceSettings
 
 # Every test service signs sessions with this key (at least 32 bytes, as outside development).
@@ -98,6 +101,22 @@ def assert_error_shape(response: httpx.Response) -> None:
         assert error["message"], body
         assert set(error) <= {"message", "field"}, body
         assert isinstance(error.get("field", ""), str), body
+
+
+def selling_router(collection: str) -> APIRouter:
+    """`POST /api/things`: stores a thing in `collection` with its ticket:created, through the
+    outbox (for tests of what follows such a write: the relay, the bus, traces, metrics)."""
+    router = APIRouter()
+
+    @router.post("/api/things", status_code=201)
+    async def sell(request: Request) -> dict[str, str]:
+        runtime: Runtime[Any] = request.app.state.runtime
+        thing_id = str(ObjectId())
+        created = TicketCreated(id=thing_id, version=0, title="a", price=1.0, user_id="u")
+        await runtime.outbox[collection].insert_one({"_id": thing_id}, new_event(created))
+        return {"id": thing_id}
+
+    return router
 
 
 def outbox_on(db: Any, *collections: str) -> Outbox:

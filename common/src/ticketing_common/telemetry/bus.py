@@ -1,0 +1,69 @@
+"""The bus, observed: a consumer span and metrics per delivery, a count per publish.
+
+The dispatcher wraps each delivery in `observe_delivery` (both buses share it); each bus calls
+`published` once the server confirmed a message and sends `tracing.headers()` with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ticketing_common.bus.streams import original_subject
+from ticketing_common.telemetry import metrics, tracing
+
+if TYPE_CHECKING:
+    from ticketing_common.bus.base import Delivery
+
+
+@dataclass
+class Observed:
+    """A delivery being handled: the dispatcher sets `outcome` once it is settled."""
+
+    outcome: str = "error"
+
+
+def published(service: str, subject: str) -> None:
+    metrics.EVENTS_PUBLISHED.labels(service, subject).inc()
+
+
+@contextlib.contextmanager
+def observe_delivery(service: str, delivery: Delivery) -> Iterator[Observed]:
+    """One delivery from start to settlement: a consumer span, child of the context in the
+    message's headers, and the delivery's metrics (outcome: ack, nak, dead, or error when
+    settling failed)."""
+    subject = original_subject(delivery.subject, delivery.durable)
+    consumer = delivery.durable
+    observed = Observed()
+    started = time.perf_counter()
+    try:
+        with tracing.span(
+            service,
+            f"handle {subject}",
+            kind=SpanKind.CONSUMER,
+            parent=delivery.headers,
+            root=True,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": subject,
+                "messaging.consumer.group.name": consumer,
+                "messaging.message.delivery_count": delivery.delivered,
+            },
+        ) as span:
+            yield observed
+            if span is not None:
+                span.set_attribute("messaging.outcome", observed.outcome)
+                if observed.outcome != "ack":
+                    span.set_status(Status(StatusCode.ERROR, observed.outcome))
+    finally:
+        metrics.HANDLING_DURATION.labels(service, consumer).observe(time.perf_counter() - started)
+        metrics.EVENTS_CONSUMED.labels(service, consumer, subject, observed.outcome).inc()
+        if delivery.delivered > 1:
+            metrics.EVENTS_REDELIVERED.labels(service, consumer, subject).inc()
+        if observed.outcome == "dead":
+            metrics.EVENTS_DEAD_LETTERED.labels(service, consumer, subject).inc()

@@ -1,0 +1,97 @@
+"""`/metrics`: the Prometheus text of this process, with the gauges of state read just before.
+
+Counters are counted where things happen (`metrics`); what is a state rather than an event is
+read when scraped, by hooks that get the service's runtime: every service's outbox (documents
+pending, age of the oldest event) and its consumers' lag on JetStream, plus a service's own
+(expiration: jobs waiting in Redis). A hook that fails or hangs (Mongo down) is skipped with a
+warning: the scrape still answers, with the last values.
+
+Served on the service's own port, outside `/api`: neither the Ingress nor the local gateway
+routes it (they route `/api/<service>` prefixes and `/` to the web client), so only what runs
+next to the pods (Prometheus) reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeAlias, TypeVar
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ticketing_common.outbox import OUTBOX, PENDING
+from ticketing_common.telemetry import metrics
+
+log = logging.getLogger("ticketing.telemetry")
+
+RuntimeT = TypeVar("RuntimeT")
+# Reads some state of the service into gauges before a scrape.
+ScrapeHook: TypeAlias = Callable[[RuntimeT], Awaitable[None]]
+
+SCRAPE_HOOK_TIMEOUT = 2.0
+# The oldest pending event is looked for among this many pending documents, oldest first.
+OLDEST_SCAN = 100
+
+
+async def outbox_state(runtime: Any) -> None:
+    """Per outbox collection: documents with events pending, and the oldest event's age."""
+    db, service = runtime.db, runtime.bus.service
+    if db is None:
+        return
+    now = time.time()
+    for name in runtime.relay.collections:
+        coll = db[name]
+        pending = await coll.count_documents({PENDING: True})
+        oldest = now
+        if pending:
+            cursor = coll.find({PENDING: True}, {OUTBOX: 1}).sort("_id", 1).limit(OLDEST_SCAN)
+            async for doc in cursor:
+                for entry in doc.get(OUTBOX) or []:
+                    oldest = min(oldest, _occurred(entry, now))
+        metrics.OUTBOX_PENDING.labels(service, name).set(pending)
+        metrics.OUTBOX_OLDEST_AGE.labels(service, name).set(max(now - oldest, 0.0))
+
+
+def _occurred(entry: Any, default: float) -> float:
+    when = entry.get("occurredAt") if isinstance(entry, dict) else None
+    try:
+        return datetime.fromisoformat(str(when)).timestamp() if when else default
+    except ValueError:
+        return default
+
+
+async def consumer_lag(runtime: Any) -> None:
+    """Per durable consumer of the service: messages not delivered yet, and not acked yet."""
+    service = runtime.bus.service
+    for durable, (pending, ack_pending) in (await runtime.bus.consumer_lag()).items():
+        metrics.CONSUMER_PENDING.labels(service, durable).set(pending)
+        metrics.CONSUMER_ACK_PENDING.labels(service, durable).set(ack_pending)
+
+
+COMMON_HOOKS: tuple[ScrapeHook[Any], ...] = (outbox_state, consumer_lag)
+
+
+async def refresh(runtime: Any, hooks: Sequence[ScrapeHook[Any]]) -> None:
+    for hook in (*COMMON_HOOKS, *hooks):
+        try:
+            await asyncio.wait_for(hook(runtime), SCRAPE_HOOK_TIMEOUT)
+        except Exception as exc:
+            log.warning("metrics hook failed", extra={"hook": hook.__name__, "error": repr(exc)})
+
+
+def metrics_router(hooks: Sequence[ScrapeHook[Any]] = ()) -> APIRouter:
+    router = APIRouter(tags=["metrics"])
+
+    @router.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        """The process's metrics in the Prometheus text format."""
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None:
+            await refresh(runtime, hooks)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,316 @@
+"""Traces: OpenTelemetry spans that follow an order across the services.
+
+One tracer per service (a process is one service, but tests run several in one process), set up
+when the service starts (`configure`) from its settings:
+- OTEL_SDK_DISABLED=true: no tracer at all. Every helper here is then a no-op that costs a dict
+  lookup, and no trace context is passed on (what `make bench` measures against).
+- OTEL_EXPORTER_OTLP_ENDPOINT: spans are exported over OTLP/HTTP, in batches.
+- TRACES_DIR: each span is also written as a JSON line (`jsonlines`); `make trace` reads them.
+- neither: spans are still made (logs carry their ids, the context travels) but kept nowhere.
+OTEL_TRACES_SAMPLER_ARG keeps that share of new traces (a continued trace follows its parent).
+
+How the W3C trace context (`traceparent`, `tracestate`) travels with an order:
+- HTTP: a request's `traceparent` header is the parent of its span (`http.py`).
+- The outbox: an entry stores the context of the span that wrote it (`outbox_entry`), so the
+  relay, or a sweep in another process a minute later, publishes it in that trace
+  (`publishing`, a producer span whose context goes into the message's headers).
+- NATS: the headers of the message, next to `Nats-Msg-Id` (`headers`); a handler's span is
+  their child (`handling`, used by the bus's dispatcher).
+- RQ: the expiry job carries them in its kwargs (`carrier`); the worker's span is their child.
+- A later request that acts on an order (paying it) continues the order's trace from the context
+  stored with it (`continued`), linked to the request's own span.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Link, Span, SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+from ticketing_common.events import (
+    Event,
+    ExpirationComplete,
+    OrderCreated,
+    OrderEnded,
+    PaymentCreated,
+    TicketData,
+    TicketUpdated,
+)
+from ticketing_common.settings import ServiceSettings
+from ticketing_common.telemetry.jsonlines import JsonLinesExporter
+
+# Where a stored trace context lives: in an outbox entry, a replica document, a job's kwargs.
+TRACE_FIELD = "_trace"
+ORDER_ID = "order.id"
+TICKET_ID = "ticket.id"
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_tracers: dict[str, Tracer] = {}
+_providers: dict[str, TracerProvider] = {}
+
+
+class TraceCarrier(TypedDict, total=False):
+    """The W3C trace context as stored and sent: what `traceparent`/`tracestate` headers hold."""
+
+    traceparent: str
+    tracestate: str
+
+
+@dataclass
+class Tracing:
+    """A service's tracing as `configure` set it up; `shutdown` exports what is left."""
+
+    service: str
+    provider: TracerProvider | None
+
+    def force_flush(self) -> None:
+        if self.provider is not None:
+            self.provider.force_flush()
+
+    def shutdown(self) -> None:
+        if self.provider is None:
+            return
+        if _providers.get(self.service) is self.provider:
+            del _providers[self.service]
+            _tracers.pop(self.service, None)
+        self.provider.shutdown()
+
+
+def configure(
+    service: str,
+    settings: ServiceSettings,
+    *,
+    process: str | None = None,
+    batch: bool = True,
+    processors: Sequence[SpanProcessor] = (),
+) -> Tracing:
+    """Set up `service`'s tracer from its settings (replacing an earlier one in this process).
+
+    `process` names the JSON lines file when it is not the service (the expiration worker);
+    `batch=False` exports each span as it ends (a short-lived process); `processors` are added
+    as they are (tests).
+    """
+    if settings.otel_sdk_disabled:
+        _providers.pop(service, None)
+        _tracers.pop(service, None)
+        return Tracing(service, None)
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}),
+        sampler=ParentBased(TraceIdRatioBased(settings.otel_traces_sampler_arg)),
+        shutdown_on_exit=False,
+    )
+    exporters: list[SpanExporter] = []
+    if settings.otel_exporter_otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        base = settings.otel_exporter_otlp_endpoint.rstrip("/")
+        exporters.append(OTLPSpanExporter(endpoint=f"{base}/v1/traces"))
+    if settings.traces_dir:
+        path = Path(settings.traces_dir) / f"{process or service}.jsonl"
+        exporters.append(JsonLinesExporter(path))
+    for exporter in exporters:
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+        )
+    for processor in processors:
+        provider.add_span_processor(processor)
+    _providers[service] = provider
+    _tracers[service] = provider.get_tracer("ticketing")
+    return Tracing(service, provider)
+
+
+@contextlib.contextmanager
+def in_process(service: str, settings: ServiceSettings, *, process: str) -> Iterator[None]:
+    """Tracing for a short-lived piece of work in a process of its own (an RQ job, which runs in
+    a fork of the worker): `service`'s tracer as this process has it, or one set up for the
+    block that exports each span as it ends and is shut down after it."""
+    if service in _tracers:
+        yield
+        return
+    traces = configure(service, settings, process=process, batch=False)
+    try:
+        yield
+    finally:
+        traces.shutdown()
+
+
+def tracer(service: str) -> Tracer | None:
+    """The service's tracer; None when tracing is off (or not set up in this process)."""
+    return _tracers.get(service)
+
+
+# --- the context, as it is stored and sent -------------------------------------------------------
+
+
+def headers() -> dict[str, str]:
+    """The current span's context as message headers (none without one)."""
+    found: dict[str, str] = {}
+    if _tracers:
+        _PROPAGATOR.inject(found)
+    return found
+
+
+def carrier() -> TraceCarrier:
+    """The current span's context, to store (empty without one)."""
+    found = headers()
+    out: TraceCarrier = {}
+    if "traceparent" in found:
+        out["traceparent"] = found["traceparent"]
+        if "tracestate" in found:
+            out["tracestate"] = found["tracestate"]
+    return out
+
+
+def context_of(stored: Mapping[str, Any] | None) -> otel_context.Context | None:
+    """The context a stored or received carrier names; None if it names none."""
+    if not stored or not isinstance(stored.get("traceparent"), str):
+        return None
+    parent = _PROPAGATOR.extract({k: v for k, v in stored.items() if isinstance(v, str)})
+    if not trace.get_current_span(parent).get_span_context().is_valid:
+        return None
+    return parent
+
+
+# --- attributes ----------------------------------------------------------------------------------
+
+
+def event_attributes(event: Event[Any]) -> dict[str, AttributeValue]:
+    """What a span about `event` carries: the event and the order and ticket it is about (what
+    `make trace ORDER=<id>` looks for)."""
+    attrs: dict[str, AttributeValue] = {
+        "messaging.message.id": event.id,
+        "event.subject": event.subject.value,
+    }
+    data = event.data
+    if isinstance(data, OrderCreated | OrderEnded):
+        attrs[ORDER_ID] = data.id
+        attrs[TICKET_ID] = data.ticket.id
+    elif isinstance(data, TicketData):
+        attrs[TICKET_ID] = data.id
+        if isinstance(data, TicketUpdated) and data.order_id:
+            attrs[ORDER_ID] = data.order_id
+    elif isinstance(data, ExpirationComplete | PaymentCreated):
+        attrs[ORDER_ID] = data.order_id
+    return attrs
+
+
+def annotate(attributes: Mapping[str, AttributeValue]) -> None:
+    """Add attributes to the current span (nothing without a recording one)."""
+    if not _tracers:
+        return
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(attributes)
+
+
+def annotate_event(event: Event[Any]) -> None:
+    """Add the event's attributes to the current span (a handler's)."""
+    if _tracers:
+        annotate(event_attributes(event))
+
+
+def outbox_entry(document: dict[str, Any], event: Event[Any]) -> dict[str, Any]:
+    """An outbox entry (the event as stored) with the context of the span writing it, which in
+    turn gets the event's ids: the request that created an order carries `order.id`."""
+    if not _tracers:
+        return document
+    stored = carrier()
+    if stored:
+        document[TRACE_FIELD] = stored
+        annotate(event_attributes(event))
+    return document
+
+
+# --- spans ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def span(
+    service: str,
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    parent: Mapping[str, Any] | None = None,
+    root: bool = False,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    links: Sequence[Link] = (),
+) -> Iterator[Span | None]:
+    """A span of `service`, current inside the block; None when tracing is off.
+
+    Its parent is the context `parent` names if any, else a new trace if `root`, else the
+    current span.
+    """
+    found = _tracers.get(service)
+    if found is None:
+        yield None
+        return
+    context = context_of(parent)
+    if context is None and root:
+        context = otel_context.Context()
+    with found.start_as_current_span(
+        name, context=context, kind=kind, attributes=attributes, links=links
+    ) as current:
+        yield current
+
+
+@contextlib.contextmanager
+def publishing(service: str, event: Event[Any], entry: Mapping[str, Any]) -> Iterator[None]:
+    """Publishing an outbox entry: a producer span in the trace of the write that stored it
+    (its context goes into the message's headers). Without a stored context, none."""
+    stored = entry.get(TRACE_FIELD)
+    if service not in _tracers or not isinstance(stored, Mapping):
+        yield
+        return
+    with span(
+        service,
+        f"publish {event.subject.wire}",
+        kind=SpanKind.PRODUCER,
+        parent=stored,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.destination.name": event.subject.wire,
+            **event_attributes(event),
+        },
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def continued(
+    service: str, stored: Mapping[str, Any] | None, name: str, attributes: Mapping[str, Any]
+) -> Iterator[None]:
+    """Work on a record that carries its trace (an order): a span in that trace, linked to the
+    current one (the request that asked for it), which gets the same attributes."""
+    if service not in _tracers:
+        yield
+        return
+    annotate(attributes)
+    current = trace.get_current_span().get_span_context()
+    links = [Link(current)] if current.is_valid else []
+    with span(service, name, parent=stored, attributes=attributes, links=links):
+        yield
+
+
+class TraceContextFilter(logging.Filter):
+    """Puts the current span's `trace_id` and `span_id` on every log record that has one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _tracers:
+            context = trace.get_current_span().get_span_context()
+            if context.is_valid:
+                record.trace_id = format(context.trace_id, "032x")
+                record.span_id = format(context.span_id, "016x")
+        return True
