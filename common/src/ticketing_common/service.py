@@ -26,7 +26,7 @@ from ticketing_common.errors import error_body, install_error_handlers
 from ticketing_common.events import Event, Subject
 from ticketing_common.limits import BodySizeLimit
 from ticketing_common.logs import configure_logging
-from ticketing_common.mongo import Database, IndexSpec, connect, ensure_indexes
+from ticketing_common.mongo import CommandCounter, Database, IndexSpec, connect, ensure_indexes
 from ticketing_common.outbox import PENDING, Outbox, OutboxRelay
 from ticketing_common.settings import ServiceSettings
 
@@ -149,6 +149,18 @@ def _health_router(spec: ServiceSpec[Any, RuntimeT]) -> APIRouter:
     return router
 
 
+def _debug_router(counter: CommandCounter) -> APIRouter:
+    """Only with MONGO_COUNT_COMMANDS (`make bench`): what this process has asked Mongo."""
+    router = APIRouter(tags=["debug"], include_in_schema=False)
+
+    @router.get("/debug/mongo-commands")
+    async def mongo_commands() -> dict[str, int]:
+        """Commands sent to Mongo since start, by command name."""
+        return counter.snapshot()
+
+    return router
+
+
 def create_service_app(
     spec: ServiceSpec[SettingsT, RuntimeT],
     settings: SettingsT,
@@ -167,7 +179,10 @@ def create_service_app(
                 mongo
                 if mongo is not None
                 else connect(
-                    settings.mongo_url, app_name=spec.name, timeout=settings.mongo_timeout_seconds
+                    settings.mongo_url,
+                    app_name=spec.name,
+                    timeout=settings.mongo_timeout_seconds,
+                    counter=counter,
                 )
             )
             db = client[settings.mongo_db]
@@ -217,10 +232,13 @@ def create_service_app(
             if mongo is None and client is not None:
                 await client.close()
 
+    counter = CommandCounter() if settings.mongo_count_commands else None
     app = FastAPI(title=f"ticketing-{spec.name}", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(_health_router(spec))
+    if counter is not None:
+        app.include_router(_debug_router(counter))
     for router in spec.routers:
         app.include_router(router)
     return app
