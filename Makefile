@@ -44,7 +44,8 @@ $(AXE): client/package.json client/package-lock.json
 	cd client && npm ci --no-audit --no-fund
 	@touch $@
 
-# Benchmarks, not timed tests: the whole stack on free ports, figures printed.
+# Benchmarks, not timed tests: the whole stack on free ports; one table printed, bench/results.json
+# and bench/propagation.svg written. BENCH_ARGS=--help for the sizes; wrk is used when installed.
 bench: $(SYNCED) ## Benchmarks on the local stack (not part of test)
 	$(BIN)/python -m ticketing_devstack.bench $(BENCH_ARGS)
 
