@@ -27,6 +27,7 @@ import nats
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
+from ticketing_common.outbox import OUTBOX, PENDING
 from ticketing_devstack.bench import load as loads
 from ticketing_devstack.bench.plot import cdf_svg
 from ticketing_devstack.bench.probe import Probe
@@ -124,6 +125,9 @@ def ticket_doc(ticket_id: ObjectId, title: str, user_id: str) -> dict[str, Any]:
         "orderId": None,
         "releasedOrderIds": [],
         "createdAt": datetime.now(UTC),
+        # As an insert through the outbox leaves it (nx-27017 cannot add to a missing array).
+        OUTBOX: [],
+        PENDING: False,
     }
 
 
