@@ -75,6 +75,7 @@ def connect(
     counter: CommandCounter | None = None,
 ) -> AsyncMongoClient[Document]:
     """One client per process: it pools connections and must be reused, never per request."""
+    monitoring_options: dict[str, Any] = {"event_listeners": [counter]} if counter else {}
     return AsyncMongoClient(
         url,
         appname=app_name,
@@ -84,7 +85,7 @@ def connect(
         # A server that stops answering (paused, partitioned) fails the operation instead of
         # hanging it forever; our slowest query takes milliseconds.
         socketTimeoutMS=10000,
-        **({"event_listeners": [counter]} if counter is not None else {}),
+        **monitoring_options,
     )
 
 
