@@ -49,7 +49,8 @@ trace: $(SYNCED) ## One order's timeline and SVG waterfall: make trace ORDER=<or
 	@test -n "$(ORDER)" || { echo "usage: make trace ORDER=<order id>"; exit 2; }
 	$(BIN)/python -m ticketing_devstack.timeline "$(ORDER)"
 
-# Benchmarks, not timed tests: the whole stack on free ports, figures printed.
+# Benchmarks, not timed tests: the whole stack on free ports; one table printed, bench/results.json
+# and bench/propagation.svg written. BENCH_ARGS=--help for the sizes; wrk is used when installed.
 bench: $(SYNCED) ## Benchmarks on the local stack (not part of test)
 	$(BIN)/python -m ticketing_devstack.bench $(BENCH_ARGS)
 

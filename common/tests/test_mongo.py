@@ -5,13 +5,16 @@ import pytest
 from bson import ObjectId
 
 from ticketing_common.mongo import (
+    CommandCounter,
     Database,
     IndexSpec,
     as_utc,
+    connect,
     ensure_indexes,
     parse_object_id,
     versioned_update,
 )
+from ticketing_testing.servers import ServerProcess
 
 
 async def test_versioned_update_bumps_by_one_and_rejects_a_stale_write(any_db: Database) -> None:
@@ -81,3 +84,26 @@ def test_as_utc_reads_every_backends_datetimes() -> None:
 def test_as_utc_refuses_what_is_not_a_datetime(bad: object) -> None:
     with pytest.raises(ValueError, match=r"datetime|isoformat"):
         as_utc(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.connected
+async def test_the_command_counter_counts_each_round_trip(nx_mongo: ServerProcess) -> None:
+    counter = CommandCounter()
+    client = connect(f"mongodb://{nx_mongo.url}", app_name="counted", counter=counter)
+    try:
+        coll = client["counted"]["things"]
+        await coll.insert_one({"_id": "a"})
+        await coll.find_one({"_id": "a"})
+        await coll.find_one({"_id": "b"})
+    finally:
+        await client.close()
+    counts = counter.snapshot()
+    assert (counts.get("insert"), counts.get("find")) == (1, 2)
+
+
+async def test_a_client_without_a_counter_has_no_listener() -> None:
+    client = connect("mongodb://127.0.0.1:1", app_name="plain")
+    try:
+        assert not client.options.event_listeners
+    finally:
+        await client.close()

@@ -43,3 +43,23 @@ async def test_the_bus_is_built_with_the_retry_settings(mongo: Any) -> None:
         assert isinstance(bus, JetStreamBus)
         assert (bus.ack_wait, bus.policy.max_deliver, bus.policy.retry_delay) == (12, 7, 0.25)
         assert bus.policy.horizon == 600
+
+
+async def test_mongo_commands_are_counted_only_when_asked(mongo: Any) -> None:
+    def app_with(count: bool) -> Any:
+        settings = ServiceSettings(
+            service_name="things",
+            environment="test",
+            jwt_key=TEST_JWT_KEY,
+            mongo_count_commands=count,
+        )
+        return create_service_app(
+            ServiceSpec(name="things", routers=[]), settings, mongo=mongo, bus=InMemoryBus("things")
+        )
+
+    async with running(app_with(False)) as client:
+        assert (await client.get("/debug/mongo-commands")).status_code == 404
+    async with running(app_with(True)) as client:
+        res = await client.get("/debug/mongo-commands")
+        assert res.status_code == 200
+        assert isinstance(res.json(), dict)

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient, ReturnDocument, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -44,8 +44,38 @@ def collection(db: Database, name: str, doc: type[D]) -> AsyncCollection[D]:
     return cast("AsyncCollection[D]", db[name])
 
 
-def connect(url: str, *, app_name: str, timeout: float = 3.0) -> AsyncMongoClient[Document]:
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands (round trips) this process sends to Mongo, by command name.
+
+    Opt-in (MONGO_COUNT_COMMANDS, for `make bench`): when off no listener is registered at all,
+    so the driver pays nothing.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.counts[event.command_name] = self.counts.get(event.command_name, 0) + 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+def connect(
+    url: str,
+    *,
+    app_name: str,
+    timeout: float = 3.0,
+    counter: CommandCounter | None = None,
+) -> AsyncMongoClient[Document]:
     """One client per process: it pools connections and must be reused, never per request."""
+    monitoring_options: dict[str, Any] = {"event_listeners": [counter]} if counter else {}
     return AsyncMongoClient(
         url,
         appname=app_name,
@@ -55,6 +85,7 @@ def connect(url: str, *, app_name: str, timeout: float = 3.0) -> AsyncMongoClien
         # A server that stops answering (paused, partitioned) fails the operation instead of
         # hanging it forever; our slowest query takes milliseconds.
         socketTimeoutMS=10000,
+        **monitoring_options,
     )
 
 

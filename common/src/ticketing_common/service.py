@@ -27,7 +27,7 @@ from ticketing_common.errors import error_body, install_error_handlers
 from ticketing_common.events import Event, Subject
 from ticketing_common.limits import BodySizeLimit
 from ticketing_common.logs import configure_logging
-from ticketing_common.mongo import Database, IndexSpec, connect, ensure_indexes
+from ticketing_common.mongo import CommandCounter, Database, IndexSpec, connect, ensure_indexes
 from ticketing_common.outbox import PENDING, Outbox, OutboxRelay
 from ticketing_common.settings import ServiceSettings
 from ticketing_common.telemetry import tracing
@@ -155,6 +155,18 @@ def _health_router(spec: ServiceSpec[Any, RuntimeT]) -> APIRouter:
     return router
 
 
+def _debug_router(counter: CommandCounter) -> APIRouter:
+    """Only with MONGO_COUNT_COMMANDS (`make bench`): what this process has asked Mongo."""
+    router = APIRouter(tags=["debug"], include_in_schema=False)
+
+    @router.get("/debug/mongo-commands")
+    async def mongo_commands() -> dict[str, int]:
+        """Commands sent to Mongo since start, by command name."""
+        return counter.snapshot()
+
+    return router
+
+
 def create_service_app(
     spec: ServiceSpec[SettingsT, RuntimeT],
     settings: SettingsT,
@@ -174,7 +186,10 @@ def create_service_app(
                 mongo
                 if mongo is not None
                 else connect(
-                    settings.mongo_url, app_name=spec.name, timeout=settings.mongo_timeout_seconds
+                    settings.mongo_url,
+                    app_name=spec.name,
+                    timeout=settings.mongo_timeout_seconds,
+                    counter=counter,
                 )
             )
             db = client[settings.mongo_db]
@@ -227,12 +242,15 @@ def create_service_app(
                 await client.close()
             traces.shutdown()
 
+    counter = CommandCounter() if settings.mongo_count_commands else None
     app = FastAPI(title=f"ticketing-{spec.name}", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpTelemetry, service=spec.name)  # outermost: sees every answer
     install_error_handlers(app)
     app.include_router(_health_router(spec))
     app.include_router(metrics_router(spec.scrape_hooks))
+    if counter is not None:
+        app.include_router(_debug_router(counter))
     for router in spec.routers:
         app.include_router(router)
     return app

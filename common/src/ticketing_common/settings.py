@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
     # How long an operation waits for an unreachable Mongo before it fails (and the event
     # waits, or the request is a 503); MONGO_TIMEOUT_SECONDS.
     mongo_timeout_seconds: float = 3.0
+    # Count every command sent to Mongo and answer them at GET /debug/mongo-commands
+    # (MONGO_COUNT_COMMANDS; `make bench` turns it on). Off: no listener, no route.
+    mongo_count_commands: bool = False
 
     nats_url: str = "nats://127.0.0.1:4222"
     # How many servers of a JetStream cluster keep each stream (NATS_STREAM_REPLICAS): 1 on a

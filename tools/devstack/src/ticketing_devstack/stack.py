@@ -39,6 +39,8 @@ PASSTHROUGH = (
     "NATS_RETRY_HORIZON_SECONDS",
     "EXPIRY_SWEEP_SECONDS",
     "MONGO_TIMEOUT_SECONDS",
+    # `make bench`: each service counts its Mongo commands (GET /debug/mongo-commands).
+    "MONGO_COUNT_COMMANDS",
     # Expiration fires, and orders sweeps, this long after an order's expiresAt.
     "EXPIRY_GRACE_SECONDS",
 )

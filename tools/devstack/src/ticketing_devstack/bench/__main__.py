@@ -1,0 +1,3 @@
+from ticketing_devstack.bench.run import main
+
+raise SystemExit(main())
