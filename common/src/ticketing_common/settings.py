@@ -61,6 +61,13 @@ class ServiceSettings(BaseSettings):
 
     max_body_bytes: int = 64 * 1024
 
+    # The proxies whose X-Forwarded-For (and -Proto) a service believes: addresses or networks,
+    # comma-separated (FORWARDED_ALLOW_IPS, the variable and default uvicorn reads too). The
+    # client's address is the first one, from the right, that is not a trusted proxy; anything
+    # further left was written by the client itself. In Kubernetes, the pods' network (the
+    # ingress controller and the web client call the services from it).
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+
     @property
     def nats_retry_budget_seconds(self) -> float:
         """How long a failing (poison) event keeps being offered before it is dead-lettered."""
