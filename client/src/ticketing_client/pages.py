@@ -206,7 +206,8 @@ async def _auth_post(request: Request, mode: str) -> Response:
         errors=errors,
         form_errors=rest,
         next_url=next_url,
-        status_code=400 if result.status < 500 else 500,
+        # Too many attempts keeps its status (and the API's message says how long to wait).
+        status_code=result.status if result.status == 429 else 400 if result.status < 500 else 500,
     )
 
 
