@@ -154,6 +154,27 @@ async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
         assert_too_many(await direct.post("/api/users/signin", json=CREDS, headers=headers))
 
 
+async def test_the_trusted_proxies_are_a_setting(mongo: Any, settings: Settings) -> None:
+    """FORWARDED_ALLOW_IPS: in Kubernetes, the pods' network the ingress controller is on."""
+    cluster = settings.model_copy(update={"forwarded_allow_ips": "10.0.0.0/8"})
+    app = create_app(cluster, mongo=mongo)
+    async with running(app), peer(app, "10.1.2.3") as ingress:
+        for n in range(4):
+            headers = {"x-forwarded-for": f"198.51.100.{n}"}
+            res = await ingress.post(
+                "/api/users/signin", json={**CREDS, "email": f"k{n}@test.com"}, headers=headers
+            )
+            assert res.status_code == 400
+        async with peer(app, "127.0.0.1") as local:  # no longer trusted
+            for n in range(3):
+                headers = {"x-forwarded-for": f"198.51.100.{n}"}
+                res = await local.post(
+                    "/api/users/signin", json={**CREDS, "email": f"l{n}@test.com"}, headers=headers
+                )
+                assert res.status_code == 400
+            assert_too_many(await local.post("/api/users/signin", json=CREDS))
+
+
 @pytest.mark.parametrize(
     "value", ["lots", "", "0/minute", "10 per fortnight", "5/minute;", "-1/second"]
 )
