@@ -202,7 +202,7 @@ def test_the_table_names_every_route_of_every_service(fake_stripe: FakeStripeSer
     assert routes == {route_of(row) for row in TABLE}
 
 
-@pytest.mark.parametrize("row", TABLE, ids=lambda r: f"{r.method} {r.path}")
+@pytest.mark.parametrize("row", TABLE, ids=lambda r: f"{r.service} {r.method} {r.path}")
 async def test_every_route_answers_each_caller_as_its_owner_rules_say(
     world: World, row: Row
 ) -> None:
