@@ -57,6 +57,13 @@ class FakeApi:
             return httpx.Response(200, json={"currentUser": ALICE if "alice" in cookie else None})
         if path == "/api/users/signin":
             body = json.loads(request.content)
+            if body["email"] == "busy@example.com":
+                message = "Too many attempts, please try again in 42 seconds"
+                return httpx.Response(
+                    429, json={"errors": [{"message": message}]}, headers={"retry-after": "42"}
+                )
+            if body["email"] == "proxy@example.com":  # a proxy's own 429, not the API's shape
+                return httpx.Response(429, text="<html>429 Too Many Requests</html>")
             if body["password"] != "password123":
                 return httpx.Response(400, json={"errors": [{"message": "Invalid credentials"}]})
             return httpx.Response(
@@ -113,12 +120,19 @@ class Browser:
         return match.group(1)
 
     async def post(
-        self, path: str, data: dict[str, str], *, token: str | None = None
+        self,
+        path: str,
+        data: dict[str, str],
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """A form from one of this browser's pages (with its token, unless one is given)."""
         token = await self.token() if token is None else token
         return await self.client.post(
-            path, data={**data, "csrf_token": token}, headers={"cookie": self.cookie}
+            path,
+            data={**data, "csrf_token": token},
+            headers={"cookie": self.cookie, **(headers or {})},
         )
 
 
@@ -176,6 +190,40 @@ async def test_sign_in_passes_set_cookie_back_and_forwards_only_the_browsers_coo
     page = await client.get("/", headers={"cookie": "session=alice"})
     assert "My orders" in page.text
     assert fake.seen[-2].headers["cookie"] == "session=alice"
+
+
+async def test_every_api_call_carries_the_browsers_address(
+    client: httpx.AsyncClient, fake: FakeApi
+) -> None:
+    """As a proxy: what the request said (a gateway's X-Forwarded-For), then its peer; the API
+    believes only its trusted proxies' part, so every browser is not this one client."""
+    await Browser(client).post(
+        "/auth/signin",
+        data={"email": "alice@example.com", "password": "password123"},
+        headers={"x-forwarded-for": "203.0.113.7"},
+    )
+    assert fake.seen[-1].headers["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+    await client.get("/", headers={"cookie": "session=alice"})
+    assert {r.headers["x-forwarded-for"] for r in fake.seen[-2:]} == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize(
+    ("email", "message"),
+    [
+        ("busy@example.com", "Too many attempts, please try again in 42 seconds"),
+        ("proxy@example.com", "Too many attempts, please wait a minute and try again."),
+    ],
+)
+async def test_too_many_sign_in_attempts_is_a_friendly_message_on_the_form(
+    client: httpx.AsyncClient, email: str, message: str
+) -> None:
+    res = await Browser(client).post(
+        "/auth/signin", data={"email": email, "password": "password123"}
+    )
+    assert res.status_code == 429
+    assert message in res.text
+    assert f'value="{email}"' in res.text
+    assert "<html>429" not in res.text
 
 
 async def test_sign_in_never_redirects_off_site(client: httpx.AsyncClient) -> None:

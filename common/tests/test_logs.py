@@ -46,4 +46,6 @@ async def test_the_access_log_is_written_only_when_asked_for(
         server.should_exit = True
         await serving
     access = [r for r in caplog.records if r.name == "uvicorn.access"]
-    assert len(access) == (1 if access_log else 0)
+    logger = logging.getLogger("uvicorn.access")
+    state = (logger.level, logger.disabled, logger.propagate, logging.getLogger().level)
+    assert len(access) == (1 if access_log else 0), state

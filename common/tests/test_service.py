@@ -3,8 +3,11 @@
 from typing import Any
 
 import httpx
+import pytest
+from fastapi import APIRouter
 
 from ticketing_common.bus.memory import InMemoryBus
+from ticketing_common.errors import error_responses
 from ticketing_common.service import ServiceSpec, create_service_app
 from ticketing_common.settings import ServiceSettings
 from ticketing_testing.apps import TEST_JWT_KEY, running
@@ -63,3 +66,64 @@ async def test_mongo_commands_are_counted_only_when_asked(mongo: Any) -> None:
         res = await client.get("/debug/mongo-commands")
         assert res.status_code == 200
         assert isinstance(res.json(), dict)
+
+
+# --- documentation ------------------------------------------------------------------------------
+
+
+async def test_the_docs_are_served_under_the_services_prefix(client: httpx.AsyncClient) -> None:
+    """So that the gateway and the Ingress, which route by prefix, reach them."""
+    docs = await client.get("/api/things/docs")
+    assert docs.status_code == 200
+    assert "/api/things/openapi.json" in docs.text
+    document = await client.get("/api/things/openapi.json")
+    assert document.json()["info"]["title"] == "ticketing-things"
+    for path in ("/docs", "/openapi.json", "/redoc"):
+        assert (await client.get(path)).status_code == 404
+
+
+async def test_the_document_lists_the_errors_the_api_answers_and_no_422(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/api/things/openapi.json")).json()
+    text = str(document)
+    assert "422" not in text
+    assert "HTTPValidationError" not in text
+    assert "/healthz" not in document["paths"]
+    error = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    }
+    create = document["paths"]["/api/things"]["post"]["responses"]
+    # A body: validated (400), and refused over the size limit (413).
+    assert {"400", "413"} <= create.keys()
+    assert create["400"] | error == create["400"]
+    paged = document["paths"]["/api/things/paged"]["get"]["responses"]
+    assert set(paged) == {"200", "400"}  # a query: validated, no body
+    assert set(document["paths"]["/api/things/boom"]["get"]["responses"]) == {"200"}
+    schemas = document["components"]["schemas"]
+    assert schemas["ErrorBody"]["required"] == ["errors"]
+    assert schemas["ErrorItem"]["required"] == ["message"]
+    assert schemas["ErrorItem"]["additionalProperties"] is False
+
+
+def test_declared_error_responses_are_documented_with_retry_after_where_it_is_sent() -> None:
+    router = APIRouter(prefix="/api/gadgets")
+
+    @router.get("/{gadget_id}", responses=error_responses(401, 404, 429))
+    async def show(gadget_id: str) -> dict[str, str]:
+        return {}
+
+    settings = ServiceSettings(service_name="gadgets", environment="test", jwt_key=TEST_JWT_KEY)
+    app = create_service_app(ServiceSpec(name="gadgets", routers=[router]), settings)
+    responses = app.openapi()["paths"]["/api/gadgets/{gadget_id}"]["get"]["responses"]
+    # A path id only: not validated (a malformed id is the route's 404), so no 400.
+    assert set(responses) == {"200", "401", "404", "429"}
+    assert responses["429"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
+    assert "Retry-After" not in responses["404"].get("headers", {})
+    assert app.docs_url == "/api/gadgets/docs"
+
+
+def test_a_service_under_two_prefixes_is_refused() -> None:
+    spec = ServiceSpec(name="odd", routers=[APIRouter(prefix="/api/a"), APIRouter(prefix="/api/b")])
+    with pytest.raises(ValueError, match="several prefixes"):
+        _ = spec.prefix

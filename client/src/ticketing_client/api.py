@@ -4,7 +4,9 @@ browser at a time.
 One `httpx.AsyncClient` serves every browser, so it must never remember a session: its cookie
 jar refuses every cookie (a shared jar once handed the last signed-in user's session to every
 browser that sent none). Each call carries exactly the Cookie header its browser sent, and the
-Set-Cookie headers the API answers are handed back to that browser unchanged.
+Set-Cookie headers the API answers are handed back to that browser unchanged. It also carries
+the browser's address (X-Forwarded-For, as a proxy writes it), so that the API, which limits
+sign-in attempts per client address, does not see every browser as this one process.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.request import Request as UrllibRequest
 
 import httpx
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ticketing_client.settings import Settings
+
+TOO_MANY_ATTEMPTS = "Too many attempts, please wait a minute and try again."
 
 
 class ApiUnavailableError(Exception):
@@ -67,7 +73,11 @@ class ApiResult:
             elif message:
                 rest.append(message)
         if not by_field and not rest and not self.ok:
-            rest.append("Something went wrong, please try again.")
+            rest.append(
+                TOO_MANY_ATTEMPTS
+                if self.status == 429
+                else "Something went wrong, please try again."
+            )
         return by_field, rest
 
     @property
@@ -76,6 +86,41 @@ class ApiResult:
 
 
 UNAVAILABLE = frozenset({502, 503, 504})
+
+# The X-Forwarded-For the API calls made for the browser request being served carry.
+_FORWARDED_FOR: ContextVar[str | None] = ContextVar("forwarded_for", default=None)
+
+
+def forwarded_for(scope: Scope) -> str | None:
+    """X-Forwarded-For as a proxy writes it on: the request's own (if any), then the address it
+    came from. The API believes only what its trusted proxies appended (FORWARDED_ALLOW_IPS),
+    from the right, so what a browser claims itself is never taken for its address."""
+    chain = [
+        value.decode("latin-1").strip()
+        for name, value in scope.get("headers", [])
+        if name == b"x-forwarded-for"
+    ]
+    if client := scope.get("client"):
+        chain.append(str(client[0]))
+    return ", ".join(part for part in chain if part) or None
+
+
+class ForwardBrowserAddress:
+    """ASGI middleware: every API call made while serving a request carries its browser's
+    X-Forwarded-For (see `forwarded_for`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = _FORWARDED_FOR.set(forwarded_for(scope))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _FORWARDED_FOR.reset(token)
 
 
 class Api:
@@ -113,6 +158,8 @@ class Api:
             headers["cookie"] = cookie
         if self.settings.client_api_host:
             headers["host"] = self.settings.client_api_host
+        if forwarded := _FORWARDED_FOR.get():
+            headers["x-forwarded-for"] = forwarded
         content: bytes | None = None
         if raw_json is not None:
             content = raw_json.encode()

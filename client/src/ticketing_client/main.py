@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ticketing_client import pages
-from ticketing_client.api import Api, ApiUnavailableError
+from ticketing_client.api import Api, ApiUnavailableError, ForwardBrowserAddress
 from ticketing_client.csrf import Csrf, CsrfRefusedError
 from ticketing_client.settings import Settings, get_settings
 from ticketing_common.logs import configure_logging
@@ -54,6 +54,7 @@ def create_app(
     app.state.settings = settings
     app.state.csrf = Csrf(settings)
     app.state.content_security_policy = pages.content_security_policy(settings)
+    app.add_middleware(ForwardBrowserAddress)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)

@@ -176,7 +176,8 @@ def form_page(
 def rejected(result: ApiResult, fields: tuple[str, ...]) -> dict[str, Any]:
     """What a form page shows when the API refused its submission."""
     errors, rest = result.field_errors(fields)
-    status_code = 400 if result.status < 500 else 500
+    # Too many attempts keeps its status (and the API's message says how long to wait).
+    status_code = result.status if result.status == 429 else 400 if result.status < 500 else 500
     return {"errors": errors, "form_errors": rest, "status_code": status_code}
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
+from typing_extensions import TypedDict
 
 from ticketing_common.asgi import TrackedSend
 from ticketing_common.bus.base import is_infrastructure_failure
@@ -31,6 +33,8 @@ class AppError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+        # Response headers that go with it (a 429's Retry-After).
+        self.headers: dict[str, str] = {}
 
     def serialize(self) -> list[dict[str, str]]:
         item = {"message": self.message}
@@ -57,12 +61,74 @@ class NotFoundError(AppError):
         super().__init__(message)
 
 
+class TooManyRequestsError(AppError):
+    """Too many attempts from one client address or at one account: try again later."""
+
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        seconds = max(1, retry_after)
+        unit = "second" if seconds == 1 else "seconds"
+        super().__init__(f"Too many attempts, please try again in {seconds} {unit}")
+        self.retry_after = seconds
+        self.headers = {"Retry-After": str(seconds)}
+
+
 class UpstreamError(AppError):
     """A dependency we cannot do without (a payment provider) failed; not the client's fault."""
 
     def __init__(self, message: str, *, status_code: int = 502) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+# --- the error shape in the OpenAPI documents ---------------------------------------------------
+
+
+class ErrorItem(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    message: Annotated[str, Field(min_length=1)]
+    # Only for a validation error: the field (dotted path) it is about.
+    field: NotRequired[str]
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: `{"errors": [{"message": ..., "field"?: ...}]}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    errors: Annotated[list[ErrorItem], Field(min_length=1)]
+
+
+# What each error status means, the same words in every service's documentation.
+ERROR_DESCRIPTIONS = {
+    400: "Bad input (each message names its field) or a business rule",
+    401: "Not signed in, or not the owner",
+    404: "No such resource (a malformed id included)",
+    409: "A concurrent change won; try again",
+    413: "Request body too large",
+    429: "Too many attempts; Retry-After says how many seconds to wait",
+    502: "A provider this service depends on failed",
+    503: "A dependency is down for a moment; try again",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route for the error statuses it answers, in the common shape."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        response: dict[str, Any] = {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[code]}
+        if code in (429, 503):
+            response["headers"] = _RETRY_AFTER
+        responses[code] = response
+    return responses
 
 
 def error_body(message: str, field: str | None = None) -> dict[str, list[dict[str, str]]]:
@@ -105,7 +171,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
-        return JSONResponse({"errors": exc.serialize()}, status_code=exc.status_code)
+        return JSONResponse(
+            {"errors": exc.serialize()}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

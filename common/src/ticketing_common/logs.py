@@ -42,9 +42,10 @@ def configure_logging(service: str, level: str = "INFO", *, access_log: bool = F
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-        # A `dictConfig` elsewhere in the process (its default disables existing loggers) must
-        # not silence them.
+        # A `dictConfig` elsewhere in the process (its default disables existing loggers, and
+        # uvicorn's sets levels) must not silence them: they log at our level.
         logging.getLogger(name).disabled = False
+        logging.getLogger(name).setLevel(logging.NOTSET)
     # Off unless asked for: uvicorn formats an access line only when its logger has a handler
     # (`hasHandlers()`, which follows propagation), so without one the cost is nil.
     logging.getLogger("uvicorn.access").propagate = access_log

@@ -20,10 +20,17 @@ from functools import partial
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ticketing_common.bus import Bus, JetStreamBus
-from ticketing_common.errors import error_body, install_error_handlers
+from ticketing_common.errors import (
+    ERROR_DESCRIPTIONS,
+    ErrorBody,
+    error_body,
+    install_error_handlers,
+)
 from ticketing_common.events import Event, Subject
 from ticketing_common.limits import BodySizeLimit
 from ticketing_common.logs import configure_logging
@@ -102,6 +109,14 @@ class ServiceSpec(Generic[SettingsT, RuntimeT]):
     # The service's cached settings factory, read when an app is made without settings.
     settings: Callable[[], SettingsT] | None = None
 
+    @property
+    def prefix(self) -> str:
+        """The HTTP prefix of the service's routes (`/api/tickets`); "" for none (expiration)."""
+        prefixes = {router.prefix for router in self.routers}
+        if len(prefixes) > 1:
+            raise ValueError(f"{self.name}: routers under several prefixes {sorted(prefixes)}")
+        return prefixes.pop() if prefixes else ""
+
     def create_app(
         self, settings: SettingsT | None = None, *, mongo: Any = None, bus: Bus | None = None
     ) -> FastAPI:
@@ -125,7 +140,8 @@ def runtime_of(kind: type[RuntimeT]) -> Callable[[Request], RuntimeT]:
 
 
 def _health_router(spec: ServiceSpec[Any, RuntimeT]) -> APIRouter:
-    router = APIRouter(tags=["health"])
+    # Operations, not the API: left out of the OpenAPI document (and not routed by the gateway).
+    router = APIRouter(tags=["health"], include_in_schema=False)
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -243,10 +259,23 @@ def create_service_app(
             traces.shutdown()
 
     counter = CommandCounter() if settings.mongo_count_commands else None
-    app = FastAPI(title=f"ticketing-{spec.name}", lifespan=lifespan)
+    # The documentation under the service's own prefix, so the gateway and the Ingress, which
+    # route by prefix, reach it: /api/tickets/docs and /api/tickets/openapi.json.
+    prefix = spec.prefix
+    app = FastAPI(
+        title=f"ticketing-{spec.name}",
+        lifespan=lifespan,
+        docs_url=f"{prefix}/docs",
+        swagger_ui_oauth2_redirect_url=f"{prefix}/docs/oauth2-redirect",
+        redoc_url=None,
+        openapi_url=f"{prefix}/openapi.json",
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpTelemetry, service=spec.name)  # outermost: sees every answer
     install_error_handlers(app)
+    # Outermost: the client's address is known before anything runs (and is logged).
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
+    app.openapi = partial(openapi_document, app)  # type: ignore[method-assign]
     app.include_router(_health_router(spec))
     app.include_router(metrics_router(spec.scrape_hooks))
     if counter is not None:
@@ -254,3 +283,47 @@ def create_service_app(
     for router in spec.routers:
         app.include_router(router)
     return app
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document with the errors it really answers.
+
+    FastAPI documents a 422 with its own body wherever a route takes parameters or a body; ours
+    answer 400 in the common shape (`errors.install_error_handlers`). So: the 422 becomes a 400
+    where input is validated (a body or a query), and goes where only path ids are (a malformed
+    id is a 404, which such a route declares); a route with a body can also be refused with a
+    413 (`limits.BodySizeLimit`). The other statuses each route declares itself
+    (`errors.error_responses`).
+    """
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    # The error body and its item, as FastAPI names them when a route declares them.
+    error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(error_schema.pop("$defs", {}))
+    components.setdefault(ErrorBody.__name__, error_schema)
+    ref = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            if responses.pop("422", None) is None:
+                continue
+            validates = "requestBody" in operation or any(
+                p.get("in") != "path" for p in operation.get("parameters", [])
+            )
+            added = [400] if validates else []
+            if "requestBody" in operation:
+                added.append(413)
+            for code in added:
+                responses.setdefault(
+                    str(code),
+                    {
+                        "description": ERROR_DESCRIPTIONS[code],
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                )
+    app.openapi_schema = document
+    return document

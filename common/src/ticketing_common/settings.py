@@ -83,6 +83,12 @@ class ServiceSettings(BaseSettings):
     # A folder: every span also goes there as a JSON line, `<service>.jsonl` (the local stack
     # sets it to .devstack/traces; `make trace ORDER=<id>` reads it).
     traces_dir: str = ""
+    # The proxies whose X-Forwarded-For (and -Proto) a service believes: addresses or networks,
+    # comma-separated (FORWARDED_ALLOW_IPS, the variable and default uvicorn reads too). The
+    # client's address is the first one, from the right, that is not a trusted proxy; anything
+    # further left was written by the client itself. In Kubernetes, the pods' network (the
+    # ingress controller and the web client call the services from it).
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
     @property
     def nats_retry_budget_seconds(self) -> float:

@@ -4,5 +4,6 @@ from ticketing_auth.main import create_app
 from ticketing_auth.settings import Settings
 from ticketing_testing.apps import app_fixture, settings_fixture
 
-settings = settings_fixture(Settings)
+# Rate limits counted in the process (the tests of Redis itself start a redis-server).
+settings = settings_fixture(Settings, redis_url="memory://")
 app = app_fixture(create_app)

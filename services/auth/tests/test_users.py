@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jwt
 import pytest
+from bson import ObjectId
 
 from ticketing_auth.settings import Settings
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
+from ticketing_common.mongo import Database
 from ticketing_testing.apps import only_error
 from ticketing_testing.waiting import eventually
 
@@ -218,8 +220,30 @@ async def _currentuser_with(client: httpx.AsyncClient, token: str) -> object:
 
 
 async def test_a_valid_token_is_accepted(client: httpx.AsyncClient, settings: Settings) -> None:
-    body = await _currentuser_with(client, _token(settings))
-    assert body == {"currentUser": {"id": "abc", "email": "x@y.co"}}
+    user = (await signup(client)).json()
+    body = await _currentuser_with(client, _token(settings, sub=user["id"]))
+    assert body == {"currentUser": user}
+
+
+async def test_the_token_of_a_deleted_account_signs_nobody_in_and_is_cleared(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Auth, where the accounts are, checks the account still exists; (the other services
+    trust a valid token until it expires: they never call auth)."""
+    user = (await signup(client)).json()
+    assert (await client.get("/api/users/currentuser")).json() == {"currentUser": user}
+    await db["users"].delete_one({"_id": ObjectId(user["id"])})
+    res = await client.get("/api/users/currentuser")
+    assert res.json() == {"currentUser": None}
+    assert "max-age=0" in res.headers["set-cookie"].lower()
+    assert "session" not in client.cookies
+
+
+async def test_a_valid_token_of_an_id_that_is_not_an_account_signs_nobody_in(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    for sub in ("abc", str(ObjectId()), '{"$gt": ""}'):
+        assert await _currentuser_with(client, _token(settings, sub=sub)) == {"currentUser": None}
 
 
 async def test_a_tampered_token_is_not_signed_in(

@@ -22,7 +22,7 @@ REACHABLE_FROM: dict[str, set[str]] = {
         for svc in ("auth", "tickets", "orders", "payments")
     },
     "nats": SERVICES_ON_NATS | {"nats"},
-    "redis": {"expiration", "expiration-worker"},
+    "redis": {"auth", "expiration", "expiration-worker"},
 }
 # Production adds observability: the collector takes OTLP from the services, Prometheus (its
 # own namespace) scrapes the services' pods.

@@ -187,6 +187,21 @@ async def test_anonymous_and_other_users_are_refused_between_signed_in_ones(
     await assert_consistent(stack)
 
 
+async def test_each_services_documents_are_reachable_through_the_gateway(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.urls["gateway"], timeout=10) as client:
+        for prefix, title in [
+            ("/api/users", "ticketing-auth"),
+            ("/api/tickets", "ticketing-tickets"),
+            ("/api/orders", "ticketing-orders"),
+            ("/api/payments", "ticketing-payments"),
+        ]:
+            document = await client.get(f"{prefix}/openapi.json")
+            assert document.json()["info"]["title"] == title
+            docs = await client.get(f"{prefix}/docs")
+            assert docs.status_code == 200
+            assert f"{prefix}/openapi.json" in docs.text
+
+
 async def test_cancel_releases_the_ticket(stack: Stack, user_factory: Callable[[], Any]) -> None:
     seller, buyer, next_buyer = await user_factory(), await user_factory(), await user_factory()
     ticket = await seller.sell()

@@ -20,6 +20,9 @@ from ticketing_testing.apps import running
         ("/api/tickets/abc", "tickets"),
         ("/api/orders/1", "orders"),
         ("/api/payments", "payments"),
+        # Each service's documentation is under its prefix.
+        ("/api/users/docs", "auth"),
+        ("/api/tickets/openapi.json", "tickets"),
         ("/", "client"),
         ("/tickets/new", "client"),
         ("/api/usersx", "client"),  # a prefix is a path segment, not a string prefix

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -134,16 +135,7 @@ class InMemoryBroker:
 
     def store_dead(self, letter: base.DeadLetter) -> base.DeadLetter:
         self._dead_seq += 1
-        stored = base.DeadLetter(
-            subject=letter.subject,
-            durable=letter.durable,
-            payload=letter.payload,
-            deliveries=letter.deliveries,
-            error=letter.error,
-            seq=self._dead_seq,
-            stream_seq=letter.stream_seq,
-            service=letter.service,
-        )
+        stored = dataclasses.replace(letter, seq=self._dead_seq)
         self.dead.append(stored)
         return stored
 

@@ -1,4 +1,5 @@
-"""Signing up and signing in: passwords are checked here, never in a route."""
+"""Signing up and signing in: attempts are throttled and passwords checked here, never in a
+route."""
 
 from __future__ import annotations
 
@@ -7,20 +8,42 @@ from pymongo.errors import DuplicateKeyError
 from ticketing_auth import repository
 from ticketing_auth.passwords import Passwords
 from ticketing_auth.repository import UserDoc
+from ticketing_auth.throttle import Throttle
+from ticketing_common.auth import UserClaims
 from ticketing_common.mongo import Database
 from ticketing_common.outbox import Outbox
 
 
-class EmailInUseError(ValueError):
+class AccountError(ValueError):
+    """A sign-up or sign-in refused, with the message the user sees."""
+
+    message = ""
+
+
+class EmailInUseError(AccountError):
     """Someone already signed up with this email."""
 
+    message = "Email in use"
 
-class InvalidCredentialsError(ValueError):
+
+class InvalidCredentialsError(AccountError):
     """Unknown email or wrong password: deliberately one error, answered in the same time."""
 
+    message = "Invalid credentials"
 
-async def sign_up(outbox: Outbox, passwords: Passwords, *, email: str, password: str) -> UserDoc:
-    """A new account (user:created is published with it)."""
+
+async def sign_up(
+    outbox: Outbox,
+    passwords: Passwords,
+    throttle: Throttle,
+    *,
+    email: str,
+    password: str,
+    address: str,
+) -> UserDoc:
+    """A new account (user:created is published with it); TooManyAttemptsError before any
+    hashing when `address` or `email` has tried too often."""
+    await throttle.attempt("signup", address=address, email=email)
     password_hash = await passwords.hash(password)
     try:
         return await repository.create_user(outbox, email=email, password_hash=password_hash)
@@ -29,11 +52,34 @@ async def sign_up(outbox: Outbox, passwords: Passwords, *, email: str, password:
         raise EmailInUseError(email) from None
 
 
-async def sign_in(db: Database, passwords: Passwords, *, email: str, password: str) -> UserDoc:
-    """The account these credentials open."""
+async def sign_in(
+    db: Database,
+    passwords: Passwords,
+    throttle: Throttle,
+    *,
+    email: str,
+    password: str,
+    address: str,
+) -> UserDoc:
+    """The account these credentials open; TooManyAttemptsError (before any database read or
+    hashing, so the same for a known and an unknown email) when `address` or `email` has tried
+    too often."""
+    await throttle.attempt("signin", address=address, email=email)
     user = await repository.get_user_by_email(db, email=email)
     # Verified even for an unknown email (against a dummy hash): the same time either way.
     ok = await passwords.verify(password, repository.password_hash_of(user))
     if user is None or not ok:
         raise InvalidCredentialsError(email)
     return user
+
+
+async def signed_in_user(db: Database, claims: UserClaims | None) -> UserDoc | None:
+    """The account of a valid session, if it still exists.
+
+    Every service trusts a valid session token on its own until it expires (they never call
+    auth); only here, where the accounts are, does a token whose account is gone sign nobody
+    in, and the web client asks this on every page.
+    """
+    if claims is None:
+        return None
+    return await repository.get_user(db, user_id=claims.id)

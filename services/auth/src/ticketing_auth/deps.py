@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from ticketing_auth.runtime import AuthRuntime
 from ticketing_common.auth import CurrentUser, OptionalUser
@@ -12,4 +12,13 @@ from ticketing_common.service import runtime_of
 
 RuntimeDep = Annotated[AuthRuntime, Depends(runtime_of(AuthRuntime))]
 
-__all__ = ["CurrentUser", "OptionalUser", "RuntimeDep"]
+
+def client_address(request: Request) -> str:
+    """The caller's address: the peer, or what a trusted proxy says the client was
+    (FORWARDED_ALLOW_IPS, applied by the service factory)."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
+
+__all__ = ["ClientAddress", "CurrentUser", "OptionalUser", "RuntimeDep"]

@@ -8,7 +8,7 @@ from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
 from ticketing_common.events import UserCreated, new_event
-from ticketing_common.mongo import Database, IndexSpec, collection
+from ticketing_common.mongo import Database, IndexSpec, collection, parse_object_id
 from ticketing_common.outbox import Outbox, Outboxed
 
 USERS = "users"
@@ -47,6 +47,12 @@ async def create_user(outbox: Outbox, *, email: str, password_hash: str) -> User
 
 async def get_user_by_email(db: Database, *, email: str) -> UserDoc | None:
     return await _users(db).find_one({"email": email})
+
+
+async def get_user(db: Database, *, user_id: str) -> UserDoc | None:
+    """The user of this id; None for an unknown or malformed one."""
+    oid = parse_object_id(user_id)
+    return None if oid is None else await _users(db).find_one({"_id": oid})
 
 
 def password_hash_of(user: UserDoc | None) -> str | None:

@@ -40,7 +40,7 @@ from ticketing_testing.servers import free_port
 SERVER_CPU, LOAD_CPU = 0, 1
 # Processes whose resident memory is reported: the services and expiration's RQ worker.
 MEMORY_OF = (*SERVICES, "worker")
-FIGURES = ("memory", "list", "framework", "post", "purchase", "expiry")
+FIGURES = ("memory", "list", "framework", "post", "purchase", "tracing", "expiry")
 
 
 def _ints(text: str) -> list[int]:
@@ -56,6 +56,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="for the HTTP load runs")
     parser.add_argument("--buyers", type=_ints, default=[1, 10, 50])
     parser.add_argument("--orders", type=_ints, default=[100, 300, 1000], help="per buyer count")
+    parser.add_argument(
+        "--tracing-orders", type=int, default=100, help="1-buyer orders with tracing on, then off"
+    )
     parser.add_argument("--expiry-orders", type=int, default=1000)
     parser.add_argument("--expiry-window", type=int, default=5, help="ORDER_EXPIRATION_SECONDS")
     parser.add_argument("--list-sizes", type=_ints, default=[1000, 100_000])
@@ -449,7 +452,9 @@ class Bench:
         """The purchase flow at each buyer count, through the gateway; the Mongo round trips
         per purchase over all of it; the memory after it."""
         counts = list(zip(self.args.buyers, self.args.orders, strict=True))
-        await self.tickets_for_sale(sum(n for _, n in counts) + self.expiry_orders())
+        await self.tickets_for_sale(
+            sum(n for _, n in counts) + self.tracing_orders() + self.expiry_orders()
+        )
         self.buyers = await self.users(max(self.args.buyers))
         await self.settle()
         before = await self.mongo_commands()
@@ -547,6 +552,77 @@ class Bench:
     def figures_named(self, name: str) -> Figure | None:
         return next((f for f in self.figures if f.name == name), None)
 
+    def tracing_orders(self) -> int:
+        return 2 * self.args.tracing_orders if "tracing" in self.args.only else 0
+
+    async def tracing(self) -> None:
+        """What tracing costs: currentuser on one core, and 1-buyer propagation, with tracing on
+        (as the stack runs) and off (OTEL_SDK_DISABLED=true), measured one after the other."""
+        user = (await self.users(1))[0]
+        cookie = self.cookie(user)
+        await user.http.aclose()
+        auth = self.stack.procs["auth"]
+        rps: dict[bool, float] = {}
+        for off in (False, True):
+            env = {**auth.env, "OTEL_SDK_DISABLED": str(off).lower()}
+            pinned = self.spawn("auth-pinned", auth.args, env, SERVER_CPU, "/readyz")
+            try:
+                rps[off] = self.measure(
+                    loads.Load(
+                        f"{pinned}/api/users/currentuser",
+                        headers={"Cookie": cookie},
+                        connections=self.args.connections,
+                        seconds=self.args.seconds,
+                    ),
+                    cpu=LOAD_CPU,
+                ).rps
+            finally:
+                self.retire("auth-pinned")
+        self.figures.append(
+            Figure(
+                "tracing on: currentuser (valid cookie), 1 core",
+                f"{rps[False]:,.0f} req/s ({rps[False] / rps[True]:.2f}x)",
+                f"{rps[True]:,.0f} req/s tracing off",
+                "-",
+                None,
+                {"on_rps": rps[False], "off_rps": rps[True]},
+            )
+        )
+        if not self.buyers:
+            self.buyers = await self.users(1)
+        start = sum(self.args.orders) if "purchase" in self.args.only else 0
+        if not self.pool:
+            await self.tickets_for_sale(self.tracing_orders())
+            start = 0
+        n = self.args.tracing_orders
+        p50: dict[bool, float] = {}
+        for off in (False, True):
+            for name in ("tickets", "orders"):
+                self.stack.procs[name].env["OTEL_SDK_DISABLED"] = str(off).lower()
+                self.stack.restart(name)
+            await self.settle()
+            batch = self.pool[start : start + n]
+            start += n
+            with Probe(self.url("nats")) as probe:
+                bought, _ = await self.buy(self.buyers[:1], iter(batch))
+                ok = [b for b in bought if b.status == 201]
+                seen = await self.wait_seen(probe, "ticket.updated", {b.order_id for b in ok}, 60)
+            delays = [seen[b.order_id].monotonic - b.answered for b in ok if b.order_id in seen]
+            p50[off] = percentile(delays, 50)
+        for name in ("tickets", "orders"):
+            self.stack.procs[name].env["OTEL_SDK_DISABLED"] = "false"
+            self.stack.restart(name)
+        self.figures.append(
+            Figure(
+                "tracing on: propagation p50, 1 buyer",
+                f"{ms(p50[False])} ({n} orders)",
+                f"{ms(p50[True])} tracing off",
+                "-",
+                None,
+                {"on_p50": p50[False], "off_p50": p50[True]},
+            )
+        )
+
     def expiry_orders(self) -> int:
         return self.args.expiry_orders if "expiry" in self.args.only else 0
 
@@ -636,6 +712,7 @@ class Bench:
             ("framework", "framework overhead", self.framework),
             ("post", "POST /api/tickets", self.post_tickets),
             ("purchase", "purchase flow", self.purchase),
+            ("tracing", "tracing on and off", self.tracing),
             ("expiry", "expiry precision", self.expiry),
             ("list", f"list at {self.args.list_sizes[-1]:,}", self.list_large),
         ]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from fastapi import APIRouter, Response, status
 
 from ticketing_auth import accounts
-from ticketing_auth.deps import OptionalUser, RuntimeDep
+from ticketing_auth.deps import ClientAddress, OptionalUser, RuntimeDep
 from ticketing_auth.repository import UserDoc
 from ticketing_auth.schemas import CurrentUserResponse, UserCreate, UserPublic, UserSignin
+from ticketing_auth.throttle import TooManyAttemptsError
 from ticketing_common.auth import clear_session_cookie, issue_token, set_session_cookie
-from ticketing_common.errors import BadRequestError
+from ticketing_common.errors import BadRequestError, TooManyRequestsError, error_responses
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -22,28 +25,49 @@ def _signed_in(user: UserDoc, runtime: RuntimeDep, response: Response) -> UserPu
     return public
 
 
-@router.post("/signup", status_code=status.HTTP_201_CREATED)
-async def signup(body: UserCreate, runtime: RuntimeDep, response: Response) -> UserPublic:
+async def _session(
+    attempt: Awaitable[UserDoc], runtime: RuntimeDep, response: Response
+) -> UserPublic:
+    """The user `attempt` signs up or in, with their session cookie; its refusals as HTTP."""
+    try:
+        user = await attempt
+    except accounts.AccountError as exc:
+        raise BadRequestError(exc.message) from None
+    except TooManyAttemptsError as exc:
+        raise TooManyRequestsError(exc.retry_after) from None
+    return _signed_in(user, runtime, response)
+
+
+@router.post("/signup", status_code=status.HTTP_201_CREATED, responses=error_responses(429))
+async def signup(
+    body: UserCreate, runtime: RuntimeDep, response: Response, address: ClientAddress
+) -> UserPublic:
     """Create an account and sign in."""
-    try:
-        user = await accounts.sign_up(
-            runtime.outbox, runtime.passwords, email=body.email, password=body.password
-        )
-    except accounts.EmailInUseError:
-        raise BadRequestError("Email in use") from None
-    return _signed_in(user, runtime, response)
+    attempt = accounts.sign_up(
+        runtime.outbox,
+        runtime.passwords,
+        runtime.throttle,
+        email=body.email,
+        password=body.password,
+        address=address,
+    )
+    return await _session(attempt, runtime, response)
 
 
-@router.post("/signin")
-async def signin(body: UserSignin, runtime: RuntimeDep, response: Response) -> UserPublic:
+@router.post("/signin", responses=error_responses(429))
+async def signin(
+    body: UserSignin, runtime: RuntimeDep, response: Response, address: ClientAddress
+) -> UserPublic:
     """Sign in with email and password."""
-    try:
-        user = await accounts.sign_in(
-            runtime.db, runtime.passwords, email=body.email, password=body.password
-        )
-    except accounts.InvalidCredentialsError:
-        raise BadRequestError("Invalid credentials") from None
-    return _signed_in(user, runtime, response)
+    attempt = accounts.sign_in(
+        runtime.db,
+        runtime.passwords,
+        runtime.throttle,
+        email=body.email,
+        password=body.password,
+        address=address,
+    )
+    return await _session(attempt, runtime, response)
 
 
 @router.post("/signout")
@@ -54,8 +78,14 @@ async def signout(runtime: RuntimeDep, response: Response) -> dict[str, object]:
 
 
 @router.get("/currentuser")
-async def current_user(user: OptionalUser) -> CurrentUserResponse:
-    """Who is signed in, or null."""
+async def current_user(
+    session: OptionalUser, runtime: RuntimeDep, response: Response
+) -> CurrentUserResponse:
+    """Who is signed in, or null (also for a valid session whose account no longer exists,
+    whose cookie is then cleared)."""
+    user = await accounts.signed_in_user(runtime.db, session)
     if user is None:
+        if session is not None:
+            clear_session_cookie(response, settings=runtime.settings)
         return CurrentUserResponse(currentUser=None)
-    return CurrentUserResponse(currentUser=UserPublic(id=user.id, email=user.email))
+    return CurrentUserResponse(currentUser=UserPublic.from_doc(user))

@@ -6,7 +6,12 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Response, status
 
-from ticketing_common.errors import BadRequestError, NotAuthorizedError, NotFoundError
+from ticketing_common.errors import (
+    BadRequestError,
+    NotAuthorizedError,
+    NotFoundError,
+    error_responses,
+)
 from ticketing_orders import buyers, reservations
 from ticketing_orders.deps import CurrentUser, PageDep, RuntimeDep
 from ticketing_orders.schemas import OrderCreate, OrderPublic
@@ -14,7 +19,7 @@ from ticketing_orders.schemas import OrderCreate, OrderPublic
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401, 404))
 async def create_order(body: OrderCreate, user: CurrentUser, runtime: RuntimeDep) -> OrderPublic:
     """Order a ticket: reserve it for the caller until the order expires."""
     try:
@@ -31,7 +36,7 @@ async def create_order(body: OrderCreate, user: CurrentUser, runtime: RuntimeDep
     return OrderPublic.from_docs(order, ticket)
 
 
-@router.get("")
+@router.get("", responses=error_responses(401))
 async def list_orders(user: CurrentUser, runtime: RuntimeDep, page: PageDep) -> list[OrderPublic]:
     """The caller's orders with their tickets, newest first; `?before=<id>` for the next page."""
     views = await buyers.list_orders(
@@ -40,7 +45,7 @@ async def list_orders(user: CurrentUser, runtime: RuntimeDep, page: PageDep) -> 
     return [OrderPublic.from_docs(order, ticket) for order, ticket in views]
 
 
-@router.get("/{order_id}")
+@router.get("/{order_id}", responses=error_responses(401, 404))
 async def show_order(order_id: str, user: CurrentUser, runtime: RuntimeDep) -> OrderPublic:
     """One of the caller's orders."""
     try:
@@ -52,7 +57,12 @@ async def show_order(order_id: str, user: CurrentUser, runtime: RuntimeDep) -> O
     return OrderPublic.from_docs(order, ticket)
 
 
-@router.delete("/{order_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+@router.delete(
+    "/{order_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(400, 401, 404),
+)
 async def cancel_order(order_id: str, user: CurrentUser, runtime: RuntimeDep) -> Response:
     """Cancel one of the caller's orders and release its ticket."""
     try:

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from ticketing_common.errors import BadRequestError, NotAuthorizedError, NotFoundError
+from ticketing_common.errors import (
+    BadRequestError,
+    NotAuthorizedError,
+    NotFoundError,
+    error_responses,
+)
 from ticketing_payments import paying
 from ticketing_payments.deps import CurrentUser, RuntimeDep
 from ticketing_payments.schemas import PaymentCreate, PaymentPublic
@@ -16,7 +21,7 @@ from ticketing_payments.schemas import PaymentCreate, PaymentPublic
 router = APIRouter(prefix="/api/payments", tags=["payments"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401, 404, 502))
 async def create_payment(
     body: PaymentCreate, user: CurrentUser, runtime: RuntimeDep
 ) -> PaymentPublic:

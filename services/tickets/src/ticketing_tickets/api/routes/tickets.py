@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from ticketing_common.errors import AppError, BadRequestError, NotAuthorizedError, NotFoundError
+from ticketing_common.errors import (
+    AppError,
+    BadRequestError,
+    NotAuthorizedError,
+    NotFoundError,
+    error_responses,
+)
 from ticketing_common.money import to_cents
 from ticketing_tickets import repository
 from ticketing_tickets.deps import CurrentUser, PageDep, RuntimeDep
@@ -17,7 +23,7 @@ class ConflictError(AppError):
     status_code = 409
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401))
 async def create_ticket(body: TicketCreate, user: CurrentUser, runtime: RuntimeDep) -> TicketPublic:
     """Put a ticket up for sale."""
     ticket = await repository.create_ticket(
@@ -33,7 +39,7 @@ async def list_tickets(runtime: RuntimeDep, page: PageDep) -> list[TicketPublic]
     return [TicketPublic.from_doc(doc) for doc in docs]
 
 
-@router.get("/{ticket_id}")
+@router.get("/{ticket_id}", responses=error_responses(404))
 async def show_ticket(ticket_id: str, runtime: RuntimeDep) -> TicketPublic:
     """One ticket, reserved or not."""
     ticket = await repository.get_ticket(runtime.db, ticket_id=ticket_id)
@@ -42,7 +48,7 @@ async def show_ticket(ticket_id: str, runtime: RuntimeDep) -> TicketPublic:
     return TicketPublic.from_doc(ticket)
 
 
-@router.put("/{ticket_id}")
+@router.put("/{ticket_id}", responses=error_responses(401, 404, 409))
 async def update_ticket(
     ticket_id: str, body: TicketUpdate, user: CurrentUser, runtime: RuntimeDep
 ) -> TicketPublic:

@@ -1,0 +1,263 @@
+"""Sign-in and sign-up are rate-limited per client address and per email, before any password is
+hashed; the counts are in Redis (shared by replicas), and in the process while Redis is down."""
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import ValidationError
+from redis import Redis
+
+from ticketing_auth.main import create_app
+from ticketing_auth.passwords import Passwords
+from ticketing_auth.settings import Settings
+from ticketing_testing.apps import TEST_JWT_KEY, assert_error_shape, only_error, running
+from ticketing_testing.servers import ServerProcess, free_port, redis_process
+from ticketing_testing.waiting import eventually
+
+LIMITS = {
+    "rate_limit_signin_per_address": "3/minute",
+    "rate_limit_signin_per_email": "4/minute",
+    "rate_limit_signup_per_address": "2/minute",
+    "rate_limit_signup_per_email": "2/minute",
+}
+CREDS = {"email": "victim@test.com", "password": "wrong-password"}
+TOO_MANY = "Too many attempts, please try again in"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(environment="test", jwt_key=TEST_JWT_KEY, redis_url="memory://", **LIMITS)
+
+
+@contextlib.asynccontextmanager
+async def peer(app: FastAPI, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the (running) app connecting from `address`."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(address, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every Argon2 computation the service makes from now on (hash or verify)."""
+    calls: list[str] = []
+    real_hash, real_verify = Passwords.hash, Passwords.verify
+
+    async def hash_password(self: Passwords, password: str) -> str:
+        calls.append("hash")
+        return await real_hash(self, password)
+
+    async def verify_password(self: Passwords, password: str, password_hash: str | None) -> bool:
+        calls.append("verify")
+        return await real_verify(self, password, password_hash)
+
+    monkeypatch.setattr(Passwords, "hash", hash_password)
+    monkeypatch.setattr(Passwords, "verify", verify_password)
+    return calls
+
+
+def assert_too_many(res: httpx.Response) -> int:
+    """A 429 in the error shape with a Retry-After (seconds) that says as much; the seconds."""
+    assert res.status_code == 429, res.text
+    assert_error_shape(res)
+    retry_after = int(res.headers["retry-after"])
+    assert 1 <= retry_after <= 60
+    unit = "second" if retry_after == 1 else "seconds"
+    assert only_error(res) == {"message": f"{TOO_MANY} {retry_after} {unit}"}
+    return retry_after
+
+
+async def signin(client: httpx.AsyncClient, **body: str) -> httpx.Response:
+    return await client.post("/api/users/signin", json={**CREDS, **body})
+
+
+async def test_signin_over_the_address_limit_is_429_and_hashes_nothing(
+    client: httpx.AsyncClient, hashes: list[str]
+) -> None:
+    for n in range(3):
+        res = await signin(client, email=f"user{n}@test.com")
+        assert only_error(res) == {"message": "Invalid credentials"}
+    assert hashes == ["verify"] * 3
+    for n in range(3):
+        assert_too_many(await signin(client, email=f"other{n}@test.com"))
+    assert hashes == ["verify"] * 3  # refused before any Argon2 work
+
+
+async def test_the_email_limit_holds_across_addresses(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """A password guesser with many addresses: the account's own limit stops it."""
+    for n in range(4):
+        async with peer(app, f"198.51.100.{n}") as guesser:
+            assert (await signin(guesser)).status_code == 400
+    async with peer(app, "198.51.100.99") as guesser:
+        assert_too_many(await signin(guesser))
+        # Another account from that address is still let through.
+        assert (await signin(guesser, email="someone@test.com")).status_code == 400
+
+
+async def test_an_email_is_limited_whatever_its_case_or_spaces(client: httpx.AsyncClient) -> None:
+    """Counted by the email as normalised, so `VICTIM@test.com ` is the same account."""
+    for n, email in enumerate(["victim@test.com", "VICTIM@test.com", " Victim@Test.com "]):
+        client.headers["x-forwarded-for"] = f"198.51.100.{n}"
+        assert (await signin(client, email=email)).status_code == 400
+    client.headers["x-forwarded-for"] = "198.51.100.50"
+    assert (await signin(client, email="victim@TEST.com")).status_code == 400
+    client.headers["x-forwarded-for"] = "198.51.100.51"
+    assert_too_many(await signin(client))
+
+
+async def test_signup_is_limited_per_address_and_per_email(
+    app: FastAPI, client: httpx.AsyncClient, hashes: list[str]
+) -> None:
+    body = {"email": "new@test.com", "password": "password123"}
+    assert (await client.post("/api/users/signup", json=body)).status_code == 201
+    assert (await client.post("/api/users/signup", json=body)).status_code == 400  # in use
+    assert_too_many(await client.post("/api/users/signup", json={**body, "email": "n2@test.com"}))
+    async with peer(app, "203.0.113.20") as other:
+        # The same email from elsewhere: its own limit (2) is used up too.
+        assert_too_many(await other.post("/api/users/signup", json=body))
+        res = await other.post("/api/users/signup", json={**body, "email": "n3@test.com"})
+        assert res.status_code == 201
+    assert hashes == ["hash"] * 3
+
+
+async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Through the gateway (a trusted proxy: 127.0.0.1 by default) each browser has its own
+    count; a client that connects directly cannot pick a new address per attempt."""
+    for n in range(4):
+        # The client's own X-Forwarded-For first, then the proxy's: the proxy's is believed.
+        headers = {"x-forwarded-for": f"10.9.9.9, 198.51.100.{n}"}
+        res = await client.post(
+            "/api/users/signin", json={**CREDS, "email": f"b{n}@test.com"}, headers=headers
+        )
+        assert res.status_code == 400, res.text
+    async with peer(app, "203.0.113.9") as direct:
+        for n in range(3):
+            headers = {"x-forwarded-for": f"198.51.100.{100 + n}"}
+            res = await direct.post(
+                "/api/users/signin", json={**CREDS, "email": f"c{n}@test.com"}, headers=headers
+            )
+            assert res.status_code == 400
+        headers = {"x-forwarded-for": "198.51.100.200"}
+        assert_too_many(await direct.post("/api/users/signin", json=CREDS, headers=headers))
+
+
+async def test_the_trusted_proxies_are_a_setting(mongo: Any, settings: Settings) -> None:
+    """FORWARDED_ALLOW_IPS: in Kubernetes, the pods' network the ingress controller is on."""
+    cluster = settings.model_copy(update={"forwarded_allow_ips": "10.0.0.0/8"})
+    app = create_app(cluster, mongo=mongo)
+    async with running(app), peer(app, "10.1.2.3") as ingress:
+        for n in range(4):
+            headers = {"x-forwarded-for": f"198.51.100.{n}"}
+            res = await ingress.post(
+                "/api/users/signin", json={**CREDS, "email": f"k{n}@test.com"}, headers=headers
+            )
+            assert res.status_code == 400
+        async with peer(app, "127.0.0.1") as local:  # no longer trusted
+            for n in range(3):
+                headers = {"x-forwarded-for": f"198.51.100.{n}"}
+                res = await local.post(
+                    "/api/users/signin", json={**CREDS, "email": f"l{n}@test.com"}, headers=headers
+                )
+                assert res.status_code == 400
+            assert_too_many(await local.post("/api/users/signin", json=CREDS))
+
+
+@pytest.mark.parametrize(
+    "value", ["lots", "", "0/minute", "10 per fortnight", "5/minute;", "-1/second"]
+)
+def test_a_limit_that_is_not_one_is_refused_at_start(value: str) -> None:
+    with pytest.raises(ValidationError, match="is not a rate limit"):
+        Settings(environment="test", jwt_key=TEST_JWT_KEY, rate_limit_signin_per_email=value)
+
+
+# --- Redis ---------------------------------------------------------------------------------------
+
+Replica = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def replica(mongo: Any, settings: Settings) -> Replica:
+    """An auth process (on the same Mongo) counting in Redis at `redis_url`."""
+
+    def replica(redis_url: str, **changes: Any) -> Any:
+        replica_settings = settings.model_copy(update={"redis_url": redis_url, **changes})
+        return running(create_app(replica_settings, mongo=mongo))
+
+    return replica
+
+
+def redis_url(server: ServerProcess) -> str:
+    return f"redis://{server.url}/0"
+
+
+@pytest.mark.connected
+async def test_replicas_share_the_counts_in_redis(
+    redis_server: ServerProcess, replica: Replica
+) -> None:
+    async with replica(redis_url(redis_server)) as one, replica(redis_url(redis_server)) as two:
+        assert (await signin(one, email="x1@test.com")).status_code == 400
+        assert (await signin(two, email="x2@test.com")).status_code == 400
+        assert (await signin(one, email="x3@test.com")).status_code == 400
+        assert_too_many(await signin(two, email="x4@test.com"))
+    keys = Redis.from_url(redis_url(redis_server)).keys("ticketing-auth-limits*")
+    assert keys
+    # No email in Redis, only digests.
+    assert not [k for k in keys if b"@" in k]
+
+
+@pytest.mark.connected
+async def test_with_redis_down_attempts_are_counted_in_the_process_and_it_is_logged(
+    tmp_path: Path, replica: Replica, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fail open to a local count: signing in works without Redis, still limited; back to
+    Redis once it answers."""
+    caplog.set_level(logging.INFO, logger="ticketing.auth.throttle")
+    server = redis_process(tmp_path / "redis", port=free_port())  # not started: down
+    async with replica(redis_url(server), rate_limit_redis_retry_seconds=0.001) as client:
+        for n in range(3):
+            assert (await signin(client, email=f"d{n}@test.com")).status_code == 400
+        assert_too_many(await signin(client, email="d9@test.com"))
+        warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+        assert [w.levelno for w in warnings] == [logging.WARNING]  # once per outage
+
+        server.start()
+        try:
+            probe = Redis.from_url(redis_url(server))
+
+            async def counted_in_redis() -> bool:
+                await signin(client, email="e@test.com")
+                return bool(probe.keys("ticketing-auth-limits*"))
+
+            await eventually(counted_in_redis, timeout=10, interval=0.1)
+            assert any("counting in Redis again" in r.getMessage() for r in caplog.records)
+        finally:
+            server.stop()
+
+
+async def test_a_redis_that_does_not_answer_does_not_hold_sign_ins(replica: Replica) -> None:
+    """A Redis that accepts connections and never answers (overloaded, a half-open network):
+    each attempt waits a fraction of a second for it, then counts in the process."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # connections complete in the backlog; nothing is ever read or sent
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        async with replica(url, rate_limit_redis_retry_seconds=0.001) as client:
+            started = time.monotonic()
+            async with asyncio.timeout(30):
+                for n in range(3):
+                    assert (await signin(client, email=f"s{n}@test.com")).status_code == 400
+                assert_too_many(await signin(client, email="s9@test.com"))
+            assert time.monotonic() - started < 10
