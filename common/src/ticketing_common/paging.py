@@ -8,7 +8,7 @@ bad value is a 400 in the common error shape with one message per field, whateve
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bson import ObjectId
@@ -48,11 +48,12 @@ def parse_page(limit: str | None, before: str | None, *, item: str) -> Page:
     return Page(limit=size, before=cursor)
 
 
-def paging(item: str) -> Callable[[str | None, str | None], Page]:
+def paging(item: str) -> Callable[[str | None, str | None], Awaitable[Page]]:
     """A dependency reading `?limit=&before=` into a Page: `Annotated[Page, Depends(paging("a
-    ticket"))]`."""
+    ticket"))]`. Async like every dependency here: FastAPI runs a plain function in a thread
+    pool, a thread hop per request for no I/O at all."""
 
-    def page(limit: str | None = None, before: str | None = None) -> Page:
+    async def page(limit: str | None = None, before: str | None = None) -> Page:
         return parse_page(limit, before, item=item)
 
     return page

@@ -9,6 +9,7 @@ import jwt
 import pytest
 from bson import ObjectId
 
+from ticketing_auth import accounts
 from ticketing_auth.settings import Settings
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
@@ -233,6 +234,7 @@ async def test_the_token_of_a_deleted_account_signs_nobody_in_and_is_cleared(
     user = (await signup(client)).json()
     assert (await client.get("/api/users/currentuser")).json() == {"currentUser": user}
     await db["users"].delete_one({"_id": ObjectId(user["id"])})
+    accounts.forget(db, user_id=user["id"])  # what a deletion in the product would do
     res = await client.get("/api/users/currentuser")
     assert res.json() == {"currentUser": None}
     assert "max-age=0" in res.headers["set-cookie"].lower()

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import SecretStr
 
+from ticketing_auth import accounts
 from ticketing_auth.main import create_app as auth_app
 from ticketing_auth.settings import Settings as AuthSettings
 from ticketing_common.bus.memory import InMemoryBus
@@ -285,6 +286,7 @@ async def test_the_session_of_a_deleted_account_is_nobody_to_auth(world: World) 
     assert (await auth.get("/api/users/currentuser", headers=session)).json()["currentUser"]
     db = world.apps["auth"].state.runtime.db
     await db["users"].delete_one({"_id": ObjectId(world.ids["user"])})
+    accounts.forget(db, user_id=world.ids["user"])  # what a deletion in the product would do
     res = await auth.get("/api/users/currentuser", headers=session)
     assert res.json() == {"currentUser": None}
     assert "max-age=0" in res.headers["set-cookie"].lower()

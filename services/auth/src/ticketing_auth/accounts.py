@@ -3,6 +3,7 @@ route."""
 
 from __future__ import annotations
 
+from cachetools import TTLCache
 from pymongo.errors import DuplicateKeyError
 
 from ticketing_auth import repository
@@ -73,6 +74,14 @@ async def sign_in(
     return user
 
 
+# Accounts a valid session was found to belong to, for a few seconds: currentuser is asked on
+# every page, and its one read was most of its cost. An account deleted meanwhile (deletion is
+# not a feature yet; whatever deletes one calls `forget`) signs its sessions out within this
+# long on other replicas; the other services accept the token until it expires anyway.
+ACCOUNT_CHECK_SECONDS = 5.0
+_accounts: TTLCache[tuple[str, str], UserDoc] = TTLCache(maxsize=10_000, ttl=ACCOUNT_CHECK_SECONDS)
+
+
 async def signed_in_user(db: Database, claims: UserClaims | None) -> UserDoc | None:
     """The account of a valid session, if it still exists.
 
@@ -82,4 +91,15 @@ async def signed_in_user(db: Database, claims: UserClaims | None) -> UserDoc | N
     """
     if claims is None:
         return None
-    return await repository.get_user(db, user_id=claims.id)
+    key = (db.name, claims.id)
+    user = _accounts.get(key)
+    if user is None:
+        user = await repository.get_user(db, user_id=claims.id)
+        if user is not None:
+            _accounts[key] = user
+    return user
+
+
+def forget(db: Database, *, user_id: str) -> None:
+    """An account is gone (or changed): sessions stop finding it here at once."""
+    _accounts.pop((db.name, user_id), None)

@@ -13,7 +13,7 @@ from ticketing_common.service import runtime_of
 RuntimeDep = Annotated[AuthRuntime, Depends(runtime_of(AuthRuntime))]
 
 
-def client_address(request: Request) -> str:
+async def client_address(request: Request) -> str:
     """The caller's address: the peer, or what a trusted proxy says the client was
     (FORWARDED_ALLOW_IPS, applied by the service factory)."""
     return request.client.host if request.client else "unknown"

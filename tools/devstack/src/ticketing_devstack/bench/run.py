@@ -34,6 +34,7 @@ from ticketing_devstack.bench.probe import Probe
 from ticketing_devstack.bench.report import Figure, ms, per_second, percentile, table
 from ticketing_devstack.checks import mongo_urls
 from ticketing_devstack.client import User
+from ticketing_devstack.e2e import TEST_RATE_LIMITS
 from ticketing_devstack.stack import MONGO_SERVICES, SERVICES, Proc, Stack
 from ticketing_testing.servers import free_port
 
@@ -787,6 +788,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if k not in ("MONGO_URL", "NATS_URL", "REDIS_URL", "STRIPE_KEY")
     }
     env["MONGO_COUNT_COMMANDS"] = "true"
+    # Every bench user signs up and in from this one address: auth's per-address limits are for
+    # the Internet, not for fifty buyers in a second.
+    env.update({k: v for k, v in TEST_RATE_LIMITS.items() if k not in env})
     env.setdefault("LOG_LEVEL", "WARNING")
     stack = Stack(run_dir / "data", gateway_port=free_port(), env=env, log_dir=run_dir / "logs")
     print(f"-- starting the stack (logs in {run_dir / 'logs'})", flush=True)
