@@ -3,6 +3,8 @@ route."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from cachetools import TTLCache
 from pymongo.errors import DuplicateKeyError
 
@@ -33,19 +35,23 @@ class InvalidCredentialsError(AccountError):
     message = "Invalid credentials"
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What a sign-up or sign-in offers, and the address it comes from (for the limits)."""
+
+    email: str
+    password: str
+    address: str
+
+
 async def sign_up(
-    outbox: Outbox,
-    passwords: Passwords,
-    throttle: Throttle,
-    *,
-    email: str,
-    password: str,
-    address: str,
+    outbox: Outbox, passwords: Passwords, throttle: Throttle, credentials: Credentials
 ) -> UserDoc:
     """A new account (user:created is published with it); TooManyAttemptsError before any
-    hashing when `address` or `email` has tried too often."""
-    await throttle.attempt("signup", address=address, email=email)
-    password_hash = await passwords.hash(password)
+    hashing when the address or the email has tried too often."""
+    email = credentials.email
+    await throttle.attempt("signup", address=credentials.address, email=email)
+    password_hash = await passwords.hash(credentials.password)
     try:
         return await repository.create_user(outbox, email=email, password_hash=password_hash)
     except DuplicateKeyError:
@@ -54,21 +60,16 @@ async def sign_up(
 
 
 async def sign_in(
-    db: Database,
-    passwords: Passwords,
-    throttle: Throttle,
-    *,
-    email: str,
-    password: str,
-    address: str,
+    db: Database, passwords: Passwords, throttle: Throttle, credentials: Credentials
 ) -> UserDoc:
     """The account these credentials open; TooManyAttemptsError (before any database read or
-    hashing, so the same for a known and an unknown email) when `address` or `email` has tried
-    too often."""
-    await throttle.attempt("signin", address=address, email=email)
+    hashing, so the same for a known and an unknown email) when the address or the email has
+    tried too often."""
+    email = credentials.email
+    await throttle.attempt("signin", address=credentials.address, email=email)
     user = await repository.get_user_by_email(db, email=email)
     # Verified even for an unknown email (against a dummy hash): the same time either way.
-    ok = await passwords.verify(password, repository.password_hash_of(user))
+    ok = await passwords.verify(credentials.password, repository.password_hash_of(user))
     if user is None or not ok:
         raise InvalidCredentialsError(email)
     return user

@@ -43,14 +43,8 @@ async def signup(
     body: UserCreate, runtime: RuntimeDep, response: Response, address: ClientAddress
 ) -> UserPublic:
     """Create an account and sign in."""
-    attempt = accounts.sign_up(
-        runtime.outbox,
-        runtime.passwords,
-        runtime.throttle,
-        email=body.email,
-        password=body.password,
-        address=address,
-    )
+    offered = accounts.Credentials(body.email, body.password, address)
+    attempt = accounts.sign_up(runtime.outbox, runtime.passwords, runtime.throttle, offered)
     return await _session(attempt, runtime, response)
 
 
@@ -59,15 +53,12 @@ async def signin(
     body: UserSignin, runtime: RuntimeDep, response: Response, address: ClientAddress
 ) -> UserPublic:
     """Sign in with email and password."""
-    attempt = accounts.sign_in(
-        runtime.db,
-        runtime.passwords,
-        runtime.throttle,
-        email=body.email,
-        password=body.password,
-        address=address,
+    offered = accounts.Credentials(body.email, body.password, address)
+    return await _session(
+        accounts.sign_in(runtime.db, runtime.passwords, runtime.throttle, offered),
+        runtime,
+        response,
     )
-    return await _session(attempt, runtime, response)
 
 
 @router.post("/signout")
