@@ -134,8 +134,8 @@ def configure(
 
 @contextlib.contextmanager
 def in_process(service: str, settings: ServiceSettings, *, process: str) -> Iterator[None]:
-    """Tracing for a short-lived piece of work in a process of its own (an RQ job, which runs in
-    a fork of the worker): `service`'s tracer as this process has it, or one set up for the
+    """Tracing for a piece of work outside the service's process (an RQ job): `service`'s tracer
+    as this process has it (the worker sets it up once), or one set up for the
     block that exports each span as it ends and is shut down after it."""
     if service in _tracers:
         yield

@@ -1,6 +1,6 @@
 """Expiry jobs, observed: how late each fired and what it did, for the service's /metrics.
 
-RQ forks a process per job, so a job cannot count in the service's Prometheus registry: it
+The jobs run in the worker, a process apart from the service's Prometheus registry: each job
 adds its firing delay (how long after its due time it published, or found its order cancelled)
 to a histogram kept in Redis (one hash: cumulative buckets, sum, and a count per outcome), and
 the expiration service reads that hash into its /metrics at every scrape, with the jobs waiting

@@ -18,10 +18,11 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Worker
+from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from ticketing_common.logs import configure_logging
+from ticketing_common.telemetry import tracing
 from ticketing_expiration import alive, repository
 from ticketing_expiration.settings import Settings, get_settings
 
@@ -31,8 +32,10 @@ log = logging.getLogger("ticketing.expiration")
 _RQ_TTL_MARGIN = 15
 
 
-class ExpirationWorker(Worker):
-    """RQ's forking worker, remembering whether it was told to stop (SIGTERM/SIGINT)."""
+class ExpirationWorker(SimpleWorker):
+    """RQ's worker running each job in its own process, not a fork per job (see jobs.py: the
+    fork, tracing set-up and NATS connection per job made a burst of expiries queue), and
+    remembering whether it was told to stop (SIGTERM/SIGINT)."""
 
     # RQ backs off up to a minute between attempts to reach a lost Redis, and the scheduler is
     # only revived once it is reached again: expiries due meanwhile would wait that long.
@@ -124,10 +127,14 @@ def main() -> None:
     # Each job's short-lived NATS connection would log a connect and a "disconnected" warning;
     # a failed publish is the job's exception, which RQ logs and retries.
     logging.getLogger("ticketing.bus").setLevel(logging.ERROR)
-    # The job's module, imported once here: each job runs in a fork of this process, which then
-    # starts with it (and its tracing and NATS libraries) loaded.
+    # The job's module, imported once here (with its tracing and NATS libraries), and tracing
+    # set up once for every job this process runs.
     importlib.import_module(repository.EXPIRE_JOB.rpartition(".")[0])
-    run(settings)
+    traces = tracing.configure("expiration", settings, process="expiration-worker")
+    try:
+        run(settings)
+    finally:
+        traces.shutdown()
     sys.exit(0)
 
 
