@@ -273,7 +273,8 @@ def create_service_app(
         openapi_url=f"{prefix}/openapi.json",
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(HttpTelemetry, service=spec.name)  # outermost: sees every answer
+    # Around everything but the proxy headers below: it sees every answer, 500s included.
+    app.add_middleware(HttpTelemetry, service=spec.name)
     install_error_handlers(app)
     # Outermost: the client's address is known before anything runs (and is logged).
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)

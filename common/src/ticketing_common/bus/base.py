@@ -320,17 +320,20 @@ class Lanes:
         """Whether message `seq` is in a lane already (handled or waiting its turn)."""
         return seq in self._seqs
 
-    def submit(self, key: str, work: Callable[[], Awaitable[None]], *, seq: int = -1) -> None:
+    def submit(
+        self, key: str, work: Callable[[], Awaitable[None]], *, seq: int | None = None
+    ) -> None:
         """Run `work` after the work already submitted for `key` (call `room` first). While it
         waits its turn nothing signals progress: behind a slow or hung predecessor it is handed
         out again after ack_wait, like any message, and handled idempotently."""
         self._busy += 1
-        self._seqs.add(seq)
         task = asyncio.create_task(self._run(key, self._tails.get(key), work))
         self._tails[key] = task
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-        task.add_done_callback(lambda _: self._seqs.discard(seq))
+        if seq is not None:  # a message (`holds` asks about it), not a give-back
+            self._seqs.add(seq)
+            task.add_done_callback(lambda _: self._seqs.discard(seq))
 
     async def _run(
         self, key: str, before: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]
@@ -344,10 +347,6 @@ class Lanes:
             self._room.set()
             if self._tails.get(key) is asyncio.current_task():
                 del self._tails[key]
-
-    @property
-    def idle(self) -> bool:
-        return self._busy == 0
 
     async def close(self) -> None:
         """Cancel what is in flight (JetStream redelivers it after ack_wait)."""

@@ -1,9 +1,10 @@
 """HTTP requests, observed: a server span each (child of a `traceparent` header) and the
 request metrics by route template, method and status.
 
-A plain ASGI middleware, the outermost one, so a refused body (413) or an unhandled error
-(500) is counted too. `/metrics` itself is neither traced nor counted, and health probes are
-counted but not traced (a span every few seconds per probe would bury the orders' traces).
+A plain ASGI middleware outside all but the proxy headers, so a refused body (413) or an
+unhandled error (500) is counted too. `/metrics` itself is neither traced nor counted, and
+health probes are counted but not traced (a span every few seconds per probe would bury the
+orders' traces).
 """
 
 from __future__ import annotations

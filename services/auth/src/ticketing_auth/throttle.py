@@ -1,5 +1,6 @@
 """Rate limits on signing in and signing up, so that a few clients cannot keep the service's
-cores busy hashing passwords (each Argon2 computation costs tens of ms and 64 MiB).
+cores busy hashing passwords (each Argon2id hash costs tens of ms of a core and
+`ARGON2_MEMORY_KIB` of memory).
 
 Each attempt counts against its client address and against the email it names (a digest of it:
 no address book in Redis), in moving windows (`limits`, e.g. "10/minute;100/hour"), before any
