@@ -21,9 +21,10 @@ from typing import Any
 from urllib.request import Request as UrllibRequest
 
 import httpx
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ticketing_client.settings import Settings
+from ticketing_common.asgi import HttpMiddleware
 
 TOO_MANY_ATTEMPTS = "Too many attempts, please wait a minute and try again."
 
@@ -105,17 +106,11 @@ def forwarded_for(scope: Scope) -> str | None:
     return ", ".join(part for part in chain if part) or None
 
 
-class ForwardBrowserAddress:
+class ForwardBrowserAddress(HttpMiddleware):
     """ASGI middleware: every API call made while serving a request carries its browser's
     X-Forwarded-For (see `forwarded_for`)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = _FORWARDED_FOR.set(forwarded_for(scope))
         try:
             await self.app(scope, receive, send)

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
-from starlette.types import Message, Send
+import abc
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class HttpMiddleware(abc.ABC):
+    """A pure ASGI middleware (no BaseHTTPMiddleware: that costs a task and a stream per
+    request) that acts on HTTP requests only; lifespan and anything else pass straight through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.handle(scope, receive, send)
+
+    @abc.abstractmethod
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request, calling `self.app` to pass it on."""
 
 
 class TrackedSend:

@@ -10,10 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from typing_extensions import TypedDict
 
-from ticketing_common.asgi import TrackedSend
+from ticketing_common.asgi import HttpMiddleware, TrackedSend
 from ticketing_common.bus.base import is_infrastructure_failure
 
 log = logging.getLogger("ticketing.errors")
@@ -192,7 +192,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_middleware(UnhandledErrors)
 
 
-class UnhandledErrors:
+class UnhandledErrors(HttpMiddleware):
     """A bug in a route is a generic 500 and one log line with its trace.
 
     Not a handler for `Exception`: Starlette runs those in its outermost middleware, which
@@ -201,13 +201,7 @@ class UnhandledErrors:
     request a proxy sent on it failed). Here the error is answered and stops.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         tracked = TrackedSend(send)
         try:
             await self.app(scope, receive, tracked)

@@ -7,12 +7,11 @@ The dispatcher wraps each delivery in `observe_delivery` (both buses share it); 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from ticketing_common.bus.streams import original_subject
 from ticketing_common.telemetry import metrics, tracing
@@ -40,30 +39,28 @@ def observe_delivery(service: str, delivery: Delivery) -> Iterator[Observed]:
     subject = original_subject(delivery.subject, delivery.durable)
     consumer = delivery.durable
     observed = Observed()
-    started = time.perf_counter()
-    try:
-        with tracing.span(
-            service,
-            f"handle {subject}",
-            kind=SpanKind.CONSUMER,
-            parent=delivery.headers,
-            root=True,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.destination.name": subject,
-                "messaging.consumer.group.name": consumer,
-                "messaging.message.delivery_count": delivery.delivered,
-            },
-        ) as span:
-            yield observed
-            if span is not None:
-                span.set_attribute("messaging.outcome", observed.outcome)
-                if observed.outcome != "ack":
-                    span.set_status(Status(StatusCode.ERROR, observed.outcome))
-    finally:
-        metrics.HANDLING_DURATION.labels(service, consumer).observe(time.perf_counter() - started)
+
+    def record(seconds: float) -> None:
+        metrics.HANDLING_DURATION.labels(service, consumer).observe(seconds)
         metrics.EVENTS_CONSUMED.labels(service, consumer, subject, observed.outcome).inc()
         if delivery.delivered > 1:
             metrics.EVENTS_REDELIVERED.labels(service, consumer, subject).inc()
         if observed.outcome == "dead":
             metrics.EVENTS_DEAD_LETTERED.labels(service, consumer, subject).inc()
+
+    with tracing.measured(
+        service,
+        f"handle {subject}",
+        kind=SpanKind.CONSUMER,
+        parent=delivery.headers,
+        root=True,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.destination.name": subject,
+            "messaging.consumer.group.name": consumer,
+            "messaging.message.delivery_count": delivery.delivered,
+        },
+        outcome=lambda: ("messaging.outcome", observed.outcome, observed.outcome != "ack"),
+        record=record,
+    ):
+        yield observed

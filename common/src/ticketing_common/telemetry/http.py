@@ -14,7 +14,7 @@ import time
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ticketing_common.asgi import TrackedSend
+from ticketing_common.asgi import HttpMiddleware, TrackedSend
 from ticketing_common.telemetry import metrics, tracing
 
 NOT_TRACED = frozenset({"/healthz", "/readyz"})
@@ -31,13 +31,13 @@ def route_of(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED
 
 
-class HttpTelemetry:
+class HttpTelemetry(HttpMiddleware):
     def __init__(self, app: ASGIApp, *, service: str) -> None:
-        self.app = app
+        super().__init__(app)
         self.service = service
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == METRICS_PATH:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == METRICS_PATH:
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]

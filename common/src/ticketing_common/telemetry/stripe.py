@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from ticketing_common.telemetry import metrics, tracing
 
@@ -49,19 +48,21 @@ class StripeCall:
 def observe_stripe(service: str, method: str, url: str) -> Iterator[StripeCall]:
     op = operation(method, url)
     call = StripeCall()
-    started = time.perf_counter()
-    try:
-        with tracing.span(
-            service,
-            f"stripe {op}",
-            kind=SpanKind.CLIENT,
-            attributes={"http.request.method": method.upper(), "peer.service": "stripe"},
-        ) as span:
-            yield call
-            if span is not None:
-                span.set_attribute("http.response.status_code", call.status or 0)
-                if outcome_of(call.status) in ("error", "unreachable"):
-                    span.set_status(Status(StatusCode.ERROR))
-    finally:
-        metrics.STRIPE_DURATION.labels(service, op).observe(time.perf_counter() - started)
+
+    def record(seconds: float) -> None:
+        metrics.STRIPE_DURATION.labels(service, op).observe(seconds)
         metrics.STRIPE_REQUESTS.labels(service, op, outcome_of(call.status)).inc()
+
+    with tracing.measured(
+        service,
+        f"stripe {op}",
+        kind=SpanKind.CLIENT,
+        attributes={"http.request.method": method.upper(), "peer.service": "stripe"},
+        outcome=lambda: (
+            "http.response.status_code",
+            call.status or 0,
+            outcome_of(call.status) in ("error", "unreachable"),
+        ),
+        record=record,
+    ):
+        yield call

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -36,7 +37,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Link, Span, SpanKind, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -264,6 +265,39 @@ def span(
         name, context=context, kind=kind, attributes=attributes, links=links
     ) as current:
         yield current
+
+
+@contextlib.contextmanager
+def measured(
+    service: str,
+    name: str,
+    *,
+    kind: SpanKind,
+    attributes: Mapping[str, AttributeValue],
+    outcome: Callable[[], tuple[str, AttributeValue, bool]],
+    record: Callable[[float], None],
+    parent: Mapping[str, Any] | None = None,
+    root: bool = False,
+) -> Iterator[None]:
+    """An operation observed both ways: a span around the block and its duration recorded.
+
+    When the block ends normally, `outcome()` names what it came to: the span gets that
+    attribute (key, value) and an error status when the third item says it failed. `record`
+    gets the seconds the block took however it ended (an exception included), for the metrics.
+    """
+    started = time.perf_counter()
+    try:
+        with span(
+            service, name, kind=kind, parent=parent, root=root, attributes=attributes
+        ) as current:
+            yield
+            if current is not None:
+                key, value, failed = outcome()
+                current.set_attribute(key, value)
+                if failed:
+                    current.set_status(Status(StatusCode.ERROR, str(value)))
+    finally:
+        record(time.perf_counter() - started)
 
 
 @contextlib.contextmanager
