@@ -1,5 +1,6 @@
-"""Each image's install step, rehearsed outside Docker: the Dockerfile's own `uv sync` into a
-fresh environment, then its entry points imported there (a missing dependency fails here)."""
+"""Each image's install step, rehearsed outside Docker: the Dockerfile's own `uv sync`, with the
+image's build args, into a fresh environment, then its entry points imported there (a missing
+dependency fails here)."""
 
 import pytest
 

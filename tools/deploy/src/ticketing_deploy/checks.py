@@ -6,14 +6,26 @@ other; the tests also break one field at a time and see the rule object.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ticketing_common.settings import ServiceSettings
-from ticketing_deploy.manifests import Doc, app_of, config_map, named, of_kind, pod_spec, workloads
+from ticketing_deploy.images import BUILD_ARGS, DOCKERFILE, Image
+from ticketing_deploy.manifests import (
+    ROOT,
+    Doc,
+    app_of,
+    config_map,
+    named,
+    of_kind,
+    pod_spec,
+    workloads,
+)
 from ticketing_deploy.settings_env import UVICORN_ENV, Process, build, env_names, required
 
 SECRET_PLACEHOLDERS = {
@@ -243,6 +255,64 @@ def image_problems(docs: list[Doc], built: Iterable[str]) -> list[str]:
         if image.startswith("ticketing/") or ":" not in image.rsplit("/", 1)[-1]:
             found.append(f"{image}: used by a manifest, built by no skaffold artifact")
     return found
+
+
+def build_problems(images: Iterable[Image], members: Mapping[str, str]) -> list[str]:
+    """Each app image is the root Dockerfile built with its three build args, and they name a
+    workspace member (folder -> package), that member's package, and an app factory in that
+    member's own sources."""
+    found: list[str] = []
+    for image in images:
+        if image.dockerfile != DOCKERFILE:
+            found.append(f"{image.name}: built from {image.dockerfile.relative_to(ROOT)}")
+            continue
+        if sorted(image.args) != sorted(BUILD_ARGS):
+            found.append(f"{image.name}: build args {sorted(image.args)}, not {list(BUILD_ARGS)}")
+            continue
+        member, package, app = (image.args[name] for name in BUILD_ARGS)
+        if member not in members:
+            found.append(f"{image.name}: MEMBER {member} is not a workspace member")
+            continue
+        if package != members[member]:
+            found.append(f"{image.name}: PACKAGE {package} is not {member}'s ({members[member]})")
+        problem = _factory_problem(member, app)
+        if problem:
+            found.append(f"{image.name}: APP {app}: {problem}")
+    return found
+
+
+def _factory_problem(member: str, app: str) -> str | None:
+    """Why uvicorn could not serve `module:factory` from the member's sources, if it could not."""
+    module, _, factory = app.partition(":")
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as exc:
+        return f"no module {module} ({exc})"
+    if ROOT / member / "src" not in Path(loaded.__file__ or "").resolve().parents:
+        return f"{module} is not in {member}/src"
+    if not callable(getattr(loaded, factory, None)):
+        return f"{module} has no {factory or 'factory'}"
+    return None
+
+
+def build_agreement_problems(deployed: Iterable[Image], tested: Iterable[Image]) -> list[str]:
+    """The compose system (tested) builds each app image skaffold deploys from the same
+    Dockerfile and build args, and no app image (from the root Dockerfile) skaffold does not:
+    the e2e suite runs what is deployed."""
+
+    def recipe(image: Image) -> str:
+        return json.dumps([str(image.dockerfile), image.args], sort_keys=True)
+
+    skaffold = {recipe(i): i.name for i in deployed}
+    compose = {recipe(i): i.name for i in tested if i.dockerfile == DOCKERFILE}
+    found = [
+        f"{skaffold[r]}: built by skaffold, not by compose"
+        for r in skaffold.keys() - compose.keys()
+    ]
+    found += [
+        f"{compose[r]}: built by compose, not by skaffold" for r in compose.keys() - skaffold.keys()
+    ]
+    return sorted(found)
 
 
 # --- scale and replication ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""An image's install step outside Docker: the Dockerfile's `uv sync` into a temporary
-environment, then every command its containers run (the CMD, the manifests' commands and exec
-probes) imported there. What the final stage copies must be what that install needs."""
+"""An image's install step outside Docker: the Dockerfile's `uv sync`, with the image's build args
+put in, into a temporary environment, then every command its containers run (the CMD, the
+manifests' commands and exec probes) imported there. What the final stage copies must be what
+that install needs."""
 
 from __future__ import annotations
 
