@@ -271,6 +271,10 @@ def create_service_app(
         swagger_ui_oauth2_redirect_url=f"{prefix}/docs/oauth2-redirect",
         redoc_url=None,
         openapi_url=f"{prefix}/openapi.json",
+        # Ours is `telemetry.http.HttpTelemetry`; FastAPI's own would switch itself on (spans
+        # for every dependency) the day anything sets a global tracer provider, and checks
+        # whether it should on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Around everything but the proxy headers below: it sees every answer, 500s included.
@@ -279,12 +283,13 @@ def create_service_app(
     # Outermost: the client's address is known before anything runs (and is logged).
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.openapi = partial(openapi_document, app)  # type: ignore[method-assign]
+    # Routes are matched in order: the API's first, the probes and the scrape after them.
+    for router in spec.routers:
+        app.include_router(router)
     app.include_router(_health_router(spec))
     app.include_router(metrics_router(spec.scrape_hooks))
     if counter is not None:
         app.include_router(_debug_router(counter))
-    for router in spec.routers:
-        app.include_router(router)
     return app
 
 

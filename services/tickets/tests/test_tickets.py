@@ -12,7 +12,7 @@ from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
 from ticketing_common.mongo import Database
 from ticketing_common.outbox import Outbox
-from ticketing_testing.apps import only_error, outbox_on
+from ticketing_testing.apps import only_error, outbox_on, running
 from ticketing_tickets import repository
 
 SignIn = Callable[..., str]
@@ -211,6 +211,26 @@ async def test_list_returns_unreserved_tickets_newest_first(
     res = await client.get("/api/tickets")
     assert res.status_code == 200
     assert res.json() == [third, first]
+
+
+async def test_tickets_stored_before_the_list_key_are_listed_after_a_start(
+    app: Any, db: Database
+) -> None:
+    """A ticket written before `listKey` existed gets it when the service starts, and is
+    listed in its place (by id) among the newer ones."""
+    old = [ObjectId() for _ in range(3)]
+    for i, oid in enumerate(old):
+        doc = {"_id": oid, "title": f"old{i}", "priceCents": 100, "userId": "u", "version": 0}
+        await db["tickets"].insert_one({**doc, "orderId": None, "releasedOrderIds": []})
+    async with running(app) as client:
+        new = await repository.create_ticket(
+            app.state.runtime.outbox, title="new", price_cents=100, user_id="u"
+        )
+        titles = [t["title"] for t in (await client.get("/api/tickets")).json()]
+        assert titles == ["new", "old2", "old1", "old0"]
+        page = await client.get("/api/tickets", params={"before": str(new["_id"]), "limit": 2})
+        assert [t["title"] for t in page.json()] == ["old2", "old1"]
+    assert await db["tickets"].count_documents({"listKey": {"$exists": False}}) == 0
 
 
 async def test_list_is_empty_without_tickets(client: httpx.AsyncClient) -> None:

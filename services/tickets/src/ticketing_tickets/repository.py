@@ -38,6 +38,11 @@ class TicketDoc(Outboxed):
     # See RELEASED; absent from a projection.
     releasedOrderIds: NotRequired[list[str]]
     createdAt: datetime
+    # The id as a string (hex: ordered as the ids are): the listing's sort key and cursor.
+    # Not `_id` itself because nx-27017 (the local stack's Mongo) cannot put `_id` in a compound
+    # index: sorting 100,000 unreserved tickets by `_id` took 80 ms there, by this field 2 ms.
+    # Real MongoDB serves both alike. Absent from tickets stored before it (`add_list_keys`).
+    listKey: NotRequired[str]
 
 
 class TicketChanges(TypedDict, total=False):
@@ -57,10 +62,10 @@ def _outboxed(outbox: Outbox) -> OutboxCollection[TicketDoc]:
 
 
 # The listing reads unreserved tickets newest first, from a cursor.
-INDEXES = [IndexSpec(TICKETS, [("orderId", 1), ("_id", -1)])]
+INDEXES = [IndexSpec(TICKETS, [("orderId", 1), ("listKey", -1)], {"name": "unreserved_newest"})]
 
 # `$eq`, not a bare None: nx-27017 matches nothing for `{"orderId": None}` next to a range on
-# `_id`; `$eq: None` means the same on every backend and uses the same index.
+# another field; `$eq: None` means the same on every backend and uses the same index.
 UNRESERVED: Document = {"orderId": {"$eq": None}}
 
 # An edit that keeps losing to concurrent changes (reservations, other edits) gives up rather
@@ -115,6 +120,7 @@ async def create_ticket(outbox: Outbox, *, title: str, price_cents: int, user_id
         "orderId": None,
         RELEASED: [],
         "createdAt": datetime.now(UTC),
+        "listKey": str(ticket_id),
     }
     event = new_event(
         TicketCreated(id=str(ticket_id), version=0, title=title, price=_price(doc), user_id=user_id)
@@ -134,9 +140,21 @@ async def list_unreserved(db: Database, *, limit: int, before: ObjectId | None) 
     """Unreserved tickets, newest first, older than the `before` cursor when given."""
     query: Document = dict(UNRESERVED)
     if before is not None:
-        query["_id"] = {"$lt": before}
-    cursor = _tickets(db).find(query).sort("_id", -1).limit(limit)
+        query["listKey"] = {"$lt": str(before)}
+    cursor = _tickets(db).find(query).sort("listKey", -1).limit(limit)
     return [doc async for doc in cursor]
+
+
+async def add_list_keys(db: Database) -> int:
+    """Give `listKey` to the tickets stored before it existed (at start: until then they are
+    missing from the listing); how many were given one. Each write is the same idempotent
+    `$set`, so two replicas starting together do no harm."""
+    added = 0
+    tickets = _tickets(db)
+    async for doc in tickets.find({"listKey": {"$exists": False}}, {"_id": 1}):
+        await tickets.update_one({"_id": doc["_id"]}, {"$set": {"listKey": str(doc["_id"])}})
+        added += 1
+    return added
 
 
 async def update_ticket(

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ticketing_common.service import MongoRuntime, Runtime
+from ticketing_tickets import repository
 from ticketing_tickets.settings import Settings
 
 
@@ -17,4 +18,6 @@ class TicketsRuntime(MongoRuntime[Settings]):
 
 @contextlib.asynccontextmanager
 async def open_runtime(shared: Runtime[Settings]) -> AsyncIterator[TicketsRuntime]:
-    yield TicketsRuntime(**shared.shared())
+    runtime = TicketsRuntime(**shared.shared())
+    await repository.add_list_keys(runtime.db)
+    yield runtime

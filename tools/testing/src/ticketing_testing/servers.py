@@ -14,12 +14,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# Every port handed out by this process: the kernel may offer a port again as soon as the probe
+# socket closes, and a stack asks for a dozen before any server binds one (two servers were once
+# given the same port: auth's Mongo client met NATS's greeting).
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free now on 127.0.0.1 and never handed out before by this process."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def find_binary(name: str) -> str:

@@ -129,6 +129,7 @@ def ticket_doc(ticket_id: ObjectId, title: str, user_id: str) -> dict[str, Any]:
         "orderId": None,
         "releasedOrderIds": [],
         "createdAt": datetime.now(UTC),
+        "listKey": str(ticket_id),
         # As an insert through the outbox leaves it (nx-27017 cannot add to a missing array).
         OUTBOX: [],
         PENDING: False,
