@@ -19,7 +19,7 @@ from typing import Any
 import nats
 
 # The wire subjects, and the field of `data` that names what the bench waits for.
-KEYS = {"ticket.updated": "orderId", "order.cancelled": "id"}
+KEYS = {"ticket.updated": "orderId", "order.cancelled": "id", "expiration.complete": "orderId"}
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--expiry-orders", type=int, default=1000)
     parser.add_argument("--expiry-window", type=int, default=5, help="ORDER_EXPIRATION_SECONDS")
+    parser.add_argument(
+        "--expiry-rate", type=float, default=20, help="orders a second in the paced expiry run"
+    )
     parser.add_argument("--list-sizes", type=_ints, default=[1000, 100_000])
     parser.add_argument("--list-seconds", type=float, default=5)
     parser.add_argument(
@@ -182,9 +185,9 @@ class Bench:
         self.stack.wait_ready(name, 60)
         return f"http://127.0.0.1:{port}"
 
-    def hello(self, cpu: int | None) -> str:
+    def hello(self, cpu: int | None, factory: str = "create_app") -> str:
         args = list(self.stack.procs["auth"].args)
-        args[args.index("--factory") + 1] = "ticketing_devstack.bench.hello:create_app"
+        args[args.index("--factory") + 1] = f"ticketing_devstack.bench.hello:{factory}"
         return self.spawn("hello", args, {}, cpu, "/")
 
     def retire(self, name: str) -> None:
@@ -356,6 +359,27 @@ class Bench:
             )
         finally:
             self.retire("hello")
+        # The framework's own share: one FastAPI route, nothing of ours.
+        hello = self.hello(SERVER_CPU, "create_fastapi_app")
+        try:
+            bare_fastapi = self.measure(
+                loads.Load(
+                    f"{hello}/", connections=self.args.connections, seconds=self.args.seconds
+                ),
+                cpu=LOAD_CPU,
+            )
+        finally:
+            self.retire("hello")
+        self.figures.append(
+            Figure(
+                "an empty FastAPI route, 1 core",
+                f"{bare_fastapi.rps:,.0f} req/s ({bare_fastapi.rps / base.rps:.2f}x)",
+                f"{base.rps:,.0f} req/s bare Starlette",
+                "-",
+                None,
+                {**bare_fastapi.__dict__, "baseline_rps": base.rps},
+            )
+        )
         auth = self.stack.procs["auth"]
         pinned = self.spawn("auth-pinned", auth.args, dict(auth.env), SERVER_CPU, "/readyz")
         try:
@@ -373,11 +397,17 @@ class Bench:
                 self.figures.append(
                     Figure(
                         f"currentuser ({label}), 1 core",
-                        f"{res.rps:,.0f} req/s ({ratio:.2f}x)",
+                        f"{res.rps:,.0f} req/s ({ratio:.2f}x; "
+                        f"{res.rps / bare_fastapi.rps:.2f}x the empty FastAPI route)",
                         f"{base.rps:,.0f} req/s bare Starlette",
                         ">= 0.4x",
                         ratio >= 0.4 and res.errors == 0,
-                        {**res.__dict__, "baseline_rps": base.rps, "errors": res.errors},
+                        {
+                            **res.__dict__,
+                            "baseline_rps": base.rps,
+                            "fastapi_rps": bare_fastapi.rps,
+                            "errors": res.errors,
+                        },
                     )
                 )
         finally:
@@ -626,32 +656,85 @@ class Bench:
         )
 
     def expiry_orders(self) -> int:
-        return self.args.expiry_orders if "expiry" in self.args.only else 0
+        # Two runs: paced, then saturated (see `expiry`).
+        return 2 * self.args.expiry_orders if "expiry" in self.args.only else 0
 
     async def expiry(self) -> None:
-        """Orders with a short window, bought as fast as the buyers can; each must be cancelled
-        (order:cancelled on the bus) within 2 s after its expiresAt + grace."""
+        """Orders with a short window; each must be cancelled (order:cancelled on the bus)
+        within 2 s after its expiresAt + grace. Twice:
+        - paced: the orders arrive at EXPIRY_RATE a second (open loop, below what the stack
+          sustains), so the expiries due each second meet a machine with room to run them: the
+          figure with the target;
+        - saturated: bought as fast as the buyers can. The machine is then busy buying, orders'
+          handling of expiration:complete waits behind new orders for the same two cores, and
+          the lateness says how overloaded the machine is rather than how precise expiry is:
+          reported, no target.
+        """
         grace = float(self.stack.env.get("EXPIRY_GRACE_SECONDS") or 5)
         orders_proc = self.stack.procs["orders"]
         orders_proc.env["ORDER_EXPIRATION_SECONDS"] = str(self.args.expiry_window)
         self.stack.restart("orders")
         if not self.pool:
-            await self.tickets_for_sale(self.args.expiry_orders)
+            await self.tickets_for_sale(self.expiry_orders())
         if not self.buyers:
             self.buyers = await self.users(max(self.args.buyers))
         await self.settle()
-        tickets = self.pool[-self.args.expiry_orders :]
+        n = self.args.expiry_orders
+        paced, saturated = self.pool[-2 * n : -n], self.pool[-n:]
+        buyers = self.buyers[: max(self.args.buyers)]
+        rate = self.args.expiry_rate
+        await self.expiry_run(
+            f"paced at {rate:g}/s", grace, self.buy_paced(buyers, iter(paced), rate), target=True
+        )
+        await self.settle()
+        await self.expiry_run(
+            f"{len(buyers)} buyers flat out", grace, self.buy(buyers, iter(saturated)), target=False
+        )
+
+    async def buy_paced(
+        self, buyers: list[User], tickets: Iterator[str], rate: float
+    ) -> tuple[list[Bought], float]:
+        """Order the tickets at `rate` a second, each by the next buyer in turn, whatever the
+        answers take (an open loop: arrivals do not wait for the stack)."""
+        bought: list[Bought] = []
+
+        async def one(user: User, ticket_id: str) -> None:
+            bought.extend((await self.buy([user], iter([ticket_id])))[0])
+
+        start = time.monotonic()
+        tasks = []
+        for i, ticket_id in enumerate(tickets):
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            tasks.append(asyncio.create_task(one(buyers[i % len(buyers)], ticket_id)))
+        await asyncio.gather(*tasks)
+        return bought, time.monotonic() - start
+
+    async def expiry_run(
+        self,
+        how: str,
+        grace: float,
+        buying: Awaitable[tuple[list[Bought], float]],
+        *,
+        target: bool,
+    ) -> None:
         with Probe(self.url("nats")) as probe:
-            bought, _ = await self.buy(self.buyers[: max(self.args.buyers)], iter(tickets))
+            bought, _ = await buying
             ok = [b for b in bought if b.status == 201 and b.expires_at is not None]
             last_due = max((b.expires_at for b in ok if b.expires_at), default=datetime.now(UTC))
             wait = (last_due - datetime.now(UTC)).total_seconds() + grace + 15
             seen = await self.wait_seen(probe, "order.cancelled", {b.order_id for b in ok}, wait)
+            fired = probe.first("expiration.complete")
         late: list[float] = []
+        # Where the lateness comes from: the worker's expiration:complete, then orders.
+        late_fired: list[float] = []
         for b in ok:
-            if b.order_id in seen and b.expires_at is not None:
-                due = (b.expires_at + timedelta(seconds=grace)).timestamp()
+            if b.expires_at is None:
+                continue
+            due = (b.expires_at + timedelta(seconds=grace)).timestamp()
+            if b.order_id in seen:
                 late.append(seen[b.order_id].wall - due)
+            if b.order_id in fired:
+                late_fired.append(fired[b.order_id].wall - due)
         within = sum(1 for d in late if 0 <= d <= 2)
         early = sum(1 for d in late if d < 0)
         missing = len(ok) - len(late)
@@ -663,14 +746,23 @@ class Bench:
         )
         self.figures.append(
             Figure(
-                f"expiry, {len(ok)} orders, {self.args.expiry_window} s window",
+                f"expiry, {len(ok)} orders, {self.args.expiry_window} s window, {how}",
                 f"{within}/{len(ok)} within 2 s; late p50 {ms(percentile(late, 50))}, "
                 f"p99 {ms(percentile(late, 99))}, max {ms(max(late, default=float('nan')))}"
-                + notes,
+                f" (expiration:complete late p50 {ms(percentile(late_fired, 50))}, "
+                f"p99 {ms(percentile(late_fired, 99))})" + notes,
                 f"due at expiresAt + {grace:g} s",
-                "all within 2 s",
-                within == len(ok) == len(bought) and len(ok) > 0,
-                {"orders": len(ok), "within": within, "early": early, "missing": missing},
+                "all within 2 s" if target else "-",
+                within == len(ok) == len(bought) and len(ok) > 0 if target else None,
+                {
+                    "orders": len(ok),
+                    "within": within,
+                    "early": early,
+                    "missing": missing,
+                    "late_p50": percentile(late, 50),
+                    "fired_late_p50": percentile(late_fired, 50),
+                    "fired_late_p99": percentile(late_fired, 99),
+                },
             )
         )
 
