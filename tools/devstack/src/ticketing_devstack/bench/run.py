@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -24,6 +25,7 @@ from typing import Any
 
 import httpx
 import nats
+import psutil
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
@@ -89,6 +91,30 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise LookupError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its living children have used so far."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            used = proc.cpu_times()
+            total += used.user + used.system
+    return total
+
+
+def cpu_group(name: str) -> str:
+    """Which part of the stack a process is, for the CPU-per-purchase breakdown."""
+    if name.startswith("mongo"):
+        return "nx-27017"
+    if name in ("auth", "tickets", "orders", "payments", "expiration", "worker"):
+        return "services"
+    return name
 
 
 def machine() -> dict[str, Any]:
@@ -500,9 +526,14 @@ class Bench:
         with Probe(self.url("nats")) as probe:
             for n, orders in counts:
                 batch = [next(tickets) for _ in range(orders)]
-                profiling = self.start_profiles() if n == max(self.args.buyers) else []
+                busiest = n == max(self.args.buyers)
+                profiling = self.start_profiles() if busiest else []
+                cpu_before = self.cpu_by_group()
                 bought, elapsed = await self.buy(self.buyers[:n], iter(batch))
+                cpu_used = self.cpu_by_group(since=cpu_before)
                 self.stop_profiles(profiling)
+                if busiest:
+                    self.cpu_figure(n, cpu_used, sum(b.status == 201 for b in bought), elapsed)
                 ok = [b for b in bought if b.status == 201]
                 total += len(ok)
                 seen = await self.wait_seen(probe, "ticket.updated", {b.order_id for b in ok}, 60)
@@ -538,6 +569,46 @@ class Bench:
                     {"per_purchase": per, "idle_per_second": idle_rate, "commands": by_command},
                 )
             )
+
+    def cpu_by_group(self, since: dict[str, float] | None = None) -> dict[str, float]:
+        """CPU seconds used so far by each part of the stack and by this process (the load,
+        the probe); minus `since` when given."""
+        used: dict[str, float] = {}
+        for name, proc in self.stack.procs.items():
+            if proc.popen is not None:
+                group = cpu_group(name)
+                used[group] = used.get(group, 0.0) + cpu_seconds(proc.popen.pid)
+        # This process's children are the stack's processes too: the bench is what is left.
+        used["the bench"] = cpu_seconds(os.getpid()) - sum(used.values())
+        if since is not None:
+            used = {group: seconds - since.get(group, 0.0) for group, seconds in used.items()}
+        return used
+
+    def cpu_figure(self, n: int, used: dict[str, float], orders: int, elapsed: float) -> None:
+        """Where a purchase's CPU goes, and the ceiling it puts on orders/s on this machine."""
+        per = {group: seconds / max(orders, 1) for group, seconds in used.items()}
+        total = sum(per.values())
+        cores = len(os.sched_getaffinity(0))
+        parts = ", ".join(
+            f"{group} {ms(seconds)}"
+            for group, seconds in sorted(per.items(), key=lambda kv: -kv[1])
+            if seconds >= 0.0005
+        )
+        self.figures.append(
+            Figure(
+                f"CPU per purchase, {n} buyers",
+                f"{ms(total)} ({parts})",
+                f"{cores} cores: at most {cores / total:,.0f} orders/s" if total else "-",
+                "-",
+                None,
+                {
+                    "per_order_seconds": per,
+                    "orders": orders,
+                    "seconds": elapsed,
+                    "busy_cores": sum(used.values()) / elapsed,
+                },
+            )
+        )
 
     def purchase_figures(
         self,
