@@ -53,8 +53,12 @@ def rehearse(name: str) -> None:
         assert done.returncode == 0, done.stderr
         python = str(Path(venv) / "bin" / "python")
         check = (
-            "import importlib, sys, ticketing_common\n"
+            "import importlib, importlib.util as u, sys, ticketing_common\n"
             "for m in sys.argv[1:]: importlib.import_module(m)\n"
+            # httpcore tries to import sniffio on every request: without it, a failed import
+            # (a scan of sys.path) per request.
+            "if u.find_spec('httpx') and not u.find_spec('sniffio'):\n"
+            "    raise RuntimeError('httpx without sniffio')\n"
             "import pytest\n"
         )
         out = subprocess.run(
