@@ -116,6 +116,53 @@ async def test_events_added_during_a_flush_are_not_lost(any_db: Database, bus: I
     assert (doc[OUTBOX], bool(doc[PENDING])) == ([], False)
 
 
+async def test_a_kick_with_the_writes_outbox_keeps_what_was_pushed_meanwhile(
+    any_db: Database, bus: InMemoryBus
+) -> None:
+    """The writer hands the relay the outbox as its write left it (no read back); an event
+    another request adds while that is published stays pending and goes out next."""
+    first = created()
+    doc_id = await insert(any_db, first)
+    written = (await any_db[COLL].find_one({"_id": doc_id}))[OUTBOX]
+    relay = OutboxRelay(bus, any_db, [COLL])
+    original = bus.publish
+
+    async def publish_then_write(event: Event[Any]) -> None:
+        await original(event)
+        if event.id == first.id:
+            await any_db[COLL].update_one({"_id": doc_id}, with_outbox({}, updated(1)))
+
+    bus.publish = publish_then_write  # type: ignore[method-assign]
+    assert await relay.flush(COLL, doc_id, written) == 1
+    doc = await any_db[COLL].find_one({"_id": doc_id})
+    assert (len(doc[OUTBOX]), bool(doc[PENDING])) == (1, True)
+    assert await relay.sweep() == 1
+    assert [e.data.version for e in bus.published] == [0, 1]
+    doc = await any_db[COLL].find_one({"_id": doc_id})
+    assert (doc[OUTBOX], bool(doc[PENDING])) == ([], False)
+
+
+async def test_a_stale_outbox_in_a_kick_republishes_but_clears_nothing_newer(
+    any_db: Database, bus: InMemoryBus
+) -> None:
+    """A kick's outbox may be out of date by the time it runs (another process's sweep
+    published and removed its entry, and a later write added one): the old entry goes out again
+    (the bus drops the repeat by id) and the newer one stays pending."""
+    first = created()
+    doc_id = await insert(any_db, first)
+    stale = (await any_db[COLL].find_one({"_id": doc_id}))[OUTBOX]
+    relay = OutboxRelay(bus, any_db, [COLL])
+    assert await relay.flush(COLL, doc_id) == 1  # elsewhere, first
+    await any_db[COLL].update_one({"_id": doc_id}, with_outbox({}, updated(1)))
+    await relay.flush(COLL, doc_id, stale)
+    doc = await any_db[COLL].find_one({"_id": doc_id})
+    assert (len(doc[OUTBOX]), bool(doc[PENDING])) == (1, True)
+    assert await relay.sweep() == 1
+    assert [e.data.version for e in bus.published] == [0, 1]
+    doc = await any_db[COLL].find_one({"_id": doc_id})
+    assert (doc[OUTBOX], bool(doc[PENDING])) == ([], False)
+
+
 async def test_a_document_inserted_without_events_can_take_them_later(
     any_db: Database, bus: InMemoryBus
 ) -> None:

@@ -163,16 +163,21 @@ class OutboxRelay:
             raise RuntimeError("this outbox relay has no database")
         return self.db
 
-    def kick(self, collection: str, doc_id: Any) -> None:
-        """Publish this document's pending events now, without making the caller wait."""
-        task = asyncio.create_task(self.flush(collection, doc_id))
+    def kick(self, collection: str, doc_id: Any, outbox: list[Any] | None = None) -> None:
+        """Publish this document's pending events now, without making the caller wait.
+
+        `outbox`: the document's outbox as the write that kicks left it (the writer has it from
+        the write itself), which spares reading it back. Entries another process published
+        meanwhile go out again: the bus drops the repeat by its message id.
+        """
+        task = asyncio.create_task(self.flush(collection, doc_id, outbox))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def flush(self, collection: str, doc_id: Any) -> int:
+    async def flush(self, collection: str, doc_id: Any, outbox: list[Any] | None = None) -> int:
         """Publish one document's pending events in order; returns how many went out."""
         try:
-            return await self._flush(collection, doc_id)
+            return await self._flush(collection, doc_id, outbox)
         except BusUnavailable as exc:
             log.info("outbox publish deferred", extra={"collection": collection, "error": str(exc)})
             return 0
@@ -180,22 +185,26 @@ class OutboxRelay:
             log.exception("outbox flush failed", extra={"collection": collection})
             return 0
 
-    async def _flush(self, collection: str, doc_id: Any) -> int:
+    async def _flush(self, collection: str, doc_id: Any, outbox: list[Any] | None = None) -> int:
         key = (collection, doc_id)
         lock = self._locks.setdefault(key, asyncio.Lock())
         try:
             async with lock:
-                return await self._flush_locked(collection, doc_id)
+                return await self._flush_locked(collection, doc_id, outbox)
         finally:
             if not lock.locked():
                 self._locks.pop(key, None)
 
-    async def _flush_locked(self, collection: str, doc_id: Any) -> int:
+    async def _flush_locked(
+        self, collection: str, doc_id: Any, outbox: list[Any] | None = None
+    ) -> int:
         coll = self._database()[collection]
-        doc = await coll.find_one({"_id": doc_id}, {OUTBOX: 1})
-        if doc is None:
-            return 0
-        pending = doc.get(OUTBOX) or []
+        if outbox is None:
+            doc = await coll.find_one({"_id": doc_id}, {OUTBOX: 1})
+            if doc is None:
+                return 0
+            outbox = doc.get(OUTBOX) or []
+        pending = outbox
         done: list[Any] = []  # ids of the entries published or set aside
         odd: list[Any] = []  # entries set aside that have no id (not even a document)
         sent = 0
@@ -218,14 +227,38 @@ class OutboxRelay:
                 else:
                     odd.append(raw)
         finally:
-            if done:
+            # The usual case, in one write: the outbox still holds exactly the entries just
+            # handled (as many, each of them: ids are unique), so it empties and the flag goes.
+            emptied = (
+                bool(done)
+                and not odd
+                and len(done) == len(pending)
+                and await self._empty_if_only(coll, doc_id, done)
+            )
+            if not emptied and done:
                 await coll.update_one({"_id": doc_id}, {"$pull": {OUTBOX: {"id": {"$in": done}}}})
             if odd:
                 await coll.update_one({"_id": doc_id}, {"$pull": {OUTBOX: {"$in": odd}}})
-        # Clear the flag only if nothing new was pushed meanwhile (the filter checks emptiness
-        # and the update is atomic with it).
-        await coll.update_one({"_id": doc_id, OUTBOX: {"$size": 0}}, {"$set": {PENDING: False}})
+        if not emptied:
+            # Clear the flag only if nothing new was pushed meanwhile (the filter checks
+            # emptiness and the update is atomic with it).
+            await coll.update_one({"_id": doc_id, OUTBOX: {"$size": 0}}, {"$set": {PENDING: False}})
         return sent
+
+    @staticmethod
+    async def _empty_if_only(coll: Any, doc_id: Any, ids: list[Any]) -> bool:
+        """Empty the outbox (and clear the flag) if it holds exactly the entries `ids`."""
+        # `$and` of one equality per id, not `$all` (nx-27017 matches no `$all` on a path into
+        # an array); a write pushed meanwhile changes the size and the filter misses.
+        result = await coll.update_one(
+            {
+                "_id": doc_id,
+                OUTBOX: {"$size": len(ids)},
+                "$and": [{f"{OUTBOX}.id": entry_id} for entry_id in ids],
+            },
+            {"$set": {OUTBOX: [], PENDING: False}},
+        )
+        return bool(result.matched_count == 1)
 
     async def _set_aside(self, collection: str, doc_id: Any, raw: Any, exc: Exception) -> None:
         from pymongo.errors import DuplicateKeyError
@@ -333,9 +366,10 @@ class OutboxCollection(Generic[D]):
         self.collection: AsyncCollection[D] = collection(db, name, doc)
         self.relay = relay
 
-    def _published(self, doc_id: Any, events: tuple[Event[Any], ...]) -> None:
+    def _published(self, doc: D, events: tuple[Event[Any], ...]) -> None:
         if events:
-            self.relay.kick(self.name, doc_id)
+            # The outbox as this write left it: the relay need not read it back.
+            self.relay.kick(self.name, doc["_id"], list(doc.get(OUTBOX) or []))
 
     async def insert_one(self, doc: D, *events: Event[Any]) -> D:
         """Insert `doc` (which gets its outbox fields, with or without events) and return it.
@@ -346,7 +380,7 @@ class OutboxCollection(Generic[D]):
         # A dict at run time, whatever TypedDict `D` is for the checker.
         cast(Document, doc).update(outbox_fields(*events))
         await self.collection.insert_one(doc)
-        self._published(doc["_id"], events)
+        self._published(doc, events)
         return doc
 
     async def find_one_and_update(
@@ -360,7 +394,7 @@ class OutboxCollection(Generic[D]):
             return_document=ReturnDocument.AFTER,
         )
         if doc is not None:
-            self._published(doc["_id"], events)
+            self._published(doc, events)
         return doc
 
     async def versioned_update(
