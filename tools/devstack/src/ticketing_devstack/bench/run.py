@@ -369,33 +369,28 @@ class Bench:
             )
         )
 
+    def pinned_hello(self, factory: str) -> loads.LoadResult:
+        """GET / of a baseline app (`bench/hello.py`) on CPU 0, the load on CPU 1."""
+        hello = self.hello(SERVER_CPU, factory)
+        try:
+            return self.measure(
+                loads.Load(
+                    f"{hello}/", connections=self.args.connections, seconds=self.args.seconds
+                ),
+                cpu=LOAD_CPU,
+            )
+        finally:
+            self.retire("hello")
+
     async def framework(self) -> None:
         """currentuser on one core (CPU 0), the load on the other (CPU 1), against a bare
         Starlette hello under the same uvicorn flags on the same core."""
         user = (await self.users(1))[0]
         cookie = self.cookie(user)
         await user.http.aclose()
-        hello = self.hello(SERVER_CPU)
-        try:
-            base = self.measure(
-                loads.Load(
-                    f"{hello}/", connections=self.args.connections, seconds=self.args.seconds
-                ),
-                cpu=LOAD_CPU,
-            )
-        finally:
-            self.retire("hello")
+        base = self.pinned_hello("create_app")
         # The framework's own share: one FastAPI route, nothing of ours.
-        hello = self.hello(SERVER_CPU, "create_fastapi_app")
-        try:
-            bare_fastapi = self.measure(
-                loads.Load(
-                    f"{hello}/", connections=self.args.connections, seconds=self.args.seconds
-                ),
-                cpu=LOAD_CPU,
-            )
-        finally:
-            self.retire("hello")
+        bare_fastapi = self.pinned_hello("create_fastapi_app")
         self.figures.append(
             Figure(
                 "an empty FastAPI route, 1 core",
