@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from opentelemetry.util._once import Once
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated, new_event
@@ -230,6 +233,24 @@ async def test_the_http_request_span_is_named_by_its_route(
     (span,) = read_spans(tmp_path / f"{name}.jsonl")  # health and metrics are not traced
     assert span["name"] == "GET unmatched"
     assert span["attributes"]["url.path"] == "/api/nothing/here"
+
+
+async def test_a_global_tracer_provider_adds_no_second_set_of_request_spans(
+    mongo: Any, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our request spans are the only ones: FastAPI's own telemetry (a span per request and
+    per dependency, on as soon as any library sets a global tracer provider) stays off."""
+    global_spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(global_spans))
+    # As OpenTelemetry's own test helpers reset it: the global provider may be set once.
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    trace.set_tracer_provider(provider)
+    app = create_service_app(spec(name), settings_for(name), mongo=mongo, bus=InMemoryBus(name))
+    async with running(app) as client:
+        assert (await client.post("/api/things")).status_code == 201
+    assert global_spans.get_finished_spans() == ()
 
 
 def test_spans_are_exported_over_otlp_when_an_endpoint_is_set(name: str) -> None:
