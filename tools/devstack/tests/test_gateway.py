@@ -1,14 +1,23 @@
 import asyncio
 import contextlib
+import gzip
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
 
+import aiohttp
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
 
+from ticketing_devstack import gateway as gateway_module
 from ticketing_devstack.gateway import create_app
 from ticketing_devstack.routes import ROUTES, route
-from ticketing_testing.apps import running
+from ticketing_testing.apps import running, serving
+from ticketing_testing.servers import free_port
+from ticketing_testing.waiting import eventually
 
 
 @pytest.mark.parametrize(
@@ -37,29 +46,63 @@ def test_every_api_service_has_exactly_one_prefix() -> None:
     assert len(services) == len(set(services))
 
 
-seen: list[httpx.Request] = []
+@dataclass
+class Received:
+    """A request as an upstream service read it off the wire."""
+
+    raw_path: bytes
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: str) -> list[bytes]:
+        return [value for key, value in self.headers if key == name.encode()]
 
 
-def upstream(request: httpx.Request) -> httpx.Response:
-    seen.append(request)
-    if request.url.host == "down":
-        raise httpx.ConnectError("refused")
-    headers = [("set-cookie", "a=1; Path=/"), ("set-cookie", "b=2; Path=/")]
-    return httpx.Response(
-        201, json={"host": request.url.host, "path": request.url.path}, headers=headers
-    )
+def echo(service: str, seen: list[Received]) -> Starlette:
+    """An upstream service: keeps every request it reads and answers 201 with its name, the path
+    and two cookies."""
+
+    async def answer(request: Request) -> Response:
+        seen.append(
+            Received(
+                request.scope["raw_path"],
+                request.scope["query_string"],
+                request.headers.raw,
+                await request.body(),
+            )
+        )
+        res = JSONResponse({"service": service, "path": request.url.path}, status_code=201)
+        res.raw_headers += [(b"set-cookie", b"a=1; Path=/"), (b"set-cookie", b"b=2; Path=/")]
+        return res
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    return Starlette(routes=[Route("/{path:path}", answer, methods=methods)])
+
+
+def browser(app: Starlette) -> httpx.AsyncClient:
+    """A client of the gateway with a cookie jar of its own, as a browser has."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+
+
+def by_name(url: str) -> str:
+    # An upstream by name, as in the stack's table: aiohttp's own cookie jar keeps no cookie set
+    # by an IP address, so only a name shows a gateway that keeps cookies.
+    return url.replace("127.0.0.1", "localhost")
+
+
+seen: list[Received] = []
 
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway, running, before auth and tickets (real servers) and orders (down: nothing
+    listens on its port)."""
     seen.clear()
-    app = create_app(
-        {"auth": "http://auth", "tickets": "http://tickets", "orders": "http://down"},
-        transport=httpx.MockTransport(upstream),
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+    async with serving(echo("auth", seen)) as auth, serving(echo("tickets", seen)) as tickets:
+        down = f"http://127.0.0.1:{free_port()}"
+        app = create_app({"auth": by_name(auth), "tickets": by_name(tickets), "orders": down})
+        async with app.router.lifespan_context(app), browser(app) as client:
             yield client
 
 
@@ -69,13 +112,66 @@ async def test_the_gateway_forwards_by_prefix_with_body_query_and_cookies(
     gateway.cookies.set("session", "tok")
     res = await gateway.post("/api/tickets/x?limit=2", json={"title": "t"})
     assert res.status_code == 201
-    assert res.json() == {"host": "tickets", "path": "/api/tickets/x"}
+    assert res.json() == {"service": "tickets", "path": "/api/tickets/x"}
     assert res.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/"]
     request = seen[-1]
-    assert request.url.query == b"limit=2"
-    assert request.content == b'{"title":"t"}'
-    assert "session=tok" in request.headers["cookie"]
-    assert request.headers["x-forwarded-proto"] == "http"
+    assert request.query == b"limit=2"
+    assert request.body == b'{"title":"t"}'
+    assert request.header("cookie") == [b"session=tok"]
+    assert request.header("host") == [b"gw"]
+    assert request.header("x-forwarded-for") == [b"127.0.0.1"]
+    assert request.header("x-forwarded-proto") == [b"http"]
+    assert request.header("x-forwarded-host") == [b"gw"]
+
+
+async def test_path_query_and_header_bytes_reach_the_service_as_the_browser_sent_them(
+    gateway: httpx.AsyncClient,
+) -> None:
+    target = "/api/users/a%2Fb%20c/%7e//d?q=a%20b+c&x=%7E&&flag"
+    # Beyond ASCII: UTF-8, as browsers send it. A header that is not UTF-8 is read as Latin-1:
+    # aiohttp writes text, as UTF-8, so it arrives re-encoded rather than failing the request.
+    headers = {"x-name": "Zoë".encode(), "x-latin": b"caf\xe9"}
+    assert (await gateway.get(target, headers=headers)).status_code == 201
+    request = seen[-1]
+    assert request.raw_path == b"/api/users/a%2Fb%20c/%7e//d"
+    assert request.query == b"q=a%20b+c&x=%7E&&flag"
+    assert request.header("x-name") == ["Zoë".encode()]
+    assert request.header("x-latin") == ["café".encode()]
+
+
+async def test_hop_by_hop_headers_stay_and_the_gateway_adds_none_of_its_own(
+    gateway: httpx.AsyncClient,
+) -> None:
+    # What httpx would add: the gateway must add none of it in the browser's place.
+    for name in ("user-agent", "accept", "accept-encoding"):
+        del gateway.headers[name]
+    headers = {
+        "connection": "keep-alive, x-per-hop",
+        "keep-alive": "timeout=5",
+        "te": "trailers",
+        "x-per-hop": "1",
+        "x-kept": "2",
+    }
+    assert (await gateway.post("/api/users", content=b"raw", headers=headers)).status_code == 201
+    request = seen[-1]
+    assert [key for key, _ in request.headers] == [
+        b"host",
+        b"x-kept",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"content-length",
+    ]
+    assert (request.header("content-length"), request.body) == ([b"3"], b"raw")
+
+
+async def test_a_cookie_a_service_sets_is_never_sent_by_the_gateway(
+    gateway: httpx.AsyncClient,
+) -> None:
+    assert (await gateway.get("/api/users/currentuser")).headers.get_list("set-cookie")
+    gateway.cookies.clear()  # the browser drops them: the gateway must have kept none
+    assert (await gateway.get("/api/users/currentuser")).status_code == 201
+    assert seen[-1].header("cookie") == []
 
 
 async def test_a_service_that_is_down_is_a_502_in_the_error_shape(
@@ -94,19 +190,10 @@ async def test_an_unconfigured_upstream_is_404(gateway: httpx.AsyncClient) -> No
 # --- sessions: the gateway keeps none ------------------------------------------------------------
 
 
-class ByHost(httpx.AsyncBaseTransport):
-    """Upstream services in process, picked by the host of the gateway's upstream URL."""
-
-    def __init__(self, apps: dict[str, Any]) -> None:
-        self.transports = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.transports[request.url.host].handle_async_request(request)
-
-
 @pytest.fixture
-async def services() -> AsyncIterator[httpx.AsyncBaseTransport]:
-    """The real auth, tickets and orders apps (in-memory Mongo and bus), one session key."""
+async def services() -> AsyncIterator[dict[str, str]]:
+    """The real auth, tickets and orders apps (in-memory Mongo and bus, one session key) on real
+    servers: their base URLs."""
     from mongomock_motor import AsyncMongoMockClient
 
     from ticketing_auth.main import create_app as auth_app
@@ -120,24 +207,19 @@ async def services() -> AsyncIterator[httpx.AsyncBaseTransport]:
     common = {"environment": "test", "jwt_key": "g" * 40, "cookie_secure": False}
     mongo = AsyncMongoMockClient(tz_aware=True)
     apps = {
-        "auth": auth_app(AuthSettings(**common), mongo=mongo, bus=InMemoryBus("auth")),
+        # Its sign-up limits counted in the process, not in a Redis other runs count in too.
+        "auth": auth_app(
+            AuthSettings(**common, redis_url="memory://"), mongo=mongo, bus=InMemoryBus("auth")
+        ),
         "tickets": tickets_app(TicketsSettings(**common), mongo=mongo, bus=InMemoryBus("tickets")),
         "orders": orders_app(OrdersSettings(**common), mongo=mongo, bus=InMemoryBus("orders")),
     }
     async with contextlib.AsyncExitStack() as stack:
-        for app in apps.values():
-            await stack.enter_async_context(app.router.lifespan_context(app))
-        yield ByHost(apps)
+        yield {s: by_name(await stack.enter_async_context(serving(app))) for s, app in apps.items()}
 
 
-async def test_three_browsers_each_see_only_their_own_session(
-    services: httpx.AsyncBaseTransport,
-) -> None:
-    app = create_app({s: f"http://{s}" for s in ("auth", "tickets", "orders")}, transport=services)
-
-    def browser() -> httpx.AsyncClient:
-        # Its own cookie jar, like a browser; all three share the one gateway.
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+async def test_three_browsers_each_see_only_their_own_session(services: dict[str, str]) -> None:
+    app = create_app(services)
 
     async def whoami(client: httpx.AsyncClient) -> str | None:
         res = await client.get("/api/users/currentuser")
@@ -156,7 +238,9 @@ async def test_three_browsers_each_see_only_their_own_session(
         ).status_code == 401
         assert (await client.get("/api/orders")).status_code == 401
 
-    async with app.router.lifespan_context(app), browser() as anon, browser() as a, browser() as b:
+    # Each with its own cookie jar; all three share the one gateway.
+    lifespan = app.router.lifespan_context(app)
+    async with lifespan, browser(app) as anon, browser(app) as a, browser(app) as b:
         await anonymous_is_refused(anon)
         await signup(a, "a@example.com")
         await anonymous_is_refused(anon)
@@ -192,6 +276,7 @@ class ClosingUpstream:
     def __init__(self) -> None:
         self.answered = 0
         self.dropped = 0
+        self.hung_up = 0  # connections the client closed itself, waiting for no answer
         self.server: asyncio.Server | None = None
         self.url = ""
         self.handlers: list[asyncio.Task[None]] = []
@@ -229,7 +314,7 @@ class ClosingUpstream:
             await self._read_request(reader)
             self.dropped += 1
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the client closed the connection itself
+            self.hung_up += 1
         writer.close()
         await writer.wait_closed()
 
@@ -270,18 +355,67 @@ async def test_a_post_on_a_closed_pooled_connection_is_not_repeated(
     assert (closing.answered, closing.dropped) == (1, 1)
 
 
+async def test_a_retry_is_one_and_on_a_new_connection_however_many_pooled_ones_are_stale(
+    pooled: httpx.AsyncClient, closing: ClosingUpstream
+) -> None:
+    # Two at once: two connections, both back in the pool afterwards, both stale.
+    for res in await asyncio.gather(*(pooled.get("/api/tickets/1") for _ in range(2))):
+        assert res.status_code == 200
+    assert (len(closing.handlers), closing.answered) == (2, 2)
+    assert (await pooled.get("/api/tickets/1")).status_code == 200
+    # The first pooled connection dropped it; the retry went out on a third, not on the second.
+    assert (len(closing.handlers), closing.answered, closing.dropped) == (3, 3, 1)
+
+
+async def test_an_idle_pooled_connection_is_closed_after_the_keepalive_expiry(
+    closing: ClosingUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway_module, "KEEPALIVE_EXPIRY", 0.2)
+    async with running(create_app({"tickets": closing.url})) as gw:
+        assert (await gw.get("/api/tickets/1")).status_code == 200
+        # Closed by the gateway, idle: no request was ever sent on it again.
+        await eventually(lambda: closing.hung_up == 1)
+        assert (await gw.get("/api/tickets/1")).status_code == 200
+    assert (len(closing.handlers), closing.answered, closing.dropped) == (2, 2, 0)
+
+
+async def test_a_service_that_does_not_answer_in_time_is_a_502(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the gateway gives up and closes the connection
+        writer.close()
+
+    monkeypatch.setattr(gateway_module, "TIMEOUT", aiohttp.ClientTimeout(total=0.3))
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server, running(create_app({"tickets": url})) as gw:
+        res = await gw.get("/api/tickets")
+    assert (res.status_code, res.json()) == (
+        502,
+        {"errors": [{"message": "Service unavailable: tickets"}]},
+    )
+
+
+async def compressed(_: Request) -> Response:
+    return Response(
+        gzip.compress(b'{"a":1}'),
+        headers={"content-encoding": "gzip", "content-type": "application/json"},
+    )
+
+
+async def redirect(_: Request) -> Response:
+    return RedirectResponse("/api/users/currentuser", status_code=303)
+
+
 async def test_the_upstream_response_is_passed_on_unchanged() -> None:
-    def compressed(request: httpx.Request) -> httpx.Response:
-        import gzip
-
-        return httpx.Response(
-            200,
-            content=gzip.compress(b'{"a":1}'),
-            headers={"content-encoding": "gzip", "content-type": "application/json"},
-        )
-
-    app = create_app({"auth": "http://auth"}, transport=httpx.MockTransport(compressed))
-    async with running(app) as gw:
+    upstream = Starlette(
+        routes=[Route("/api/users/currentuser", compressed), Route("/api/users/away", redirect)]
+    )
+    async with serving(upstream) as auth, running(create_app({"auth": auth})) as gw:
         res = await gw.get("/api/users/currentuser")
+        # A redirect is the browser's to follow.
+        away = await gw.get("/api/users/away")
     assert res.headers["content-encoding"] == "gzip"
     assert res.json() == {"a": 1}  # decoded by the client, once
+    assert (away.status_code, away.headers["location"]) == (303, "/api/users/currentuser")

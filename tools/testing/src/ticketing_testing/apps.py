@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from bson import ObjectId
 from fastapi import APIRouter, Request
 
@@ -17,6 +19,8 @@ from ticketing_common.events import TicketCreated, new_event
 from ticketing_common.outbox import Outbox, OutboxRelay
 from ticketing_common.service import Runtime
 from ticketing_common.settings import ServiceSettings
+from ticketing_testing.servers import free_port
+from ticketing_testing.waiting import eventually
 
 # Every test service signs sessions with this key (at least 32 bytes, as outside development).
 TEST_JWT_KEY = "test-jwt-key-0123456789abcdef0123456789"
@@ -53,6 +57,27 @@ async def running(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
             yield client
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Run an app, its lifespan included, under uvicorn in this event loop on a free port of
+    127.0.0.1, and give its base URL: for what only a real HTTP server shows (connections, the
+    bytes on the wire)."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none"
+    )
+    server = uvicorn.Server(config)
+    serve = asyncio.create_task(server.serve())
+    try:
+        # A lifespan that fails to start ends `serve` without the server ever starting.
+        await eventually(lambda: server.started or serve.done())
+        assert server.started, f"the app did not start on port {port}"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serve
 
 
 def session_cookie(
