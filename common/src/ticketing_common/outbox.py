@@ -199,12 +199,12 @@ class OutboxRelay:
         self, collection: str, doc_id: Any, outbox: list[Any] | None = None
     ) -> int:
         coll = self._database()[collection]
-        if outbox is None:
+        pending = outbox
+        if pending is None:
             doc = await coll.find_one({"_id": doc_id}, {OUTBOX: 1})
             if doc is None:
                 return 0
-            outbox = doc.get(OUTBOX) or []
-        pending = outbox
+            pending = doc.get(OUTBOX) or []
         done: list[Any] = []  # ids of the entries published or set aside
         odd: list[Any] = []  # entries set aside that have no id (not even a document)
         sent = 0
@@ -246,7 +246,7 @@ class OutboxRelay:
         return sent
 
     @staticmethod
-    async def _empty_if_only(coll: Any, doc_id: Any, ids: list[Any]) -> bool:
+    async def _empty_if_only(coll: AsyncCollection[Document], doc_id: Any, ids: list[Any]) -> bool:
         """Empty the outbox (and clear the flag) if it holds exactly the entries `ids`."""
         # `$and` of one equality per id, not `$all` (nx-27017 matches no `$all` on a path into
         # an array); a write pushed meanwhile changes the size and the filter misses.

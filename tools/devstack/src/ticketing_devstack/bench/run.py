@@ -112,7 +112,7 @@ def cpu_group(name: str) -> str:
     """Which part of the stack a process is, for the CPU-per-purchase breakdown."""
     if name.startswith("mongo"):
         return "nx-27017"
-    if name in ("auth", "tickets", "orders", "payments", "expiration", "worker"):
+    if name in (*SERVICES, "worker"):
         return "services"
     return name
 
