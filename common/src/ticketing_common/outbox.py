@@ -295,7 +295,22 @@ class OutboxRelay:
         return total
 
     async def _pending_ids(self, name: str) -> list[Any]:
+        """The next batch of pending documents: those after the last one the previous sweep
+        looked at, then the oldest ones again, by `_id`.
+
+        Usually all that is pending fits in one batch: one query on the flag alone finds it,
+        and the turn is taken here. Only a larger backlog (the bus was down a while) is paged
+        by `_id` range, which nx-27017 answers by reading the whole collection: 80 ms at 5,000
+        documents, every second, while every other command of the service waits.
+        """
         coll, after = self._database()[name], self._cursors.get(name)
+        first = coll.find({PENDING: True}, {"_id": 1}).sort("_id", 1).limit(self.sweep_batch + 1)
+        ids = [d["_id"] async for d in first]
+        if len(ids) <= self.sweep_batch:
+            if after is None:
+                return ids
+            with contextlib.suppress(TypeError):  # ids of several types: let Mongo order them
+                return [i for i in ids if i > after] + [i for i in ids if i <= after]
         query: dict[str, Any] = {PENDING: True}
         if after is not None:
             query["_id"] = {"$gt": after}

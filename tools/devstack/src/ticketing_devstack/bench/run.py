@@ -533,9 +533,9 @@ class Bench:
                 batch = [next(tickets) for _ in range(orders)]
                 busiest = n == max(self.args.buyers)
                 profiling = self.start_profiles() if busiest else []
-                cpu_before = self.cpu_by_group()
+                cpu_before = self.cpu_by_process()
                 bought, elapsed = await self.buy(self.buyers[:n], iter(batch))
-                cpu_used = self.cpu_by_group(since=cpu_before)
+                cpu_used = self.cpu_by_process(since=cpu_before)
                 self.stop_profiles(profiling)
                 if busiest:
                     self.cpu_figure(n, cpu_used, sum(b.status == 201 for b in bought), elapsed)
@@ -575,22 +575,31 @@ class Bench:
                 )
             )
 
-    def cpu_by_group(self, since: dict[str, float] | None = None) -> dict[str, float]:
-        """CPU seconds used so far by each part of the stack and by this process (the load,
-        the probe); minus `since` when given."""
+    def cpu_by_process(self, since: dict[str, float] | None = None) -> dict[str, float]:
+        """CPU seconds used so far by each process of the stack, and by this process (the load,
+        the probe) as "the bench"; minus `since` when given."""
         used: dict[str, float] = {}
         for name, proc in self.stack.procs.items():
             if proc.popen is not None:
-                group = cpu_group(name)
-                used[group] = used.get(group, 0.0) + cpu_seconds(proc.popen.pid)
+                used[name] = cpu_seconds(proc.popen.pid)
         # This process's children are the stack's processes too: the bench is what is left.
         used["the bench"] = cpu_seconds(os.getpid()) - sum(used.values())
         if since is not None:
-            used = {group: seconds - since.get(group, 0.0) for group, seconds in used.items()}
+            used = {name: seconds - since.get(name, 0.0) for name, seconds in used.items()}
         return used
 
-    def cpu_figure(self, n: int, used: dict[str, float], orders: int, elapsed: float) -> None:
+    @staticmethod
+    def by_group(used: dict[str, float]) -> dict[str, float]:
+        """Per-process CPU seconds summed by part of the stack (services, nx-27017, ...)."""
+        groups: dict[str, float] = {}
+        for name, seconds in used.items():
+            group = name if name == "the bench" else cpu_group(name)
+            groups[group] = groups.get(group, 0.0) + seconds
+        return groups
+
+    def cpu_figure(self, n: int, by_process: dict[str, float], orders: int, elapsed: float) -> None:
         """Where a purchase's CPU goes, and the ceiling it puts on orders/s on this machine."""
+        used = self.by_group(by_process)
         per = {group: seconds / max(orders, 1) for group, seconds in used.items()}
         total = sum(per.values())
         cores = len(os.sched_getaffinity(0))
@@ -608,6 +617,10 @@ class Bench:
                 None,
                 {
                     "per_order_seconds": per,
+                    "per_order_ms_by_process": {
+                        name: round(seconds / max(orders, 1) * 1000, 2)
+                        for name, seconds in sorted(by_process.items(), key=lambda kv: -kv[1])
+                    },
                     "orders": orders,
                     "seconds": elapsed,
                     "busy_cores": sum(used.values()) / elapsed,
@@ -848,12 +861,23 @@ class Bench:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         running = []
         for name in self.args.profile:
-            out = self.args.out / f"profile-{name}.svg"
+            out = self.args.out / f"profile-{name}.txt"
             running.append(
                 (
                     name,
                     subprocess.Popen(
-                        [spy, "record", "--pid", str(self.pid(name)), "-o", str(out), "-r", "50"],
+                        [
+                            spy,
+                            "record",
+                            "--pid",
+                            str(self.pid(name)),
+                            "-f",
+                            "raw",
+                            "-o",
+                            str(out),
+                            "-r",
+                            "100",
+                        ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.STDOUT,
                     ),
@@ -864,7 +888,7 @@ class Bench:
     @staticmethod
     def stop_profiles(running: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
         for _, proc in running:
-            proc.send_signal(2)  # SIGINT: py-spy writes its flame graph and exits
+            proc.send_signal(2)  # SIGINT: py-spy writes its collapsed stacks and exits
         for name, proc in running:
             try:
                 proc.wait(30)
