@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import AsyncMongoClient, monitoring
 
 from ticketing_common.bus.base import BusUnavailable
 from ticketing_common.bus.memory import InMemoryBus
@@ -22,6 +21,7 @@ from ticketing_common.outbox import (
     requeue_aside,
     with_outbox,
 )
+from ticketing_testing.mongo import recorded_nx_client
 
 COLL = "tickets"
 
@@ -450,31 +450,12 @@ async def test_a_sweep_goes_on_after_where_the_last_one_stopped(any_db: Database
     assert [e.id for e in bus.published] == [first.id, third.id, second.id]
 
 
-class FindFilters(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.filters: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find":
-            self.filters.append(dict(event.command.get("filter", {})))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.mark.connected
 async def test_a_sweep_asks_for_pending_documents_by_the_flag_alone(nx_mongo: Any) -> None:
     """nx-27017 answers `_id` ranges by reading the whole collection (80 ms per 5,000
     documents, each second, while every other command of the service waited): a sweep whose
     backlog fits in a batch asks for the indexed flag only, and still takes turns."""
-    filters = FindFilters()
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        f"mongodb://{nx_mongo.url}", event_listeners=[filters]
-    )
-    try:
+    async with recorded_nx_client(nx_mongo) as (client, queries):
         db = client["tickets"]
         await ensure_indexes(db, [IndexSpec(COLL, [(PENDING, 1), ("_id", 1)])])
         await db[COLL].insert_many([{"_id": ObjectId(), **outbox_fields()} for _ in range(5)])
@@ -487,7 +468,5 @@ async def test_a_sweep_asks_for_pending_documents_by_the_flag_alone(nx_mongo: An
         assert await relay.sweep() == 2
         assert [e.id for e in bus.published] == [first.id, third.id, second.id]
         # Reading one document by its id is fine; a range of ids is what reads them all.
-        assert {PENDING: True} in filters.filters
-        assert not [f for f in filters.filters if isinstance(f.get("_id"), dict)], filters.filters
-    finally:
-        await client.close()
+        assert {PENDING: True} in queries.filters
+        assert not queries.ranges_on("_id"), queries.filters

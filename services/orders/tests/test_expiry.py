@@ -6,13 +6,16 @@ from typing import Any
 
 import httpx
 import pytest
+from bson import ObjectId
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import Subject
-from ticketing_common.mongo import Database
+from ticketing_common.events import OrderStatus, Subject
+from ticketing_common.mongo import Database, ensure_indexes
+from ticketing_orders import state
 from ticketing_orders.expiry import sweep_once
 from ticketing_orders.settings import Settings
 from ticketing_testing.events import delivered, expiration_complete, payment_created
+from ticketing_testing.mongo import recorded_nx_client
 from ticketing_testing.waiting import eventually, published
 
 UserHeaders = Callable[..., dict[str, str]]
@@ -102,3 +105,46 @@ async def test_the_running_service_sweeps_by_itself(
     assert 1.4 <= waited < 5, waited
     # Freed in the replica: the next buyer gets it.
     await place_order(order["ticket"]["id"])
+
+
+@pytest.mark.connected
+async def test_overdue_orders_are_found_by_indexed_ranges_earliest_first(nx_mongo: Any) -> None:
+    """Open orders past the cutoff, both open statuses, the earliest first; each asked as a
+    (status, expiresAt) range: nx-27017 reads every order for a `$in` on the status."""
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def order(status: OrderStatus, minutes: int, *, confirmed: bool = True) -> dict[str, Any]:
+        return {
+            "_id": ObjectId(),
+            "userId": "u",
+            "status": status.value,
+            "expiresAt": now + timedelta(minutes=minutes),
+            "version": 0,
+            "ticketId": str(ObjectId()),
+            "confirmed": confirmed,
+        }
+
+    late_paying = order(OrderStatus.AWAITING_PAYMENT, -30)
+    late = order(OrderStatus.CREATED, -20)
+    later = order(OrderStatus.CREATED, -10)
+    others = [
+        order(OrderStatus.CREATED, 10),
+        order(OrderStatus.COMPLETE, -40),
+        order(OrderStatus.CANCELLED, -40),
+        order(OrderStatus.CREATED, -40, confirmed=False),
+    ]
+    async with recorded_nx_client(nx_mongo) as (client, queries):
+        db = client["orders"]
+        await ensure_indexes(db, state.INDEXES)
+        await db[state.ORDERS].insert_many([later, *others, late, late_paying])
+        assert await state.overdue_orders(db, cutoff=now) == [
+            late_paying["_id"],
+            late["_id"],
+            later["_id"],
+        ]
+        assert await state.overdue_orders(db, cutoff=now, limit=2) == [
+            late_paying["_id"],
+            late["_id"],
+        ]
+        assert queries.filters
+        assert not queries.ranges_on("status"), queries.filters

@@ -23,7 +23,7 @@ from ticketing_common.events import (
     TicketRef,
     new_event,
 )
-from ticketing_common.mongo import Database, Document, IndexSpec, collection
+from ticketing_common.mongo import Database, Document, IndexSpec, as_utc, collection
 from ticketing_common.outbox import Outbox, OutboxCollection, Outboxed, strip_outbox
 from ticketing_orders import replica
 
@@ -112,10 +112,18 @@ async def list_orders(
 async def overdue_orders(
     db: Database, *, cutoff: datetime, limit: int = SWEEP_PAGE
 ) -> list[ObjectId]:
-    """Open orders whose time ran out before `cutoff` (indexed by status and expiresAt)."""
-    query = {"status": {"$in": OPEN_STATUSES}, "expiresAt": {"$lt": cutoff}, **VISIBLE}
-    cursor = orders_of(db).find(query, {"_id": 1}).sort("expiresAt", 1).limit(limit)
-    return [doc["_id"] async for doc in cursor]
+    """Open orders whose time ran out before `cutoff`, the earliest first.
+
+    One (status, expiresAt) range per open status, not a `$in` on the status: nx-27017 reads
+    the whole collection for that (110 ms at 5,000 orders, every second, while the service's
+    other commands wait); each range is indexed on every backend.
+    """
+    found: list[tuple[datetime, ObjectId]] = []
+    for status in OPEN_STATUSES:
+        query = {"status": status, "expiresAt": {"$lt": cutoff}, **VISIBLE}
+        cursor = orders_of(db).find(query, {"expiresAt": 1}).sort("expiresAt", 1).limit(limit)
+        found += [(as_utc(doc["expiresAt"]), doc["_id"]) async for doc in cursor]
+    return [order_id for _, order_id in sorted(found)[:limit]]
 
 
 async def cancel_order(
