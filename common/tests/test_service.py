@@ -4,11 +4,13 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
+from ticketing_common.auth import CurrentUser
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.errors import error_responses
-from ticketing_common.service import ServiceSpec, create_service_app
+from ticketing_common.service import ServiceSpec, create_service_app, direct_routes
 from ticketing_common.settings import ServiceSettings
 from ticketing_testing.apps import TEST_JWT_KEY, running
 from ticketing_testing.servers import free_port
@@ -127,3 +129,47 @@ def test_a_service_under_two_prefixes_is_refused() -> None:
     spec = ServiceSpec(name="odd", routers=[APIRouter(prefix="/api/a"), APIRouter(prefix="/api/b")])
     with pytest.raises(ValueError, match="several prefixes"):
         _ = spec.prefix
+
+
+def _gadgets() -> tuple[APIRouter, Any, Any]:
+    router = APIRouter(prefix="/api/gadgets")
+
+    @router.get("/count", responses={200: {"description": "How many"}})
+    async def count(request: Request) -> Response:
+        """How many gadgets, answered by the route that served it."""
+        route = request.scope["route"]
+        return JSONResponse({"count": 3, "route": type(route).__name__})
+
+    @router.get("/mine")
+    async def mine(user: CurrentUser) -> dict[str, str]:
+        """A route with a dependency."""
+        return {"id": user.id}
+
+    return router, count, mine
+
+
+async def test_a_direct_endpoint_is_served_ahead_of_fastapi_as_its_router_declares(
+    mongo: Any, bus: InMemoryBus
+) -> None:
+    router, count, _ = _gadgets()
+    spec = ServiceSpec(name="gadgets", routers=[router], direct=[count])
+    settings = ServiceSettings(service_name="gadgets", environment="test", jwt_key=TEST_JWT_KEY)
+    app = create_service_app(spec, settings, mongo=mongo, bus=bus)
+    async with running(app) as client:
+        res = await client.get("/api/gadgets/count")
+        # A Starlette route served it, not FastAPI's APIRoute; its metrics name its template.
+        assert res.json() == {"count": 3, "route": "DirectRoute"}
+        assert (await client.post("/api/gadgets/count")).status_code == 405
+        scrape = (await client.get("/metrics")).text
+        assert 'route="/api/gadgets/count"' in scrape
+        document = (await client.get("/api/gadgets/openapi.json")).json()
+        assert document["paths"]["/api/gadgets/count"]["get"]["summary"] == "Count"
+
+
+def test_only_an_endpoint_declared_once_that_takes_the_request_alone_is_served_directly() -> None:
+    router, count, mine = _gadgets()
+    with pytest.raises(ValueError, match="takes more than the request"):
+        direct_routes([router], [mine])
+    with pytest.raises(ValueError, match="declared 0 times"):
+        direct_routes([APIRouter()], [count])
+    assert [r.path for r in direct_routes([router], [count])] == ["/api/gadgets/count"]

@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ticketing_common.bus import Bus, JetStreamBus
@@ -88,6 +91,8 @@ class MongoRuntime(Runtime[SettingsT]):
 EventHandler: TypeAlias = Callable[[RuntimeT, Event[Any]], Awaitable[None]]
 # Builds the service's runtime from the shared one, and closes its collaborators on exit.
 OpenRuntime: TypeAlias = Callable[[Runtime[SettingsT]], AbstractAsyncContextManager[RuntimeT]]
+# An endpoint that takes the request and answers it, with nothing for FastAPI to solve.
+DirectEndpoint: TypeAlias = Callable[[Request], Awaitable[Response]]
 # A readiness check: returns a problem ("redis: down") or None when fine.
 ReadinessCheck: TypeAlias = Callable[[RuntimeT], Awaitable[str | None]]
 
@@ -108,6 +113,8 @@ class ServiceSpec(Generic[SettingsT, RuntimeT]):
     scrape_hooks: list[ScrapeHook[RuntimeT]] = field(default_factory=list)
     # The service's cached settings factory, read when an app is made without settings.
     settings: Callable[[], SettingsT] | None = None
+    # Endpoints of `routers` served directly (see `direct_routes`): the hottest reads only.
+    direct: list[DirectEndpoint] = field(default_factory=list)
 
     @property
     def prefix(self) -> str:
@@ -139,6 +146,45 @@ def runtime_of(kind: type[RuntimeT]) -> Callable[[Request], Awaitable[RuntimeT]]
         return runtime
 
     return get_runtime
+
+
+class DirectRoute(Route):
+    """A plain Starlette route that puts itself in the scope, as FastAPI's routes do: FastAPI's
+    router does not for a route of Starlette's, and the metrics and spans name each request by
+    its route's template."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().handle(scope, receive, send)
+
+
+def direct_routes(routers: list[APIRouter], endpoints: list[DirectEndpoint]) -> list[Route]:
+    """Plain Starlette routes for `endpoints`, at the path and methods their router declares.
+
+    FastAPI's own handling of a request (the nested routers' matching, solving dependencies,
+    validating and serializing the answer) costs three times a bare Starlette route: for the
+    read every page of the web client makes (auth's currentuser), more than all the rest of
+    it. Such an endpoint takes only the request and returns its response; served from a route
+    matched ahead of the routers, it keeps its declaration in the router, so the OpenAPI
+    document (and the fuzzing that checks answers against it) describes what serves it.
+    """
+    routes: list[Route] = []
+    for endpoint in endpoints:
+        declared = [
+            r
+            for router in routers
+            for r in router.routes
+            if isinstance(r, APIRoute) and r.endpoint is endpoint
+        ]
+        if len(declared) != 1:
+            raise ValueError(f"{endpoint.__name__}: declared {len(declared)} times in the routers")
+        (route,) = declared
+        if route.dependant.dependencies or route.dependant.query_params or route.body_field:
+            raise ValueError(f"{endpoint.__name__}: takes more than the request")
+        routes.append(
+            DirectRoute(route.path, endpoint, methods=sorted(route.methods or ()), name=route.name)
+        )
+    return routes
 
 
 def _health_router(spec: ServiceSpec[Any, RuntimeT]) -> APIRouter:
@@ -283,7 +329,9 @@ def create_service_app(
     # Outermost: the client's address is known before anything runs (and is logged).
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.openapi = partial(openapi_document, app)  # type: ignore[method-assign]
-    # Routes are matched in order: the API's first, the probes and the scrape after them.
+    # Routes are matched in order: the direct ones first (ahead of the docs), then the API's,
+    # the probes and the scrape after them.
+    app.router.routes[:0] = direct_routes(spec.routers, spec.direct)
     for router in spec.routers:
         app.include_router(router)
     app.include_router(_health_router(spec))

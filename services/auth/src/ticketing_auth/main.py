@@ -15,6 +15,8 @@ SPEC = ServiceSpec(
     indexes=repository.INDEXES,
     settings=get_settings,
     outbox_collections=[repository.USERS],
+    # Asked on every page the web client renders.
+    direct=[users.current_user],
 )
 
 create_app = SPEC.create_app

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from ticketing_auth import accounts
-from ticketing_auth.deps import ClientAddress, OptionalUser, RuntimeDep
+from ticketing_auth.deps import ClientAddress, RuntimeDep
 from ticketing_auth.repository import UserDoc
+from ticketing_auth.runtime import AuthRuntime
 from ticketing_auth.schemas import CurrentUserResponse, UserCreate, UserPublic, UserSignin
 from ticketing_auth.throttle import TooManyAttemptsError
-from ticketing_common.auth import clear_session_cookie, issue_token, set_session_cookie
+from ticketing_common.auth import (
+    clear_session_cookie,
+    issue_token,
+    optional_user,
+    set_session_cookie,
+)
 from ticketing_common.errors import BadRequestError, TooManyRequestsError, error_responses
 
 router = APIRouter(prefix="/api/users", tags=["users"])
@@ -68,15 +74,20 @@ async def signout(runtime: RuntimeDep, response: Response) -> dict[str, object]:
     return {}
 
 
-@router.get("/currentuser")
-async def current_user(
-    session: OptionalUser, runtime: RuntimeDep, response: Response
-) -> CurrentUserResponse:
+@router.get(
+    "/currentuser",
+    response_model=None,
+    responses={200: {"model": CurrentUserResponse, "description": "Who is signed in"}},
+)
+async def current_user(request: Request) -> Response:
     """Who is signed in, or null (also for a valid session whose account no longer exists,
     whose cookie is then cleared)."""
+    # Served as a direct route (main.py): the request only, the answer rendered here.
+    runtime: AuthRuntime = request.app.state.runtime
+    session = await optional_user(request)
     user = await accounts.signed_in_user(runtime.db, session)
-    if user is None:
-        if session is not None:
-            clear_session_cookie(response, settings=runtime.settings)
-        return CurrentUserResponse(currentUser=None)
-    return CurrentUserResponse(currentUser=UserPublic.from_doc(user))
+    body = CurrentUserResponse(currentUser=UserPublic.from_doc(user) if user else None)
+    response = Response(body.model_dump_json(), media_type="application/json")
+    if user is None and session is not None:
+        clear_session_cookie(response, settings=runtime.settings)
+    return response
