@@ -23,6 +23,13 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, StatusCode
+
+# Enum members' `.name` is a property lookup each time: named once here.
+_KINDS = {kind: kind.name for kind in SpanKind}
+_STATUSES = {code: code.name for code in StatusCode}
+# One encoder for every line (json.dumps builds one per call); spans are never circular.
+_ENCODER = json.JSONEncoder(default=str, check_circular=False)
 
 
 def span_record(span: ReadableSpan) -> dict[str, Any]:
@@ -30,21 +37,18 @@ def span_record(span: ReadableSpan) -> dict[str, Any]:
     context = span.get_span_context()
     parent = span.parent
     return {
-        "traceId": format(context.trace_id, "032x") if context else "",
-        "spanId": format(context.span_id, "016x") if context else "",
-        "parentSpanId": format(parent.span_id, "016x") if parent is not None else None,
+        "traceId": f"{context.trace_id:032x}" if context else "",
+        "spanId": f"{context.span_id:016x}" if context else "",
+        "parentSpanId": f"{parent.span_id:016x}" if parent is not None else None,
         "name": span.name,
-        "kind": span.kind.name,
+        "kind": _KINDS[span.kind],
         "service": str(span.resource.attributes.get("service.name", "")),
         "start": span.start_time,
         "end": span.end_time,
-        "status": span.status.status_code.name,
+        "status": _STATUSES[span.status.status_code],
         "attributes": dict(span.attributes or {}),
         "links": [
-            {
-                "traceId": format(link.context.trace_id, "032x"),
-                "spanId": format(link.context.span_id, "016x"),
-            }
+            {"traceId": f"{link.context.trace_id:032x}", "spanId": f"{link.context.span_id:016x}"}
             for link in span.links
         ],
     }
@@ -56,7 +60,7 @@ class JsonLinesExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        text = "".join(json.dumps(span_record(s), default=str) + "\n" for s in spans)
+        text = "".join(_ENCODER.encode(span_record(s)) + "\n" for s in spans)
         try:
             with self._lock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

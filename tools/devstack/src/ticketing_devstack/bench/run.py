@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import nats
 import psutil
@@ -284,26 +285,37 @@ class Bench:
         return counts
 
     async def buy(self, buyers: list[User], tickets: Iterator[str]) -> tuple[list[Bought], float]:
-        """Each buyer orders the next ticket as soon as its last order is answered."""
+        """Each buyer orders the next ticket as soon as its last order is answered.
+
+        Over aiohttp, each buyer with its own keep-alive connection and its session cookie:
+        the driver shares the two cores with the stack, and httpx spends about 1.1 ms of CPU
+        on a request where aiohttp spends 0.2 (measured against the bare hello app), which was
+        a tenth of the CPU of a purchase.
+        """
         bought: list[Bought] = []
+        url = f"{self.url('gateway')}/api/orders"
 
         async def buyer(user: User) -> None:
-            for ticket_id in tickets:
-                sent = time.monotonic()
-                res = await user.order(ticket_id)
-                answered = time.monotonic()
-                body = res.json() if res.status_code == 201 else {}
-                expires = body.get("expiresAt")
-                bought.append(
-                    Bought(
-                        ticket_id,
-                        res.status_code,
-                        body.get("id", ""),
-                        sent,
-                        answered,
-                        datetime.fromisoformat(expires) if expires else None,
+            headers = {"Cookie": self.cookie(user)}
+            async with aiohttp.ClientSession(
+                cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=30)
+            ) as http:
+                for ticket_id in tickets:
+                    sent = time.monotonic()
+                    async with http.post(url, json={"ticketId": ticket_id}, headers=headers) as res:
+                        body = await res.json() if res.status == 201 else {}
+                    answered = time.monotonic()
+                    expires = body.get("expiresAt")
+                    bought.append(
+                        Bought(
+                            ticket_id,
+                            res.status,
+                            body.get("id", ""),
+                            sent,
+                            answered,
+                            datetime.fromisoformat(expires) if expires else None,
+                        )
                     )
-                )
 
         start = time.monotonic()
         await asyncio.gather(*(buyer(u) for u in buyers))
