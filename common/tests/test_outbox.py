@@ -470,3 +470,55 @@ async def test_a_sweep_asks_for_pending_documents_by_the_flag_alone(nx_mongo: An
         # Reading one document by its id is fine; a range of ids is what reads them all.
         assert {PENDING: True} in queries.filters
         assert not queries.ranges_on("_id"), queries.filters
+
+
+class PushesDuring(InMemoryBus):
+    """Publishing one event, another process writes a new event into that document's outbox."""
+
+    def __init__(self, db: Database, doc_id: ObjectId, event_id: str) -> None:
+        super().__init__("tickets")
+        self.db, self.doc_id, self.event_id = db, doc_id, event_id
+        self.pushed = updated(1)
+
+    async def publish(self, event: Event[Any]) -> None:
+        await super().publish(event)
+        if event.id == self.event_id:
+            await self.db[COLL].update_one({"_id": self.doc_id}, with_outbox({}, self.pushed))
+
+
+async def outboxes(db: Database, ids: list[ObjectId]) -> list[tuple[list[str], bool]]:
+    docs = {d["_id"]: d async for d in db[COLL].find({"_id": {"$in": ids}})}
+    return [([e["id"] for e in docs[i][OUTBOX]], bool(docs[i][PENDING])) for i in ids]
+
+
+async def test_outboxes_published_together_are_emptied_together_but_a_new_entry_stays(
+    any_db: Database,
+) -> None:
+    events = [created() for _ in range(3)]
+    ids = await insert_many(any_db, events)
+    bus = PushesDuring(any_db, ids[1], events[1].id)
+    relay = OutboxRelay(bus, any_db, [COLL])
+    sent = await asyncio.gather(*(relay.flush(COLL, doc_id) for doc_id in ids))
+    assert sent == [1, 1, 1]
+    # The second got an entry while its first was published: it keeps that one, and its flag.
+    assert await outboxes(any_db, ids) == [([], False), ([bus.pushed.id], True), ([], False)]
+    assert await relay.sweep() == 1
+    assert await outboxes(any_db, ids) == [([], False), ([], False), ([], False)]
+
+
+@pytest.mark.connected
+async def test_outboxes_published_in_one_turn_are_emptied_by_one_write(nx_mongo: Any) -> None:
+    async with recorded_nx_client(nx_mongo) as (client, queries):
+        db = client["tickets"]
+        events = [created() for _ in range(5)]
+        ids = await insert_many(db, events)
+        relay = OutboxRelay(InMemoryBus("tickets"), db, [COLL])
+        queries.commands.clear()
+        # As the writes' kicks do: each with its outbox as written, so nothing is read back.
+        flushes = [
+            relay.flush(COLL, doc_id, [outbox_fields(event)[OUTBOX][0]])
+            for doc_id, event in zip(ids, events, strict=True)
+        ]
+        assert await asyncio.gather(*flushes) == [1] * 5
+        assert queries.commands == [("update", 5)]
+        assert await outboxes(db, ids) == [([], False)] * 5

@@ -37,7 +37,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, Generic, NotRequired, TypedDict, cast
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from ticketing_common.bus.base import Bus, BusUnavailable, is_infrastructure_failure
@@ -153,7 +153,9 @@ class OutboxRelay:
         self.sweep_seconds = sweep_seconds
         self.sweep_batch = sweep_batch
         self._locks: dict[tuple[str, Any], asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[int]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Per collection: the outboxes to empty at the next turn of the loop (`_empty_if_only`).
+        self._emptying: dict[str, list[tuple[Any, list[Any], asyncio.Future[bool]]]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         # Per collection: the `_id` of the last document the sweep looked at.
         self._cursors: dict[str, Any] = {}
@@ -233,7 +235,7 @@ class OutboxRelay:
                 bool(done)
                 and not odd
                 and len(done) == len(pending)
-                and await self._empty_if_only(coll, doc_id, done)
+                and await self._empty_if_only(collection, doc_id, done)
             )
             if not emptied and done:
                 await coll.update_one({"_id": doc_id}, {"$pull": {OUTBOX: {"id": {"$in": done}}}})
@@ -245,20 +247,56 @@ class OutboxRelay:
             await coll.update_one({"_id": doc_id, OUTBOX: {"$size": 0}}, {"$set": {PENDING: False}})
         return sent
 
-    @staticmethod
-    async def _empty_if_only(coll: AsyncCollection[Document], doc_id: Any, ids: list[Any]) -> bool:
-        """Empty the outbox (and clear the flag) if it holds exactly the entries `ids`."""
+    async def _empty_if_only(self, collection: str, doc_id: Any, ids: list[Any]) -> bool:
+        """Empty the document's outbox (and clear its flag) if it holds exactly the entries
+        `ids`; False if it did not (an entry was pushed meanwhile).
+
+        The outboxes of a collection that finish publishing in the same turn of the event loop
+        (the publish acknowledgements arrive together under load) are emptied by one bulk
+        write: a round trip per purchase in each service, and on nx-27017 each command costs
+        about half a millisecond of its CPU before any work.
+        """
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
+        waiting = self._emptying.setdefault(collection, [])
+        waiting.append((doc_id, ids, answer))
+        if len(waiting) == 1:
+            loop.call_soon(self._start_emptying, collection)
+        return await answer
+
+    def _start_emptying(self, collection: str) -> None:
+        task = asyncio.create_task(self._empty_together(collection))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _empty_together(self, collection: str) -> None:
+        batch = self._emptying.pop(collection, [])
         # `$and` of one equality per id, not `$all` (nx-27017 matches no `$all` on a path into
         # an array); a write pushed meanwhile changes the size and the filter misses.
-        result = await coll.update_one(
-            {
-                "_id": doc_id,
-                OUTBOX: {"$size": len(ids)},
-                "$and": [{f"{OUTBOX}.id": entry_id} for entry_id in ids],
-            },
-            {"$set": {OUTBOX: [], PENDING: False}},
-        )
-        return bool(result.matched_count == 1)
+        writes = [
+            UpdateOne(
+                {
+                    "_id": doc_id,
+                    OUTBOX: {"$size": len(ids)},
+                    "$and": [{f"{OUTBOX}.id": entry_id} for entry_id in ids],
+                },
+                {"$set": {OUTBOX: [], PENDING: False}},
+            )
+            for doc_id, ids, _ in batch
+        ]
+        try:
+            result = await self._database()[collection].bulk_write(writes, ordered=False)
+        except Exception as exc:
+            for _, _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        # The result does not say which writes missed: if any did, each flush takes the slow
+        # path, which is harmless for an outbox this write did empty.
+        emptied = result.matched_count == len(batch)
+        for _, _, answer in batch:
+            if not answer.done():
+                answer.set_result(emptied)
 
     async def _set_aside(self, collection: str, doc_id: Any, raw: Any, exc: Exception) -> None:
         from pymongo.errors import DuplicateKeyError

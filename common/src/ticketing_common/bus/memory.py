@@ -318,8 +318,12 @@ class InMemoryBus(base.BusCore):
             item = self._take(consumer)
             if item is None:
                 consumer.wakeup.clear()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for turns a cancellation
+                # that lands as the timeout fires into a TimeoutError, and this loop would then
+                # never stop (a stopping bus waited for it forever).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(consumer.wakeup.wait(), timeout=0.005)
+                    async with asyncio.timeout(0.005):
+                        await consumer.wakeup.wait()
                 continue
             self._submit(
                 lanes,
