@@ -185,6 +185,8 @@ class Bench:
         self.idle_rss: dict[str, float] = {}
         self.seller: User | None = None
         self.buyers: list[User] = []
+        # currentuser (valid cookie) requests/s on one core, by whether it was traced.
+        self.currentuser: dict[bool, float] = {}
         self.pool: list[str] = []  # tickets for sale that orders knows of
         self.list_base: tuple[int, loads.LoadResult] | None = None
         mongo = mongo_urls(stack.urls)
@@ -423,23 +425,13 @@ class Bench:
                 {**bare_fastapi.__dict__, "baseline_rps": base.rps},
             )
         )
-        auth = self.stack.procs["auth"]
-        pinned = self.spawn("auth-pinned", auth.args, dict(auth.env), SERVER_CPU, "/readyz")
-        try:
-            for label, headers in (("valid cookie", {"Cookie": cookie}), ("no cookie", {})):
-                res = self.measure(
-                    loads.Load(
-                        f"{pinned}/api/users/currentuser",
-                        headers=headers,
-                        connections=self.args.connections,
-                        seconds=self.args.seconds,
-                    ),
-                    cpu=LOAD_CPU,
-                )
+        for traced in (False, True):
+            rps = self.pinned_currentuser(cookie, traced=traced)
+            for label, res in rps.items():
                 ratio = res.rps / base.rps
                 self.figures.append(
                     Figure(
-                        f"currentuser ({label}), 1 core",
+                        f"currentuser ({label}), 1 core, tracing {'on' if traced else 'off'}",
                         f"{res.rps:,.0f} req/s ({ratio:.2f}x; "
                         f"{res.rps / bare_fastapi.rps:.2f}x the empty FastAPI route)",
                         f"{base.rps:,.0f} req/s bare Starlette",
@@ -450,11 +442,35 @@ class Bench:
                             "baseline_rps": base.rps,
                             "fastapi_rps": bare_fastapi.rps,
                             "errors": res.errors,
+                            "traced": traced,
                         },
                     )
                 )
+
+    def pinned_currentuser(self, cookie: str, *, traced: bool) -> dict[str, loads.LoadResult]:
+        """currentuser of a second auth process on CPU 0, the load on CPU 1, with and without a
+        session cookie; tracing as the stack runs it (every request a span, written out) or
+        off (OTEL_SDK_DISABLED=true). Remembered for the tracing figure."""
+        auth = self.stack.procs["auth"]
+        env = {**auth.env, "OTEL_SDK_DISABLED": str(not traced).lower()}
+        pinned = self.spawn("auth-pinned", auth.args, env, SERVER_CPU, "/readyz")
+        try:
+            found = {
+                label: self.measure(
+                    loads.Load(
+                        f"{pinned}/api/users/currentuser",
+                        headers=headers,
+                        connections=self.args.connections,
+                        seconds=self.args.seconds,
+                    ),
+                    cpu=LOAD_CPU,
+                )
+                for label, headers in (("valid cookie", {"Cookie": cookie}), ("no cookie", {}))
+            }
         finally:
             self.retire("auth-pinned")
+        self.currentuser[traced] = found["valid cookie"].rps
+        return found
 
     async def post_tickets(self) -> None:
         self.seller = (await self.users(1))[0]
@@ -691,26 +707,13 @@ class Bench:
     async def tracing(self) -> None:
         """What tracing costs: currentuser on one core, and 1-buyer propagation, with tracing on
         (as the stack runs) and off (OTEL_SDK_DISABLED=true), measured one after the other."""
-        user = (await self.users(1))[0]
-        cookie = self.cookie(user)
-        await user.http.aclose()
-        auth = self.stack.procs["auth"]
-        rps: dict[bool, float] = {}
-        for off in (False, True):
-            env = {**auth.env, "OTEL_SDK_DISABLED": str(off).lower()}
-            pinned = self.spawn("auth-pinned", auth.args, env, SERVER_CPU, "/readyz")
-            try:
-                rps[off] = self.measure(
-                    loads.Load(
-                        f"{pinned}/api/users/currentuser",
-                        headers={"Cookie": cookie},
-                        connections=self.args.connections,
-                        seconds=self.args.seconds,
-                    ),
-                    cpu=LOAD_CPU,
-                ).rps
-            finally:
-                self.retire("auth-pinned")
+        if len(self.currentuser) < 2:  # the framework figure did not run: measure here
+            user = (await self.users(1))[0]
+            cookie = self.cookie(user)
+            await user.http.aclose()
+            for traced in (False, True):
+                self.pinned_currentuser(cookie, traced=traced)
+        rps = {not traced: value for traced, value in self.currentuser.items()}
         self.figures.append(
             Figure(
                 "tracing on: currentuser (valid cookie), 1 core",
