@@ -318,12 +318,15 @@ class InMemoryBus(base.BusCore):
             item = self._take(consumer)
             if item is None:
                 consumer.wakeup.clear()
-                # asyncio.timeout, not wait_for: Python 3.11's wait_for turns a cancellation
-                # that lands as the timeout fires into a TimeoutError, and this loop would then
-                # never stop (a stopping bus waited for it forever).
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.005):
-                        await consumer.wakeup.wait()
+                try:
+                    await asyncio.wait_for(consumer.wakeup.wait(), timeout=0.005)
+                except TimeoutError:
+                    # Python 3.11's wait_for turns a cancellation that lands as the timeout
+                    # fires into a TimeoutError: without this, a stopping bus would wait for
+                    # this loop forever.
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise asyncio.CancelledError from None
                 continue
             self._submit(
                 lanes,
