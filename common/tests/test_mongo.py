@@ -89,7 +89,7 @@ def test_as_utc_refuses_what_is_not_a_datetime(bad: object) -> None:
 @pytest.mark.connected
 async def test_the_command_counter_counts_each_round_trip(nx_mongo: ServerProcess) -> None:
     counter = CommandCounter()
-    client = connect(f"mongodb://{nx_mongo.url}", app_name="counted", counter=counter)
+    client = connect(f"mongodb://{nx_mongo.url}", app_name="counted", listener=counter)
     try:
         coll = client["counted"]["things"]
         await coll.insert_one({"_id": "a"})

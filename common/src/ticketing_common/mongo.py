@@ -72,10 +72,13 @@ def connect(
     *,
     app_name: str,
     timeout: float = 3.0,
-    counter: CommandCounter | None = None,
+    listener: monitoring.CommandListener | None = None,
 ) -> AsyncMongoClient[Document]:
-    """One client per process: it pools connections and must be reused, never per request."""
-    monitoring_options: dict[str, Any] = {"event_listeners": [counter]} if counter else {}
+    """One client per process: it pools connections and must be reused, never per request.
+    `listener` sees every command it sends (`CommandCounter`, or a test's recorder)."""
+    monitoring_options: dict[str, Any] = (
+        {"event_listeners": [listener]} if listener is not None else {}
+    )
     return AsyncMongoClient(
         url,
         appname=app_name,

@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, Generic, NotRequired, TypedDict, cast
 
@@ -172,7 +173,11 @@ class OutboxRelay:
         the write itself), which spares reading it back. Entries another process published
         meanwhile go out again: the bus drops the repeat by its message id.
         """
-        task = asyncio.create_task(self.flush(collection, doc_id, outbox))
+        self._spawn(self.flush(collection, doc_id, outbox))
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` in the background, kept until done (`close` waits for it)."""
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -261,13 +266,8 @@ class OutboxRelay:
         waiting = self._emptying.setdefault(collection, [])
         waiting.append((doc_id, ids, answer))
         if len(waiting) == 1:
-            loop.call_soon(self._start_emptying, collection)
+            loop.call_soon(lambda: self._spawn(self._empty_together(collection)))
         return await answer
-
-    def _start_emptying(self, collection: str) -> None:
-        task = asyncio.create_task(self._empty_together(collection))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _empty_together(self, collection: str) -> None:
         batch = self._emptying.pop(collection, [])

@@ -253,7 +253,7 @@ def create_service_app(
                     settings.mongo_url,
                     app_name=spec.name,
                     timeout=settings.mongo_timeout_seconds,
-                    counter=counter,
+                    listener=counter,
                 )
             )
             db = client[settings.mongo_db]

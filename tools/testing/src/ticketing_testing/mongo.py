@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from mongomock_motor import AsyncMongoMockClient
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import monitoring
 
 from ticketing_common.mongo import connect
 from ticketing_testing.servers import ServerProcess
@@ -47,9 +47,12 @@ def in_memory_mongo() -> Any:
 
 
 @contextlib.asynccontextmanager
-async def nx_mongo_client(server: ServerProcess) -> AsyncIterator[Any]:
-    """A client of a running nx-27017, as a service connects (`ticketing_common.mongo.connect`)."""
-    client = connect(f"mongodb://{server.url}", app_name="test")
+async def nx_mongo_client(
+    server: ServerProcess, listener: monitoring.CommandListener | None = None
+) -> AsyncIterator[Any]:
+    """A client of a running nx-27017, as a service connects (`ticketing_common.mongo.connect`);
+    `listener` sees its commands."""
+    client = connect(f"mongodb://{server.url}", app_name="test", listener=listener)
     try:
         yield client
     finally:
@@ -88,10 +91,5 @@ class Queries(monitoring.CommandListener):
 async def recorded_nx_client(server: ServerProcess) -> AsyncIterator[tuple[Any, Queries]]:
     """A client of a running nx-27017 that records the queries it sends."""
     queries = Queries()
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        f"mongodb://{server.url}", tz_aware=True, event_listeners=[queries]
-    )
-    try:
+    async with nx_mongo_client(server, queries) as client:
         yield client, queries
-    finally:
-        await client.close()
