@@ -61,6 +61,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--buyers", type=_ints, default=[1, 10, 50])
     parser.add_argument("--orders", type=_ints, default=[100, 300, 1000], help="per buyer count")
     parser.add_argument(
+        "--paced-rates",
+        type=_ints,
+        default=[25, 50, 75, 100],
+        help="orders a second offered by the most buyers, one paced run each ('': none)",
+    )
+    parser.add_argument("--paced-seconds", type=float, default=8, help="each paced run")
+    parser.add_argument(
         "--tracing-orders", type=int, default=100, help="1-buyer orders with tracing on, then off"
     )
     parser.add_argument("--expiry-orders", type=int, default=1000)
@@ -554,7 +561,10 @@ class Bench:
         per purchase over all of it; the memory after it."""
         counts = list(zip(self.args.buyers, self.args.orders, strict=True))
         await self.tickets_for_sale(
-            sum(n for _, n in counts) + self.tracing_orders() + self.expiry_orders()
+            sum(n for _, n in counts)
+            + sum(self.paced_orders().values())
+            + self.tracing_orders()
+            + self.expiry_orders()
         )
         self.buyers = await self.users(max(self.args.buyers))
         await self.settle()
@@ -584,6 +594,9 @@ class Bench:
                 self.samples[f"{n} buyer{'s' if n > 1 else ''}"] = [d * 1000 for d in delays]
                 self.purchase_figures(n, bought, ok, elapsed, delays, len(ok) - len(seen))
                 await self.settle()
+            for rate, orders in self.paced_orders().items():
+                batch = [next(tickets) for _ in range(orders)]
+                total += await self.purchase_paced(probe, rate, batch)
         await asyncio.sleep(1)  # the last sweeps of the outbox relays
         after = await self.mongo_commands()
         busy_seconds = time.monotonic() - phase_start
@@ -707,6 +720,56 @@ class Bench:
                 {"p50": p50, "p99": p99, "samples": len(delays), "unseen": unseen},
             )
         )
+
+    def paced_orders(self) -> dict[int, int]:
+        """Orders per paced run, by rate (none unless the purchase flow is measured)."""
+        if "purchase" not in self.args.only:
+            return {}
+        return {rate: round(rate * self.args.paced_seconds) for rate in self.args.paced_rates}
+
+    async def purchase_paced(self, probe: Probe, rate: int, batch: list[str]) -> int:
+        """The load curve: the most buyers ordering `rate` a second between them, each in turn,
+        whatever the answers take (an open loop). Propagation against the share of the two cores
+        the stack is busy: with room it is the path's own delay; the flat-out run, where every
+        step waits its turn for a core, is the far end. Reported, no target. Returns how many
+        orders were made."""
+        n = max(self.args.buyers)
+        cpu_before = self.cpu_by_process()
+        bought, elapsed = await self.buy_paced(self.buyers[:n], iter(batch), rate)
+        busy = sum(self.cpu_by_process(since=cpu_before).values()) / elapsed
+        ok = [b for b in bought if b.status == 201]
+        seen = await self.wait_seen(probe, "ticket.updated", {b.order_id for b in ok}, 60)
+        delays = [seen[b.order_id].monotonic - b.answered for b in ok if b.order_id in seen]
+        answers = [b.answered - b.sent for b in ok]
+        cores = len(os.sched_getaffinity(0))
+        self.samples[f"{n} buyers, {rate}/s"] = [d * 1000 for d in delays]
+        failed, unseen = len(bought) - len(ok), len(ok) - len(seen)
+        notes = (f", {failed} not 201" if failed else "") + (
+            f", {unseen} never seen" if unseen else ""
+        )
+        self.figures.append(
+            Figure(
+                f"propagation, {n} buyers at {rate}/s",
+                f"p50 {ms(percentile(delays, 50))}, p99 {ms(percentile(delays, 99))}"
+                f" (201 in p50 {ms(percentile(answers, 50))}){notes}",
+                f"{len(ok) / elapsed:.0f} orders/s, cores {busy / cores:.0%} busy",
+                "-",
+                None if not failed and not unseen else False,
+                {
+                    "offered_per_s": rate,
+                    "orders_per_s": len(ok) / elapsed,
+                    "busy_cores": busy,
+                    "p50": percentile(delays, 50),
+                    "p99": percentile(delays, 99),
+                    "answer_p50": percentile(answers, 50),
+                    "samples": len(delays),
+                    "failed": failed,
+                    "unseen": unseen,
+                },
+            )
+        )
+        await self.settle()
+        return len(ok)
 
     def figures_named(self, name: str) -> Figure | None:
         return next((f for f in self.figures if f.name == name), None)
