@@ -340,3 +340,62 @@ def test_every_stream_is_kept_by_as_many_servers_as_the_settings_say() -> None:
         assert (config.name, config.num_replicas) == (spec.name, 3)
         assert config.storage is StorageType.FILE
     assert JetStreamBus("nats://x", "tickets", stream_replicas=3).stream_replicas == 3
+
+
+@pytest.mark.connected
+async def test_a_trickle_of_messages_is_pulled_by_few_requests(nats_server: ServerProcess) -> None:
+    """Pulls stand on the server and deliver messages as they come: one event at a time, each
+    handled before the next is published, costs a pull request every few messages, not the
+    two or more (a probe, then a waiting pull) nats-py's `fetch` sends for each."""
+    import nats
+
+    url = f"nats://{nats_server.url}"
+    watcher = await nats.connect(url)
+    requests: list[bytes] = []
+
+    async def count(msg: Any) -> None:
+        requests.append(msg.data)
+
+    await watcher.subscribe("$JS.API.CONSUMER.MSG.NEXT.>", cb=count)
+    producer = await started(JetStreamBus(url, "tickets"))
+    consumer = JetStreamBus(url, "orders", concurrency=16)
+    rec = Recorder()
+    consumer.subscribe(ticket().subject, rec)
+    await started(consumer)
+    try:
+        for n in range(20):
+            await producer.publish(ticket(n))
+            await eventually(lambda n=n: len(rec.seen) == n + 1, timeout=5)  # type: ignore[misc]
+        await watcher.flush()
+        assert len(requests) <= 8, f"{len(requests)} pull requests for 20 messages"
+    finally:
+        await consumer.close()
+        await producer.close()
+        await watcher.close()
+
+
+@pytest.mark.connected
+async def test_a_consumer_asks_again_at_once_when_its_server_comes_back(
+    nats_server: ServerProcess,
+) -> None:
+    """A restart takes the standing pulls with it: the consumer asks again when it reconnects,
+    not only when their heartbeats have been missing long enough to give them up."""
+    url = f"nats://{nats_server.url}"
+    # Heartbeats so far apart that only asking again on reconnecting can get the event in time.
+    consumer = JetStreamBus(url, "orders", pull_heartbeat=60)
+    rec = Recorder()
+    consumer.subscribe(ticket().subject, rec)
+    await started(consumer)
+    producer = await started(JetStreamBus(url, "tickets"))
+    try:
+        await producer.publish(ticket(1))
+        await eventually(lambda: len(rec.seen) == 1, timeout=5)
+        nats_server.restart()
+        await producer.wait_connected(10)
+        await eventually(lambda: consumer._nc is not None and consumer._nc.is_connected)
+        await eventually(lambda: producer._nc is not None and producer._nc.is_connected)
+        await producer.publish(ticket(2))
+        await eventually(lambda: len(rec.seen) == 2, timeout=5)
+    finally:
+        await consumer.close()
+        await producer.close()

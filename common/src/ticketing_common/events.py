@@ -197,11 +197,17 @@ def to_document(event: Event[Any]) -> dict[str, Any]:
 def from_document(obj: Any) -> Event[Any]:
     """An event from its JSON-typed form (an outbox entry, or decoded bytes)."""
     try:
-        subject = Subject(obj["subject"])
-        model = EVENT_TYPES[subject]
-        return Event[model].model_validate(obj)  # type: ignore[valid-type]  # runtime-chosen model
+        return _EVENT_MODELS[Subject(obj["subject"])].model_validate(obj)
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         raise EventDecodeError(f"not a valid event: {exc}") from exc
+
+
+# Each subject's parametrised model, made once: `Event[model]` costs a lookup in pydantic's
+# generic cache on every call, a fifth of decoding an event.
+_EVENT_MODELS: dict[Subject, type[Event[Any]]] = {
+    subject: Event[model]  # type: ignore[valid-type]  # runtime-chosen model
+    for subject, model in EVENT_TYPES.items()
+}
 
 
 def decode(raw: bytes) -> Event[Any]:

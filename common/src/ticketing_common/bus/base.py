@@ -301,13 +301,20 @@ class Lanes:
     deliveries run one at a time in the order they were fetched (its events stay in version
     order; a handler never races another for the same record)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, freed: Callable[[], None] | None = None) -> None:
         self.limit = max(limit, 1)
         self._busy = 0
         self._room = asyncio.Event()
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._seqs: set[int] = set()
+        # Called each time a slot frees (the JetStream puller asks for more then).
+        self._freed = freed
+
+    @property
+    def free(self) -> int:
+        """Slots free now (negative when more was handed in than the limit)."""
+        return self.limit - self._busy
 
     async def room(self) -> int:
         """Wait for a free slot; how many there are."""
@@ -345,6 +352,8 @@ class Lanes:
         finally:
             self._busy -= 1
             self._room.set()
+            if self._freed is not None:
+                self._freed()
             if self._tails.get(key) is asyncio.current_task():
                 del self._tails[key]
 
@@ -402,8 +411,8 @@ class BusCore:
     def subscribe(self, subject: Subject, handler: Handler) -> None:
         self._handlers.append((subject, handler))
 
-    def _new_lanes(self) -> Lanes:
-        lanes = Lanes(self.concurrency)
+    def _new_lanes(self, *, freed: Callable[[], None] | None = None) -> Lanes:
+        lanes = Lanes(self.concurrency, freed=freed)
         self._lanes.append(lanes)
         return lanes
 

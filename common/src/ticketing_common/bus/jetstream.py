@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Unpack
@@ -32,6 +34,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -51,6 +54,7 @@ from ticketing_common.bus.base import (
     DeadLetter,
     Delivery,
     Handler,
+    Lanes,
     Unpublishable,
     durable_name,
 )
@@ -68,6 +72,12 @@ log = logging.getLogger("ticketing.bus")
 
 # The most messages one pull asks for (fewer when fewer handler slots are free).
 FETCH_BATCH = 64
+# A pull stands on the server this long, delivering messages as they come; while it has nothing
+# to deliver the server sends a heartbeat this often, so a pull lost with its server (a restart)
+# is noticed after two silent heartbeats and asked again.
+PULL_EXPIRES = 30.0
+PULL_HEARTBEAT = 5.0
+_NANOS = 1_000_000_000
 
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
 
@@ -131,17 +141,21 @@ class JetStreamBus(BusCore):
         *,
         publish_timeout: float = 2.0,
         stream_replicas: int = 1,
+        pull_heartbeat: float = PULL_HEARTBEAT,
         **tuning: Unpack[BusTuning],
     ) -> None:
         super().__init__(service, **tuning)
         self.url = url
         self.publish_timeout = publish_timeout
+        self.pull_heartbeat = pull_heartbeat
         self.stream_replicas = stream_replicas
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._connected = asyncio.Event()
         self._closing = False
         self.server_consumers: dict[str, ServerConsumer] = {}
+        # One per consumer: set when its standing pull should be looked at again.
+        self._wakes: list[asyncio.Event] = []
 
     async def start(self) -> None:
         """Connect in the background: a service must serve HTTP even while NATS is down."""
@@ -198,6 +212,8 @@ class JetStreamBus(BusCore):
 
     async def _on_reconnected(self) -> None:
         log.info("nats reconnected")
+        for wake in self._wakes:
+            wake.set()  # each consumer asks again: its standing pulls went with the connection
         if self._js is not None:
             # A server that lost its store (a new volume) must get its streams back.
             with contextlib.suppress(*_NATS_ERRORS):
@@ -316,26 +332,18 @@ class JetStreamBus(BusCore):
 
     async def _consume(self, subject: Subject, handler: Handler) -> None:
         durable = durable_name(self.service, subject)
-        sub: JetStreamContext.PullSubscription | None = None
-        lanes = self._new_lanes()
+        wake = asyncio.Event()
+        self._wakes.append(wake)
+        lanes = self._new_lanes(freed=wake.set)
         while not self._closing:
-            # While a delivery is held (a dependency is down) this service pulls nothing more.
-            await self.dispatcher.wait_open()
-            room = await lanes.room()
+            nc, js = self._nc, self._js
+            if nc is None or js is None:
+                raise RuntimeError("consuming before connecting")
+            pull: _Pull | None = None
             try:
-                if sub is None:
-                    assert self._js is not None
-                    self.server_consumers[durable] = await self._ensure_consumer(self._js, subject)
-                    sub = await self._js.pull_subscribe_bind(
-                        durable=durable, stream=stream_for(subject.wire)
-                    )
-                # A batch as large as there is room for: what is pending comes at once, and on
-                # an idle consumer the first message to arrive is returned without waiting for
-                # the rest of the batch (nats-py >= 2.10's fetch).
-                msgs = await sub.fetch(batch=min(room, FETCH_BATCH), timeout=2)
-            except TimeoutError:
-                # An idle pull (nats-py raises its own subclass or the builtin): pull again.
-                continue
+                self.server_consumers[durable] = await self._ensure_consumer(js, subject)
+                pull = _Pull(self, nc, subject, durable, lanes, handler, wake)
+                await pull.run()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -343,22 +351,135 @@ class JetStreamBus(BusCore):
                 log.warning(
                     "consume failed, retrying", extra={"durable": durable, "error": repr(exc)}
                 )
-                if sub is not None:
-                    # Drop the old inbox subscription, or each failure would leak one.
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
-                sub = None
                 await asyncio.sleep(0.5)
+            finally:
+                if pull is not None:
+                    await pull.close()
+
+
+class _PullLost(Exception):
+    """The standing pull is gone from the server (its consumer deleted, the server wiped)."""
+
+
+class _Pull:
+    """A consumer's standing pull requests, as nats.go's `Consume` keeps them.
+
+    nats-py's `fetch` sends two requests for each batch it returns (a no-wait probe, then a
+    waiting pull) and returns after the first message when they trickle in: under steady load
+    that is about two requests, a status message and a timer per message, more CPU than the
+    handler's own work, and each message after a batch waits for the next request to reach
+    the server. Here requests stand on the server and deliver as messages come: one request
+    asks for as many messages as there are free handler slots, the messages it still owes are
+    counted, and a new one is sent when slots free up beyond what is owed. The server answers
+    an expired request with a 408 saying how many it no longer owes, and sends a heartbeat
+    while it has nothing to deliver: a pull that is silent for two heartbeats (its server
+    restarted) is given up and asked again; one the server says is gone raises `_PullLost`.
+    """
+
+    def __init__(
+        self,
+        bus: JetStreamBus,
+        nc: Client,
+        subject: Subject,
+        durable: str,
+        lanes: Lanes,
+        handler: Handler,
+        wake: asyncio.Event,
+    ) -> None:
+        self.bus, self.nc, self.durable, self.lanes = bus, nc, durable, lanes
+        self.handler = handler
+        self.wake = wake
+        self.heartbeat = bus.pull_heartbeat
+        self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream_for(subject.wire)}.{durable}"
+        self.inbox = nc.new_inbox()
+        self.owed = 0
+        self.heard = time.monotonic()
+        self.lost: str | None = None
+        self.sub: Subscription | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+
+    async def run(self) -> None:
+        self.sub = await self.nc.subscribe(self.inbox, cb=self._on_msg)
+        # Ask for more when this many slots are free beyond what is owed (or any, when nothing
+        # is): fewer, larger requests under load, and no wait for an idle consumer.
+        threshold = max(1, self.lanes.limit // 4)
+        reconnects = self.nc.stats["reconnects"]
+        # A look every heartbeat at least, for a pull gone silent (a timer: a wait_for per turn
+        # would cost as much as the rest of the turn, and a turn comes with every message).
+        self._ticker = asyncio.get_running_loop().call_later(self.heartbeat, self._tick)
+        try:
+            await self._loop(threshold, reconnects)
+        finally:
+            if self._ticker is not None:
+                self._ticker.cancel()
+
+    def _tick(self) -> None:
+        self.wake.set()
+        self._ticker = asyncio.get_running_loop().call_later(self.heartbeat, self._tick)
+
+    async def _loop(self, threshold: int, reconnects: int) -> None:
+        while True:
+            self.wake.clear()
+            if self.lost is not None:
+                raise _PullLost(self.lost)
+            now = time.monotonic()
+            if self.nc.stats["reconnects"] != reconnects:
+                # A new connection: what stood on the old one is gone with it.
+                reconnects, self.owed, self.heard = self.nc.stats["reconnects"], 0, now
+            if self.owed and now - self.heard > 2 * self.heartbeat + 1:
+                raise _PullLost(f"no message nor heartbeat for {now - self.heard:.0f} s")
+            if self.bus.dispatcher.holding:
+                # A delivery is held (a dependency is down): this service asks for nothing more.
+                await self.bus.dispatcher.wait_open()
                 continue
-            server = self.server_consumers[durable]
-            for msg in msgs:
-                self._submit(
-                    lanes,
-                    _JsDelivery(self, msg, durable),
-                    handler,
-                    ack_wait=min(server.ack_wait, self.ack_wait),
-                    server_max_deliver=server.max_deliver,
-                )
+            want = min(self.lanes.free - self.owed, FETCH_BATCH)
+            if want > 0 and (not self.owed or want >= threshold) and self.nc.is_connected:
+                await self._ask(want)
+            await self.wake.wait()
+
+    async def _ask(self, batch: int) -> None:
+        request = {
+            "batch": batch,
+            "expires": int(max(PULL_EXPIRES, 4 * self.heartbeat) * _NANOS),
+            "idle_heartbeat": int(self.heartbeat * _NANOS),
+        }
+        await self.nc.publish(self.next_subject, json.dumps(request).encode(), reply=self.inbox)
+        if not self.owed:
+            self.heard = time.monotonic()
+        self.owed += batch
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self.heard = time.monotonic()
+        status = JetStreamContext.is_status_msg(msg)
+        if not status:
+            self.owed = max(self.owed - 1, 0)
+            server = self.bus.server_consumers[self.durable]
+            self.bus._submit(
+                self.lanes,
+                _JsDelivery(self.bus, msg, self.durable),
+                self.handler,
+                ack_wait=min(server.ack_wait, self.bus.ack_wait),
+                server_max_deliver=server.max_deliver,
+            )
+            return
+        if status == "100":  # an idle heartbeat: the request stands
+            return
+        headers = msg.headers or {}
+        pending = headers.get("Nats-Pending-Messages")
+        if pending is not None and pending.isdigit():
+            # Expired (408), or ended early (409): it no longer owes these.
+            self.owed = max(self.owed - int(pending), 0)
+        else:
+            self.owed = 0
+        if status == "409" and "Consumer Deleted" in headers.get("Description", ""):
+            self.lost = "consumer deleted"
+        self.wake.set()
+
+    async def close(self) -> None:
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.unsubscribe()
+            self.sub = None
 
 
 def _server_values(info: ConsumerInfo) -> ServerConsumer:
