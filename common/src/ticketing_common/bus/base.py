@@ -553,20 +553,31 @@ class Dispatcher:
             "stream_seq": delivery.stream_seq,
         }
         running = _Running()
-        beat = asyncio.create_task(
-            self._signal_progress(delivery, running, ack_wait, max_handler_seconds, context),
-            name=f"progress-{durable}",
-        )
+        # The progress signals start only once the delivery has run a third of ack_wait, which
+        # most never do: a timer until then, not a task per delivery (a task made and
+        # cancelled for each message cost more than the rest of the dispatching).
+        beat: asyncio.Task[None] | None = None
+
+        def start_beat() -> None:
+            nonlocal beat
+            beat = asyncio.create_task(
+                self._signal_progress(delivery, running, ack_wait, max_handler_seconds, context),
+                name=f"progress-{durable}",
+            )
+
+        timer = asyncio.get_running_loop().call_later(max(ack_wait / 3, 0.01), start_beat)
         try:
             # A message fetched just as another one started to be held waits too (its ack
             # deadline pushed back meanwhile): no handler starts while a dependency is down.
             await self._open.wait()
             outcome, error = await self._run(delivery, handler, policy, running, context)
         finally:
-            beat.cancel()
-            # asyncio.wait, not `await beat`: suppressing the CancelledError of the latter would
-            # also swallow a cancellation of this task (close()) arriving at that moment.
-            await asyncio.wait({beat})
+            timer.cancel()
+            if beat is not None:
+                beat.cancel()
+                # asyncio.wait, not `await beat`: suppressing the CancelledError of the latter
+                # would also swallow a cancellation of this task (close()) arriving then.
+                await asyncio.wait({beat})
         return await self._settle(
             delivery, outcome, error, durable, policy, server_max_deliver, context
         )
@@ -650,8 +661,7 @@ class Dispatcher:
         context: dict[str, Any],
     ) -> None:
         interval = max(ack_wait / 3, 0.01)
-        while True:
-            await asyncio.sleep(interval)
+        while True:  # started one interval in (see `_process`)
             since = running.since
             if since is not None and time.monotonic() - since > max_handler_seconds:
                 if not running.warned:
@@ -660,13 +670,14 @@ class Dispatcher:
                         "handler hung: no longer extending its ack deadline",
                         extra={**context, "max_handler_seconds": max_handler_seconds},
                     )
-                continue
-            try:
-                await delivery.progress()
-            except Exception as exc:
-                # Disconnected: the message may be redelivered after ack_wait, and the handler,
-                # being idempotent, does nothing the second time.
-                log.info("progress signal failed", extra={**context, "error": repr(exc)})
+            else:
+                try:
+                    await delivery.progress()
+                except Exception as exc:
+                    # Disconnected: the message may be redelivered after ack_wait, and the
+                    # handler, being idempotent, does nothing the second time.
+                    log.info("progress signal failed", extra={**context, "error": repr(exc)})
+            await asyncio.sleep(interval)
 
     async def _settle(
         self,
