@@ -22,6 +22,7 @@ from ticketing_common.outbox import (
     with_outbox,
 )
 from ticketing_testing.mongo import recorded_nx_client
+from ticketing_testing.waiting import eventually
 
 COLL = "tickets"
 
@@ -522,3 +523,26 @@ async def test_outboxes_published_in_one_turn_are_emptied_by_one_write(nx_mongo:
         assert await asyncio.gather(*flushes) == [1] * 5
         assert queries.commands == [("update", 5)]
         assert await outboxes(db, ids) == [([], False)] * 5
+
+
+@pytest.mark.connected
+async def test_outboxes_kicked_a_moment_apart_are_emptied_by_one_write(nx_mongo: Any) -> None:
+    """Events acknowledged one at a time (each in a turn of its own) still share the write
+    that empties their outboxes, when they are published by the writes' kicks."""
+    async with recorded_nx_client(nx_mongo) as (client, queries):
+        db = client["tickets"]
+        events = [created() for _ in range(4)]
+        ids = await insert_many(db, events)
+        relay = OutboxRelay(InMemoryBus("tickets"), db, [COLL], clear_window=0.5)
+        queries.commands.clear()
+        for doc_id, event in zip(ids, events, strict=True):
+            relay.kick(COLL, doc_id, [outbox_fields(event)[OUTBOX][0]])
+            await asyncio.sleep(0.02)
+
+        async def emptied() -> bool:
+            return await outboxes(db, ids) == [([], False)] * 4
+
+        await eventually(emptied)
+        # (The finds are this test's own, looking.)
+        assert [c for c in queries.commands if c[0] != "find"] == [("update", 4)]
+        await relay.close()

@@ -799,7 +799,12 @@ class Bench:
         )
         if not self.buyers:
             self.buyers = await self.users(1)
-        start = sum(self.args.orders) if "purchase" in self.args.only else 0
+        # Past the tickets the purchase flow bought (flat out, then paced).
+        start = (
+            sum(self.args.orders) + sum(self.paced_orders().values())
+            if "purchase" in self.args.only
+            else 0
+        )
         if not self.pool:
             await self.tickets_for_sale(self.tracing_orders())
             start = 0
