@@ -202,7 +202,7 @@ class OutboxRelay:
         `clear_window`: how long the emptying of its outbox may wait for others' (a kick waits;
         the sweep, which flushes one document after another, does not)."""
         try:
-            return await self._flush(collection, doc_id, outbox, clear_window=clear_window)
+            return await self._flush(collection, doc_id, outbox, clear_window)
         except BusUnavailable as exc:
             log.info("outbox publish deferred", extra={"collection": collection, "error": str(exc)})
             return 0
@@ -211,12 +211,7 @@ class OutboxRelay:
             return 0
 
     async def _flush(
-        self,
-        collection: str,
-        doc_id: Any,
-        outbox: list[Any] | None = None,
-        *,
-        clear_window: float = 0.0,
+        self, collection: str, doc_id: Any, outbox: list[Any] | None, clear_window: float
     ) -> int:
         key = (collection, doc_id)
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -397,7 +392,7 @@ class OutboxRelay:
             # Past this document whatever happens to it: the next sweep goes on from there.
             self._cursors[name] = doc_id
             try:
-                sent += await self._flush(name, doc_id)
+                sent += await self._flush(name, doc_id, None, 0.0)
             except BusUnavailable as exc:
                 if not await self.bus.ready():
                     log.info("outbox sweep paused: bus down", extra={"error": str(exc)})
