@@ -399,3 +399,44 @@ async def test_a_consumer_asks_again_at_once_when_its_server_comes_back(
     finally:
         await consumer.close()
         await producer.close()
+
+
+@pytest.mark.connected
+async def test_a_consumer_whose_durable_is_gone_sets_it_up_again(
+    nats_server: ServerProcess,
+) -> None:
+    """The server comes back with its store wiped: a pull for a durable that no longer exists is
+    answered at once with a 503 (no responders), and the consumer must take that for a pull
+    lost (set its durable up again), not ask again and again."""
+    import shutil
+    from pathlib import Path
+
+    url = f"nats://{nats_server.url}"
+    consumer = JetStreamBus(url, "orders")
+    rec = Recorder()
+    consumer.subscribe(ticket().subject, rec)
+    await started(consumer)
+    producer = await started(JetStreamBus(url, "tickets"))
+    try:
+        await producer.publish(ticket(1))
+        await eventually(lambda: len(rec.seen) == 1, timeout=5)
+        nats_server.stop()
+        store = Path(nats_server.args[nats_server.args.index("-sd") + 1])
+        shutil.rmtree(store)
+        nats_server.start()
+        # The producer re-declares the streams when it reconnects.
+        await eventually(lambda: producer._nc is not None and producer._nc.is_connected)
+        await eventually(lambda: consumer._nc is not None and consumer._nc.is_connected)
+
+        async def published() -> bool:
+            try:
+                await producer.publish(ticket(2))
+            except Exception:
+                return False
+            return True
+
+        await eventually(published, timeout=10)
+        await eventually(lambda: len(rec.seen) == 2, timeout=10)
+    finally:
+        await consumer.close()
+        await producer.close()

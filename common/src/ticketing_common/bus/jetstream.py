@@ -424,7 +424,9 @@ class _Pull:
                 raise _PullLost(self.lost)
             now = time.monotonic()
             if self.nc.stats["reconnects"] != reconnects:
-                # A new connection: what stood on the old one is gone with it.
+                # A new connection: what stood on a restarted server is gone. (A server that
+                # stayed up keeps the old requests for the resubscribed inbox until they
+                # expire: until then up to twice the handler slots may be in flight.)
                 reconnects, self.owed, self.heard = self.nc.stats["reconnects"], 0, now
             if self.owed and now - self.heard > 2 * self.heartbeat + 1:
                 raise _PullLost(f"no message nor heartbeat for {now - self.heard:.0f} s")
@@ -466,13 +468,19 @@ class _Pull:
             return
         headers = msg.headers or {}
         pending = headers.get("Nats-Pending-Messages")
-        if pending is not None and pending.isdigit():
-            # Expired (408), or ended early (409): it no longer owes these.
-            self.owed = max(self.owed - int(pending), 0)
+        description = headers.get("Description", "")
+        if status == "408" or (pending is not None and "Consumer Deleted" not in description):
+            # Expired (408), or ended early (409: the server shutting down, ...): it no longer
+            # owes these (all it owed, if it does not say), and a new pull is asked for.
+            owed = int(pending) if pending is not None and pending.isdigit() else self.owed
+            self.owed = max(self.owed - owed, 0)
         else:
+            # Anything else says the pull cannot stand: no responders (503, the durable is gone
+            # with a wiped store), consumer deleted, a request refused (400, a 409 limit).
+            # Asking again at once would be answered the same way, as fast as it can ask: set
+            # the durable up again after a pause instead (`_consume`).
             self.owed = 0
-        if status == "409" and "Consumer Deleted" in headers.get("Description", ""):
-            self.lost = "consumer deleted"
+            self.lost = f"{status} {description}".strip()
         self.wake.set()
 
     async def close(self) -> None:
