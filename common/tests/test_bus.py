@@ -374,22 +374,30 @@ async def test_a_trickle_of_messages_is_pulled_by_few_requests(nats_server: Serv
         await watcher.close()
 
 
+async def one_event_through(
+    nats_server: ServerProcess, **consumer_settings: Any
+) -> tuple[JetStreamBus, Recorder, JetStreamBus]:
+    """An orders consumer and a tickets producer on the server, one event delivered."""
+    url = f"nats://{nats_server.url}"
+    consumer = JetStreamBus(url, "orders", **consumer_settings)
+    rec = Recorder()
+    consumer.subscribe(ticket().subject, rec)
+    await started(consumer)
+    producer = await started(JetStreamBus(url, "tickets"))
+    await producer.publish(ticket(1))
+    await eventually(lambda: len(rec.seen) == 1, timeout=5)
+    return consumer, rec, producer
+
+
 @pytest.mark.connected
 async def test_a_consumer_asks_again_at_once_when_its_server_comes_back(
     nats_server: ServerProcess,
 ) -> None:
     """A restart takes the standing pulls with it: the consumer asks again when it reconnects,
     not only when their heartbeats have been missing long enough to give them up."""
-    url = f"nats://{nats_server.url}"
     # Heartbeats so far apart that only asking again on reconnecting can get the event in time.
-    consumer = JetStreamBus(url, "orders", pull_heartbeat=60)
-    rec = Recorder()
-    consumer.subscribe(ticket().subject, rec)
-    await started(consumer)
-    producer = await started(JetStreamBus(url, "tickets"))
+    consumer, rec, producer = await one_event_through(nats_server, pull_heartbeat=60)
     try:
-        await producer.publish(ticket(1))
-        await eventually(lambda: len(rec.seen) == 1, timeout=5)
         nats_server.restart()
         await producer.wait_connected(10)
         await eventually(lambda: consumer._nc is not None and consumer._nc.is_connected)
@@ -411,15 +419,8 @@ async def test_a_consumer_whose_durable_is_gone_sets_it_up_again(
     import shutil
     from pathlib import Path
 
-    url = f"nats://{nats_server.url}"
-    consumer = JetStreamBus(url, "orders")
-    rec = Recorder()
-    consumer.subscribe(ticket().subject, rec)
-    await started(consumer)
-    producer = await started(JetStreamBus(url, "tickets"))
+    consumer, rec, producer = await one_event_through(nats_server)
     try:
-        await producer.publish(ticket(1))
-        await eventually(lambda: len(rec.seen) == 1, timeout=5)
         nats_server.stop()
         store = Path(nats_server.args[nats_server.args.index("-sd") + 1])
         shutil.rmtree(store)
