@@ -557,15 +557,16 @@ class Dispatcher:
         # most never do: a timer until then, not a task per delivery (a task made and
         # cancelled for each message cost more than the rest of the dispatching).
         beat: asyncio.Task[None] | None = None
+        interval = max(ack_wait / 3, 0.01)
 
         def start_beat() -> None:
             nonlocal beat
             beat = asyncio.create_task(
-                self._signal_progress(delivery, running, ack_wait, max_handler_seconds, context),
+                self._signal_progress(delivery, running, interval, max_handler_seconds, context),
                 name=f"progress-{durable}",
             )
 
-        timer = asyncio.get_running_loop().call_later(max(ack_wait / 3, 0.01), start_beat)
+        timer = asyncio.get_running_loop().call_later(interval, start_beat)
         try:
             # A message fetched just as another one started to be held waits too (its ack
             # deadline pushed back meanwhile): no handler starts while a dependency is down.
@@ -656,12 +657,13 @@ class Dispatcher:
         self,
         delivery: Delivery,
         running: _Running,
-        ack_wait: float,
+        interval: float,
         max_handler_seconds: float,
         context: dict[str, Any],
     ) -> None:
-        interval = max(ack_wait / 3, 0.01)
-        while True:  # started one interval in (see `_process`)
+        """Extend the delivery's ack deadline every `interval` (a third of ack_wait), from one
+        interval in (see `_process`), until its handler has run max_handler_seconds."""
+        while True:
             since = running.since
             if since is not None and time.monotonic() - since > max_handler_seconds:
                 if not running.warned:
