@@ -340,6 +340,12 @@ class Bench:
         await asyncio.gather(*(buyer(u) for u in buyers))
         return bought, time.monotonic() - start
 
+    async def propagation(self, probe: Probe, ok: list[Bought]) -> list[float]:
+        """Seconds from each order's 201 to the first ticket:updated naming it (orders never
+        seen within a minute have none)."""
+        seen = await self.wait_seen(probe, "ticket.updated", {b.order_id for b in ok}, 60)
+        return [seen[b.order_id].monotonic - b.answered for b in ok if b.order_id in seen]
+
     @staticmethod
     async def wait_seen(
         probe: Probe, subject: str, keys: set[str], timeout: float
@@ -561,10 +567,7 @@ class Bench:
         per purchase over all of it; the memory after it."""
         counts = list(zip(self.args.buyers, self.args.orders, strict=True))
         await self.tickets_for_sale(
-            sum(n for _, n in counts)
-            + sum(self.paced_orders().values())
-            + self.tracing_orders()
-            + self.expiry_orders()
+            self.purchase_orders() + self.tracing_orders() + self.expiry_orders()
         )
         self.buyers = await self.users(max(self.args.buyers))
         await self.settle()
@@ -589,10 +592,9 @@ class Bench:
                     self.cpu_figure(n, cpu_used, sum(b.status == 201 for b in bought), elapsed)
                 ok = [b for b in bought if b.status == 201]
                 total += len(ok)
-                seen = await self.wait_seen(probe, "ticket.updated", {b.order_id for b in ok}, 60)
-                delays = [seen[b.order_id].monotonic - b.answered for b in ok if b.order_id in seen]
+                delays = await self.propagation(probe, ok)
                 self.samples[f"{n} buyer{'s' if n > 1 else ''}"] = [d * 1000 for d in delays]
-                self.purchase_figures(n, bought, ok, elapsed, delays, len(ok) - len(seen))
+                self.purchase_figures(n, bought, ok, elapsed, delays, len(ok) - len(delays))
                 await self.settle()
             for rate, orders in self.paced_orders().items():
                 batch = [next(tickets) for _ in range(orders)]
@@ -721,6 +723,13 @@ class Bench:
             )
         )
 
+    def purchase_orders(self) -> int:
+        """The tickets the purchase flow buys, flat out then paced (none if not measured)."""
+        if "purchase" not in self.args.only:
+            return 0
+        flat_out: int = sum(self.args.orders)
+        return flat_out + sum(self.paced_orders().values())
+
     def paced_orders(self) -> dict[int, int]:
         """Orders per paced run, by rate (none unless the purchase flow is measured)."""
         if "purchase" not in self.args.only:
@@ -738,12 +747,11 @@ class Bench:
         bought, elapsed = await self.buy_paced(self.buyers[:n], iter(batch), rate)
         busy = sum(self.cpu_by_process(since=cpu_before).values()) / elapsed
         ok = [b for b in bought if b.status == 201]
-        seen = await self.wait_seen(probe, "ticket.updated", {b.order_id for b in ok}, 60)
-        delays = [seen[b.order_id].monotonic - b.answered for b in ok if b.order_id in seen]
+        delays = await self.propagation(probe, ok)
         answers = [b.answered - b.sent for b in ok]
         cores = len(os.sched_getaffinity(0))
         self.samples[f"{n} buyers, {rate}/s"] = [d * 1000 for d in delays]
-        failed, unseen = len(bought) - len(ok), len(ok) - len(seen)
+        failed, unseen = len(bought) - len(ok), len(ok) - len(delays)
         notes = (f", {failed} not 201" if failed else "") + (
             f", {unseen} never seen" if unseen else ""
         )
@@ -799,12 +807,7 @@ class Bench:
         )
         if not self.buyers:
             self.buyers = await self.users(1)
-        # Past the tickets the purchase flow bought (flat out, then paced).
-        start = (
-            sum(self.args.orders) + sum(self.paced_orders().values())
-            if "purchase" in self.args.only
-            else 0
-        )
+        start = self.purchase_orders()  # past the tickets the purchase flow bought
         if not self.pool:
             await self.tickets_for_sale(self.tracing_orders())
             start = 0
@@ -819,9 +822,7 @@ class Bench:
             start += n
             with Probe(self.url("nats")) as probe:
                 bought, _ = await self.buy(self.buyers[:1], iter(batch))
-                ok = [b for b in bought if b.status == 201]
-                seen = await self.wait_seen(probe, "ticket.updated", {b.order_id for b in ok}, 60)
-            delays = [seen[b.order_id].monotonic - b.answered for b in ok if b.order_id in seen]
+                delays = await self.propagation(probe, [b for b in bought if b.status == 201])
             p50[off] = percentile(delays, 50)
         for name in ("tickets", "orders"):
             self.stack.procs[name].env["OTEL_SDK_DISABLED"] = "false"
