@@ -14,8 +14,9 @@ from nats.js.api import StorageType
 
 from ticketing_common.bus import Bus, JetStreamBus, RetryLater, Unpublishable
 from ticketing_common.bus.jetstream import stream_config
+from ticketing_common.bus.memory import InMemoryBroker, InMemoryBus
 from ticketing_common.bus.streams import STREAMS
-from ticketing_common.events import Event, TicketCreated, new_event
+from ticketing_common.events import Event, TicketCreated, encode, new_event
 from ticketing_testing.servers import ServerProcess
 from ticketing_testing.waiting import eventually, started
 
@@ -236,6 +237,29 @@ async def test_a_hung_handler_lets_another_process_take_its_message(
     await started(helper_bus)
     await eventually(lambda: "helper" in handled_by, timeout=10)
     release.set()
+
+
+def test_the_fake_hands_a_message_out_again_to_another_waiting_process_first() -> None:
+    """As the server serves its waiting pull requests in turn: two processes asking at the
+    same period must not leave a redelivery with the process that had it, round after round
+    (the hung-handler test above timed out in CI that way)."""
+    broker = InMemoryBroker()
+    first, second = InMemoryBus("orders", broker=broker), InMemoryBus("orders", broker=broker)
+    consumer = broker.consumer("orders-ticket-created", ticket().subject.wire, ack_wait=60)
+    broker.append(ticket().subject.wire, encode(ticket()), "one")
+    taken = first._take(consumer)
+    assert taken is not None
+    assert second._take(consumer) is None  # in flight: not handed out again
+    consumer.in_flight[taken.seq] = (0.0, 1)  # its ack deadline passes
+    # The first process, asking first, is passed over for the second, which is waiting too ...
+    assert first._take(consumer) is None
+    again = second._take(consumer)
+    assert again is not None
+    assert again.deliveries == 2
+    # ... but with nobody else waiting, a process gets its own message back.
+    consumer.in_flight[again.seq] = (0.0, 2)
+    consumer.asked_at.clear()
+    assert second._take(consumer) is not None
 
 
 @pytest.mark.connected

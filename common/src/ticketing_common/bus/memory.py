@@ -5,10 +5,11 @@ its server-side config (filter subjects, ack_wait, max_deliver, deliver policy) 
 reconciles on start as the real one does; explicit ack, nak with delay, in-progress signals,
 redelivery after `ack_wait` when a handler neither acks nor signals progress in time, a finite
 server max_deliver silently ending deliveries (as JetStream does), dead letters with sequence
-numbers, re-drive to one consumer, de-duplication by message id, and subjects that no stream
-holds being refused. The delivery decisions themselves are the shared `Dispatcher`'s. Several
-`InMemoryBus` instances built on one `InMemoryBroker` behave like several processes on one
-server.
+numbers, re-drive to one consumer, de-duplication by message id, subjects that no stream
+holds being refused, and a message handed out again going to another process waiting on the
+same durable before the one that had it (the server serves its waiting pull requests in turn).
+The delivery decisions themselves are the shared `Dispatcher`'s. Several `InMemoryBus`
+instances built on one `InMemoryBroker` behave like several processes on one server.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class _Pending:
     payload: bytes
     stored_at: float = 0.0  # wall clock, as a stream's timestamp
     deliveries: int = 0
+    taken_by: int = 0  # the bus (id) its last delivery went to
     available_at: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -52,6 +54,7 @@ class _Consumer:
     queue: list[_Pending] = field(default_factory=list)
     in_flight: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (deadline, nth)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    asked_at: dict[int, float] = field(default_factory=dict)  # bus (id) -> when it last asked
 
     def __post_init__(self) -> None:
         self.filters = self.filters or {self.subject}
@@ -207,6 +210,8 @@ class _MemoryDelivery(base.Delivery):
 
 
 class InMemoryBus(base.BusCore):
+    ASKING_SECONDS = 0.05  # asked this recently: a process that is waiting for messages
+
     def __init__(
         self,
         service: str = "test",
@@ -257,6 +262,8 @@ class InMemoryBus(base.BusCore):
 
     async def close(self) -> None:
         await self._stop_tasks()
+        for consumer in self.broker.consumers.values():
+            consumer.asked_at.pop(id(self), None)
 
     async def publish(self, event: Event[Any]) -> None:
         await self.publish_raw(event.subject.wire, encode(event), msg_id=event.id)
@@ -293,6 +300,14 @@ class InMemoryBus(base.BusCore):
 
     def _take(self, consumer: _Consumer) -> _Pending | None:
         now = time.monotonic()
+        me = id(self)
+        consumer.asked_at[me] = now
+        # Another process asking now (its loop asks every few ms while it has room) is served
+        # a message this one had before: without that, two loops polling at the same period
+        # kept their phase and a hung process could win its own redelivery round after round.
+        others_asking = any(
+            bus != me and now - at < self.ASKING_SECONDS for bus, at in consumer.asked_at.items()
+        )
         # A delivery whose ack deadline passed goes back to the queue: that is ack_wait.
         for seq, (deadline, _) in list(consumer.in_flight.items()):
             if deadline <= now:
@@ -301,12 +316,17 @@ class InMemoryBus(base.BusCore):
                 if item is not None and consumer.exhausted(item):
                     consumer.queue.remove(item)
         ready = [
-            p for p in consumer.queue if p.available_at <= now and p.seq not in consumer.in_flight
+            p
+            for p in consumer.queue
+            if p.available_at <= now
+            and p.seq not in consumer.in_flight
+            and not (others_asking and p.taken_by == me)
         ]
         if not ready:
             return None
         item = min(ready, key=lambda p: p.seq)
         item.deliveries += 1
+        item.taken_by = me
         consumer.in_flight[item.seq] = (now + consumer.ack_wait, item.deliveries)
         return item
 
