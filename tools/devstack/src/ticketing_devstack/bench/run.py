@@ -44,6 +44,7 @@ from ticketing_testing.servers import free_port
 SERVER_CPU, LOAD_CPU = 0, 1
 # Processes whose resident memory is reported: the services and expiration's RQ worker.
 MEMORY_OF = (*SERVICES, "worker")
+SAMPLED = 0.1  # the share of traces kept in the sampled currentuser run
 FIGURES = ("memory", "list", "framework", "post", "purchase", "tracing", "expiry")
 
 
@@ -448,13 +449,18 @@ class Bench:
                 {**bare_fastapi.__dict__, "baseline_rps": base.rps},
             )
         )
-        for traced in (False, True):
-            rps = self.pinned_currentuser(cookie, traced=traced)
+        # Tracing off, on (every trace kept, as the stack runs), and on with a tenth of new
+        # traces kept (OTEL_TRACES_SAMPLER_ARG: what a busy deployment may run with).
+        for traced, kept in ((False, 1.0), (True, 1.0), (True, SAMPLED)):
+            rps = self.pinned_currentuser(cookie, traced=traced, kept=kept)
+            tracing = "on" if traced else "off"
+            if kept < 1:
+                tracing += f", {kept:.0%} of traces kept"
             for label, res in rps.items():
                 ratio = res.rps / base.rps
                 self.figures.append(
                     Figure(
-                        f"currentuser ({label}), 1 core, tracing {'on' if traced else 'off'}",
+                        f"currentuser ({label}), 1 core, tracing {tracing}",
                         f"{res.rps:,.0f} req/s ({ratio:.2f}x; "
                         f"{res.rps / bare_fastapi.rps:.2f}x the empty FastAPI route)",
                         f"{base.rps:,.0f} req/s bare Starlette",
@@ -466,16 +472,24 @@ class Bench:
                             "fastapi_rps": bare_fastapi.rps,
                             "errors": res.errors,
                             "traced": traced,
+                            "traces_kept": kept,
                         },
                     )
                 )
 
-    def pinned_currentuser(self, cookie: str, *, traced: bool) -> dict[str, loads.LoadResult]:
+    def pinned_currentuser(
+        self, cookie: str, *, traced: bool, kept: float = 1.0
+    ) -> dict[str, loads.LoadResult]:
         """currentuser of a second auth process on CPU 0, the load on CPU 1, with and without a
-        session cookie; tracing as the stack runs it (every request a span, written out) or
-        off (OTEL_SDK_DISABLED=true). Remembered for the tracing figure."""
+        session cookie; tracing as the stack runs it (every request a span, written out), with
+        only the share `kept` of traces sampled, or off (OTEL_SDK_DISABLED=true). Every trace
+        kept or none: remembered for the tracing figure."""
         auth = self.stack.procs["auth"]
-        env = {**auth.env, "OTEL_SDK_DISABLED": str(not traced).lower()}
+        env = {
+            **auth.env,
+            "OTEL_SDK_DISABLED": str(not traced).lower(),
+            "OTEL_TRACES_SAMPLER_ARG": str(kept),
+        }
         pinned = self.spawn("auth-pinned", auth.args, env, SERVER_CPU, "/readyz")
         try:
             found = {
@@ -492,7 +506,8 @@ class Bench:
             }
         finally:
             self.retire("auth-pinned")
-        self.currentuser[traced] = found["valid cookie"].rps
+        if kept == 1.0:
+            self.currentuser[traced] = found["valid cookie"].rps
         return found
 
     async def post_tickets(self) -> None:
