@@ -389,9 +389,10 @@ class Bench:
         url = f"{self.url('tickets')}/api/tickets"
         return have, self.measure(loads.Load(url, seconds=self.args.list_seconds))
 
-    async def list_small(self) -> None:
+    async def list_small(self) -> tuple[int, loads.LoadResult]:
         self.list_base = await self.list_p50(self.args.list_sizes[0])
         self.list_since = ObjectId()  # what is written after this is gone for the re-run
+        return self.list_base
 
     async def list_large(self) -> None:
         """The list at the large size, then at the small one again right after (every ticket
@@ -399,9 +400,7 @@ class Bench:
         that second run is the baseline, as the host's speed drifts over the minutes between
         the first and this one (1.93x against the first, 0.79x against the next, in two runs
         of the same code)."""
-        if self.list_base is None:
-            await self.list_small()
-        first = self.list_base[1] if self.list_base else None
+        _, first = self.list_base or await self.list_small()
         large, res = await self.list_p50(self.args.list_sizes[-1])
         await self.mongo["tickets"]["tickets"].delete_many({"_id": {"$gte": self.list_since}})
         small, base = await self.list_p50(self.args.list_sizes[0])
@@ -413,8 +412,7 @@ class Bench:
             Figure(
                 f"GET /api/tickets p50, {large:,} tickets",
                 f"{ms(res.p50)} ({ratio:.2f}x){notes}",
-                f"{ms(base.p50)} at {small:,} right after"
-                + (f" ({ms(first.p50)} at the start)" if first else ""),
+                f"{ms(base.p50)} at {small:,} right after ({ms(first.p50)} at the start)",
                 "<= 1.5x",
                 answered and ratio <= 1.5,
                 {
@@ -425,7 +423,7 @@ class Bench:
                     "base_p50": base.p50,
                     "base_p99": base.p99,
                     "base_size": small,
-                    "start_p50": first.p50 if first else None,
+                    "start_p50": first.p50,
                 },
             )
         )
@@ -464,10 +462,10 @@ class Bench:
         )
         # Tracing off, on (every trace kept, as the stack runs), and on with a tenth of new
         # traces kept (OTEL_TRACES_SAMPLER_ARG: what a busy deployment may run with).
-        for traced, kept in ((False, 1.0), (True, 1.0), (True, SAMPLED)):
-            rps = self.pinned_currentuser(cookie, traced=traced, kept=kept)
-            tracing = "on" if traced else "off"
-            if kept < 1:
+        for kept in (None, 1.0, SAMPLED):
+            rps = self.pinned_currentuser(cookie, kept=kept)
+            tracing = "off" if kept is None else "on"
+            if kept is not None and kept < 1:
                 tracing += f", {kept:.0%} of traces kept"
             for label, res in rps.items():
                 ratio = res.rps / base.rps
@@ -484,24 +482,22 @@ class Bench:
                             "baseline_rps": base.rps,
                             "fastapi_rps": bare_fastapi.rps,
                             "errors": res.errors,
-                            "traced": traced,
+                            "traced": kept is not None,
                             "traces_kept": kept,
                         },
                     )
                 )
 
-    def pinned_currentuser(
-        self, cookie: str, *, traced: bool, kept: float = 1.0
-    ) -> dict[str, loads.LoadResult]:
+    def pinned_currentuser(self, cookie: str, *, kept: float | None) -> dict[str, loads.LoadResult]:
         """currentuser of a second auth process on CPU 0, the load on CPU 1, with and without a
-        session cookie; tracing as the stack runs it (every request a span, written out), with
-        only the share `kept` of traces sampled, or off (OTEL_SDK_DISABLED=true). Every trace
-        kept or none: remembered for the tracing figure."""
+        session cookie; tracing off (`kept` None: OTEL_SDK_DISABLED=true), or on with the share
+        `kept` of new traces sampled (1.0 as the stack runs it: every request a span, written
+        out). Off and every trace kept: remembered for the tracing figure."""
         auth = self.stack.procs["auth"]
         env = {
             **auth.env,
-            "OTEL_SDK_DISABLED": str(not traced).lower(),
-            "OTEL_TRACES_SAMPLER_ARG": str(kept),
+            "OTEL_SDK_DISABLED": str(kept is None).lower(),
+            "OTEL_TRACES_SAMPLER_ARG": str(1.0 if kept is None else kept),
         }
         pinned = self.spawn("auth-pinned", auth.args, env, SERVER_CPU, "/readyz")
         try:
@@ -519,8 +515,8 @@ class Bench:
             }
         finally:
             self.retire("auth-pinned")
-        if kept == 1.0:
-            self.currentuser[traced] = found["valid cookie"].rps
+        if kept in (None, 1.0):
+            self.currentuser[kept is not None] = found["valid cookie"].rps
         return found
 
     async def post_tickets(self) -> None:
@@ -820,8 +816,8 @@ class Bench:
             user = (await self.users(1))[0]
             cookie = self.cookie(user)
             await user.http.aclose()
-            for traced in (False, True):
-                self.pinned_currentuser(cookie, traced=traced)
+            for kept in (None, 1.0):
+                self.pinned_currentuser(cookie, kept=kept)
         on, off = self.currentuser[True], self.currentuser[False]
         self.figures.append(
             Figure(
@@ -1022,7 +1018,7 @@ class Bench:
 
     async def run(self) -> None:
         only = set(self.args.only)
-        steps: list[tuple[str, str, Callable[[], Awaitable[None]]]] = [
+        steps: list[tuple[str, str, Callable[[], Awaitable[object]]]] = [
             ("memory", "memory idle", self.memory_idle),
             ("list", f"list at {self.args.list_sizes[0]:,}", self.list_small),
             ("framework", "framework overhead", self.framework),
