@@ -110,7 +110,7 @@ ERROR_DESCRIPTIONS = {
     413: "Request body too large",
     429: "Too many attempts; Retry-After says how many seconds to wait",
     502: "A provider this service depends on failed",
-    503: "A dependency is down for a moment; try again",
+    503: "Busy, or a dependency is down for a moment; try again (Retry-After)",
 }
 _RETRY_AFTER = {
     "Retry-After": {

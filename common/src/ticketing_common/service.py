@@ -32,16 +32,17 @@ from ticketing_common.errors import (
     ERROR_DESCRIPTIONS,
     ErrorBody,
     error_body,
+    error_responses,
     install_error_handlers,
 )
 from ticketing_common.events import Event, Subject
-from ticketing_common.limits import BodySizeLimit
+from ticketing_common.limits import BodySizeLimit, ConcurrencyLimit
 from ticketing_common.logs import configure_logging
 from ticketing_common.mongo import CommandCounter, Database, IndexSpec, connect, ensure_indexes
 from ticketing_common.outbox import PENDING, Outbox, OutboxRelay
 from ticketing_common.settings import ServiceSettings
 from ticketing_common.telemetry import tracing
-from ticketing_common.telemetry.http import HttpTelemetry
+from ticketing_common.telemetry.http import METRICS_PATH, NOT_TRACED, HttpTelemetry
 from ticketing_common.telemetry.scrape import ScrapeHook, metrics_router
 
 log = logging.getLogger("ticketing.service")
@@ -323,6 +324,14 @@ def create_service_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Outside the body limit (a request waiting for its turn has read nothing), inside the
+    # telemetry (its time in line counts, and a refusal is counted).
+    app.add_middleware(
+        ConcurrencyLimit,
+        limit=settings.http_concurrency,
+        queue=settings.http_queue,
+        exempt=(*NOT_TRACED, METRICS_PATH),
+    )
     # Around everything but the proxy headers below: it sees every answer, 500s included.
     app.add_middleware(HttpTelemetry, service=spec.name)
     install_error_handlers(app)
@@ -341,6 +350,15 @@ def create_service_app(
     return app
 
 
+def _busy_response(ref: dict[str, str]) -> dict[str, Any]:
+    schema = error_responses(503)[503]
+    return {
+        "description": schema["description"],
+        "headers": schema["headers"],
+        "content": {"application/json": {"schema": ref}},
+    }
+
+
 def openapi_document(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document with the errors it really answers.
 
@@ -348,7 +366,8 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     answer 400 in the common shape (`errors.install_error_handlers`). So: the 422 becomes a 400
     where input is validated (a body or a query), and goes where only path ids are (a malformed
     id is a 404, which such a route declares); a route with a body can also be refused with a
-    413 (`limits.BodySizeLimit`). The other statuses each route declares itself
+    413 (`limits.BodySizeLimit`); any may find the line full, a 503 (`limits.ConcurrencyLimit`).
+    The other statuses each route declares itself
     (`errors.error_responses`).
     """
     if app.openapi_schema:
@@ -365,6 +384,8 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     for path_item in document.get("paths", {}).values():
         for operation in path_item.values():
             responses: dict[str, Any] = operation.setdefault("responses", {})
+            # Any request may find the line full (`limits.ConcurrencyLimit`).
+            responses.setdefault("503", _busy_response(ref))
             if responses.pop("422", None) is None:
                 continue
             validates = "requestBody" in operation or any(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from pydantic import SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from ticketing_common.settings import ServiceSettings
 
@@ -38,6 +38,10 @@ class Settings(ServiceSettings):
     # attempt ended). Longer than the slowest attempt (validated below), so a live attempt
     # never loses it.
     payment_lease_seconds: float = 180.0
+    # A payment spends most of its time waiting for Stripe, not on the loop: more at once than
+    # the other services (HTTP_CONCURRENCY), or a few slow Stripe answers would hold back the
+    # payments behind them.
+    http_concurrency: int = Field(default=64, ge=0)
 
     @field_validator("stripe_api_base")
     @classmethod
