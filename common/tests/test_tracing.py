@@ -1,6 +1,7 @@
 """Traces: one trace from a request through its outbox, the bus and each handler, whenever the
 relay or the sweep publishes; trace ids in the logs; tracing off and sampled out."""
 
+import contextlib
 import http.server
 import json
 import logging
@@ -175,22 +176,73 @@ async def test_with_tracing_off_nothing_is_traced_or_passed_on(mongo: Any, name:
     assert bus.broker.headers == [{}, {}]
 
 
-def test_the_sampler_ratio_drops_new_traces_but_follows_a_parent(name: str) -> None:
+@contextlib.contextmanager
+def recorded(name: str, kept: float) -> Iterator[InMemorySpanExporter]:
+    """`name`'s tracing with the share `kept` of new traces kept, its spans recorded."""
     exporter = InMemorySpanExporter()
     traces = tracing.configure(
         name,
-        settings_for(name, otel_traces_sampler_arg=0.0),
+        settings_for(name, otel_traces_sampler_arg=kept),
         processors=[SimpleSpanProcessor(exporter)],
     )
     try:
+        yield exporter
+    finally:
+        traces.shutdown()
+
+
+def test_the_sampler_ratio_drops_new_traces_but_follows_a_parent(name: str) -> None:
+    with recorded(name, 0.0) as exporter:
         with tracing.span(name, "new", root=True):
             flags = tracing.headers()["traceparent"].rsplit("-", 1)[1]
             assert int(flags, 16) & 1 == 0  # passed on, marked not sampled
         with tracing.span(name, "continued", parent={"traceparent": INCOMING}):
             pass
-    finally:
-        traces.shutdown()
     assert [s.name for s in exporter.get_finished_spans()] == ["continued"]
+
+
+NOT_SAMPLED_PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-00"
+
+
+def test_a_span_not_sampled_is_still_in_its_trace_and_passes_the_choice_on(name: str) -> None:
+    """Spans not sampled are made without the SDK: they must carry the same ids and flags."""
+    with recorded(name, 0.0) as exporter:
+        with tracing.span(name, "new", root=True) as new:
+            assert new is not None
+            assert not new.is_recording()
+            made = new.get_span_context()
+            assert made.is_valid
+            assert not made.trace_flags.sampled
+            with tracing.span(name, "child") as child:
+                assert child is not None
+                inner = child.get_span_context()
+                assert (inner.trace_id, inner.trace_flags.sampled) == (made.trace_id, False)
+                assert inner.span_id != made.span_id
+                sent = tracing.headers()["traceparent"]
+                assert sent == f"00-{made.trace_id:032x}-{inner.span_id:016x}-02"
+        assert not trace.get_current_span().get_span_context().is_valid  # detached again
+        with tracing.span(name, "handler", parent={"traceparent": NOT_SAMPLED_PARENT}) as got:
+            assert got is not None
+            assert not got.is_recording()
+            assert format(got.get_span_context().trace_id, "032x") == TRACE_ID
+            assert tracing.headers()["traceparent"].endswith("-00")
+    assert exporter.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("kept", [0.25, 0.5])
+def test_the_share_of_new_traces_kept_is_the_ratio(name: str, kept: float) -> None:
+    """Whether a new trace is kept is decided once (deciding twice would keep its square)."""
+    made = 4000
+    with recorded(name, kept) as exporter:
+        for _ in range(made):
+            with tracing.span(name, "new", root=True), tracing.span(name, "child"):
+                pass
+    finished = exporter.get_finished_spans()
+    roots = [s for s in finished if s.name == "new"]
+    # 4,000 draws: the share is within 0.05 of the ratio but once in millions of runs.
+    assert abs(len(roots) / made - kept) < 0.05
+    # A kept trace's child is kept with it.
+    assert len(finished) == 2 * len(roots)
 
 
 def test_every_log_line_in_a_span_carries_its_trace_and_span_ids(
