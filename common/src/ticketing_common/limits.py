@@ -85,7 +85,7 @@ class ConcurrencyLimit(HttpMiddleware):
     Why: a process is one event loop, which also runs its event consumers and its outbox relay.
     Every request admitted adds its steps to each turn of that loop, so under a rush a
     consumer's next step, and the publish of an event just written, waited behind dozens of
-    requests' (the 50-buyer bench: propagation p50 61 ms, 37 ms with 16 in flight, at the same
+    requests' (the 50-buyer bench: propagation p50 67-88 ms, 29-35 ms with 8 in flight, at the same
     orders a second). A request waiting here holds no place in the loop and no Mongo or
     NATS work. `exempt` paths (the probes, the scrape) never wait: a probe stuck behind a rush
     would have the orchestrator restart a busy but healthy process.

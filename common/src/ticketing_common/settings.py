@@ -76,7 +76,7 @@ class ServiceSettings(BaseSettings):
     # line, up to HTTP_QUEUE of them, beyond which a request is refused with a 503 and
     # Retry-After (see `limits.ConcurrencyLimit`: why a rush must not crowd out the process's
     # event consumers and outbox relay). The probes and /metrics never wait.
-    http_concurrency: int = Field(default=16, ge=0)
+    http_concurrency: int = Field(default=8, ge=0)
     http_queue: int = Field(default=1000, ge=0)
 
     # Telemetry (see `ticketing_common.telemetry`). OTEL_SDK_DISABLED=true turns tracing off
