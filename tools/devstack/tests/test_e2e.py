@@ -11,7 +11,7 @@ stack and are deselected there (`-m "not local_processes"`).
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -28,7 +28,6 @@ from ticketing_devstack.e2e import (
     local_stack,
     stream_events,
     ticket_state,
-    users_of,
 )
 from ticketing_devstack.stack import Stack
 
@@ -65,12 +64,6 @@ async def no_unexpected_dead_letters(stack: Stack) -> AsyncIterator[None]:
     yield
     letters = await dead_letters(stack)
     assert [d for d in letters if d.get("raw") != POISON] == []
-
-
-@pytest.fixture
-async def user_factory(stack: Stack) -> AsyncIterator[Callable[[], Awaitable[User]]]:
-    async with users_of(stack) as make:
-        yield make
 
 
 async def order_when_replicated(buyer: User, ticket_id: str) -> httpx.Response:

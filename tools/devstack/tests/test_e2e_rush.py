@@ -10,7 +10,7 @@ Its own stack (the line is a setting of every service), driven over HTTP through
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -25,7 +25,6 @@ from ticketing_devstack.e2e import (
     eventually,
     local_stack,
     ticket_state,
-    users_of,
 )
 from ticketing_devstack.stack import Stack
 
@@ -45,12 +44,6 @@ BUYERS, EACH = 3, 10
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with local_stack(tmp_path_factory.mktemp("stack"), ENV) as stack:
         yield stack
-
-
-@pytest.fixture
-async def user_factory(stack: Stack) -> AsyncIterator[Callable[[], Awaitable[User]]]:
-    async with users_of(stack) as make:
-        yield make
 
 
 async def replicated_in_orders(stack: Stack, ticket_ids: list[str]) -> None:

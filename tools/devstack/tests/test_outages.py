@@ -6,14 +6,13 @@ stuck, and every replica converges.
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis.asyncio
 
 from ticketing_common.settings import ServiceSettings
-from ticketing_devstack.client import User
 from ticketing_devstack.e2e import (
     assert_consistent,
     buy_until_answered,
@@ -21,7 +20,6 @@ from ticketing_devstack.e2e import (
     eventually,
     local_stack,
     ticket_state,
-    users_of,
 )
 from ticketing_devstack.stack import Stack
 
@@ -59,12 +57,6 @@ def retry_budget() -> float:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with local_stack(tmp_path_factory.mktemp("outages"), ENV) as stack:
         yield stack
-
-
-@pytest.fixture
-async def user_factory(stack: Stack) -> AsyncIterator[Callable[[], Awaitable[User]]]:
-    async with users_of(stack) as make:
-        yield make
 
 
 async def test_orders_database_down_longer_than_the_retry_budget_loses_nothing(
