@@ -1,5 +1,7 @@
 """The service factory: health, readiness, the bus it builds."""
 
+import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -177,3 +179,48 @@ def test_only_an_endpoint_declared_once_that_takes_the_request_alone_is_served_d
     with pytest.raises(ValueError, match="declared 0 times"):
         direct_routes([APIRouter()], [count])
     assert [r.path for r in direct_routes([router], [count])] == ["/api/gadgets/count"]
+
+
+# A service process on its own: its start-up heap frozen, or not in tests. In a child process,
+# because what one freezes stays for the life of the process (this one runs every test).
+_STARTS_A_SERVICE = """
+import asyncio, gc, sys
+from mongomock_motor import AsyncMongoMockClient
+from ticketing_common.bus.memory import InMemoryBus
+from ticketing_common.service import ServiceSpec, create_service_app
+from ticketing_common.settings import ServiceSettings
+from ticketing_testing.apps import TEST_JWT_KEY, running
+
+async def main() -> None:
+    settings = ServiceSettings(
+        service_name="things", environment=sys.argv[1], jwt_key=TEST_JWT_KEY
+    )
+    app = create_service_app(
+        ServiceSpec(name="things", routers=[]), settings,
+        mongo=AsyncMongoMockClient(), bus=InMemoryBus("things"),
+    )
+    before = gc.get_freeze_count()
+    async with running(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        print(before, gc.get_freeze_count())
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize(("environment", "frozen"), [("production", True), ("test", False)])
+def test_a_service_freezes_its_start_up_heap_out_of_the_collectors_sight(
+    environment: str, frozen: bool
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _STARTS_A_SERVICE, environment],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    before, after = (int(n) for n in done.stdout.split()[-2:])
+    assert before == 0
+    # The modules, the app and its clients: tens of thousands of objects.
+    assert (after > 10_000) is frozen
+    assert (after == 0) is not frozen
