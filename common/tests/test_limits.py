@@ -87,11 +87,18 @@ async def gated(
             gate.open.set()
 
 
-async def holding_one(client: httpx.AsyncClient, gate: Gate) -> asyncio.Task[httpx.Response]:
-    """A request let in and held at the gate."""
-    held = asyncio.create_task(client.get("/api/things/held/0"))
-    await eventually(lambda: gate.inside == 1)
-    return held
+@contextlib.asynccontextmanager
+async def one_held(
+    settings: ServiceSettings, mongo: Any, bus: InMemoryBus, *, queue: int
+) -> AsyncIterator[tuple[httpx.AsyncClient, Gate, asyncio.Task[httpx.Response]]]:
+    """The app serving one request at once with `queue` places in line, and a request let in
+    and held at its gate."""
+    gate = Gate()
+    settings = limited(settings, http_concurrency=1, http_queue=queue)
+    async with gated(settings, mongo, bus, gate) as client:
+        held = asyncio.create_task(client.get("/api/things/held/0"))
+        await eventually(lambda: gate.inside == 1)
+        yield client, gate, held
 
 
 async def waiting_in_line(client: httpx.AsyncClient, gate: Gate, n: int) -> asyncio.Task[Any]:
@@ -166,11 +173,7 @@ async def test_a_full_line_is_refused_at_once_with_a_503_and_retry_after(
 async def test_the_probes_and_the_scrape_never_wait(
     settings: ServiceSettings, mongo: Any, bus: InMemoryBus
 ) -> None:
-    gate = Gate()
-    async with gated(
-        limited(settings, http_concurrency=1, http_queue=0), mongo, bus, gate
-    ) as client:
-        held = await holding_one(client, gate)
+    async with one_held(settings, mongo, bus, queue=0) as (client, gate, held):
         refused = await asyncio.wait_for(client.get("/api/things/held/1"), 5)
         assert refused.status_code == 503
         for path in ("/healthz", "/readyz", "/metrics"):
@@ -183,11 +186,7 @@ async def test_the_probes_and_the_scrape_never_wait(
 async def test_a_waiting_request_whose_client_left_frees_its_place(
     settings: ServiceSettings, mongo: Any, bus: InMemoryBus
 ) -> None:
-    gate = Gate()
-    async with gated(
-        limited(settings, http_concurrency=1, http_queue=1), mongo, bus, gate
-    ) as client:
-        held = await holding_one(client, gate)
+    async with one_held(settings, mongo, bus, queue=1) as (client, gate, held):
         waiting = await waiting_in_line(client, gate, 1)
         waiting.cancel()
         with contextlib.suppress(asyncio.CancelledError):

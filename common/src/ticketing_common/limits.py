@@ -110,18 +110,17 @@ class ConcurrencyLimit(HttpMiddleware):
         if self.limit <= 0 or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
-        if self._slots.locked():
-            if self._waiting >= self.queue:
-                retry = str(BUSY_RETRY_AFTER_SECONDS).encode()
-                await _refuse(send, 503, BUSY, [(b"retry-after", retry)])
-                return
-            self._waiting += 1
-            try:
-                await self._slots.acquire()
-            finally:
-                self._waiting -= 1
-        else:
+        if self._slots.locked() and self._waiting >= self.queue:
+            retry = str(BUSY_RETRY_AFTER_SECONDS).encode()
+            await _refuse(send, 503, BUSY, [(b"retry-after", retry)])
+            return
+        # A free slot is taken without suspending, so only a request that waits is ever seen
+        # counted.
+        self._waiting += 1
+        try:
             await self._slots.acquire()
+        finally:
+            self._waiting -= 1
         try:
             await self.app(scope, receive, send)
         finally:

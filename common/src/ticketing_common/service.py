@@ -30,7 +30,6 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ticketing_common.bus import Bus, JetStreamBus
 from ticketing_common.errors import (
-    ERROR_DESCRIPTIONS,
     ErrorBody,
     error_body,
     error_responses,
@@ -368,13 +367,11 @@ def create_service_app(
     return app
 
 
-def _busy_response(ref: dict[str, str]) -> dict[str, Any]:
-    schema = error_responses(503)[503]
-    return {
-        "description": schema["description"],
-        "headers": schema["headers"],
-        "content": {"application/json": {"schema": ref}},
-    }
+def _error_response(code: int, ref: dict[str, str]) -> dict[str, Any]:
+    """The documented answer `code` in the error shape, as `error_responses` describes it
+    (with its Retry-After where one is sent), its body the document's `ErrorBody`."""
+    response = {k: v for k, v in error_responses(code)[code].items() if k != "model"}
+    return {**response, "content": {"application/json": {"schema": ref}}}
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
@@ -403,7 +400,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         for operation in path_item.values():
             responses: dict[str, Any] = operation.setdefault("responses", {})
             # Any request may find the line full (`limits.ConcurrencyLimit`).
-            responses.setdefault("503", _busy_response(ref))
+            responses.setdefault("503", _error_response(503, ref))
             if responses.pop("422", None) is None:
                 continue
             validates = "requestBody" in operation or any(
@@ -413,12 +410,6 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             if "requestBody" in operation:
                 added.append(413)
             for code in added:
-                responses.setdefault(
-                    str(code),
-                    {
-                        "description": ERROR_DESCRIPTIONS[code],
-                        "content": {"application/json": {"schema": ref}},
-                    },
-                )
+                responses.setdefault(str(code), _error_response(code, ref))
     app.openapi_schema = document
     return document

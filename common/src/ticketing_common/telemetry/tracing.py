@@ -75,7 +75,6 @@ _providers: dict[str, TracerProvider] = {}
 # Per service: the share of new traces kept (OTEL_TRACES_SAMPLER_ARG), as the bound under which
 # a trace id's low 64 bits are kept (TraceIdRatioBased's rule).
 _kept: dict[str, int] = {}
-_KEEP_ALL = TraceIdRatioBased.get_bound_for_rate(1.0)
 _IDS = RandomIdGenerator()
 # A span that is not sampled, as the SDK flags one: its trace id is random (W3C level 2).
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
@@ -317,7 +316,7 @@ def _not_sampled(service: str, context: otel_context.Context | None) -> Span | N
     else:
         # TraceIdRatioBased's rule, on a trace id of our own.
         trace_id = _IDS.generate_trace_id()
-        if trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < _kept.get(service, _KEEP_ALL):
+        if trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < _kept[service]:
             return None  # a new trace kept: the SDK's sampler keeps what has no parent
         flags, state = _NOT_SAMPLED, None
     span_context = SpanContext(
