@@ -13,6 +13,7 @@ from ticketing_common.events import (
     OrderStatus,
     OrderTicketRef,
     PaymentCreated,
+    PaymentWindowClosed,
     Subject,
     TicketCreated,
     TicketRef,
@@ -43,6 +44,7 @@ SAMPLES = [
     OrderCompleted(id="o2", version=1, ticket=TicketRef(id="t2")),
     ExpirationComplete(order_id="o1"),
     PaymentCreated(id="p1", order_id="o1", stripe_id="pi_1"),
+    PaymentWindowClosed(order_id="o1"),
 ]
 
 

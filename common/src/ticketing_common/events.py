@@ -30,6 +30,10 @@ class Subject(StrEnum):
     ORDER_COMPLETED = "order:completed"
     EXPIRATION_COMPLETE = "expiration:complete"
     PAYMENT_CREATED = "payment:created"
+    # Not in SPEC's table: payments' word that an order's time to pay is over with no payment
+    # accepted (the one decision point between a late payment and the expiry; see payments'
+    # `windows`). Orders cancels an expired order on it, and only on it.
+    PAYMENT_WINDOW_CLOSED = "payment:window-closed"
 
     @property
     def wire(self) -> str:
@@ -146,6 +150,19 @@ class PaymentCreated(EventData):
         return self.order_id
 
 
+class PaymentWindowClosed(EventData):
+    """No payment can be accepted for the order any more, and none was: its time (and the
+    grace) is up. Published by payments once, in the same write that closes the window, so a
+    payment and a closing never both happen; orders then cancels the order."""
+
+    subject = Subject.PAYMENT_WINDOW_CLOSED
+    order_id: str
+
+    @property
+    def record_key(self) -> str:
+        return self.order_id
+
+
 EVENT_TYPES: dict[Subject, type[EventData]] = {
     cls.subject: cls
     for cls in (
@@ -158,6 +175,7 @@ EVENT_TYPES: dict[Subject, type[EventData]] = {
         OrderCompleted,
         ExpirationComplete,
         PaymentCreated,
+        PaymentWindowClosed,
     )
 }
 

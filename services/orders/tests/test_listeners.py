@@ -15,6 +15,7 @@ from ticketing_common.events import (
     EventData,
     ExpirationComplete,
     PaymentCreated,
+    PaymentWindowClosed,
     Subject,
     TicketCreated,
     TicketUpdated,
@@ -62,8 +63,9 @@ def updated(
     )
 
 
-def expired(order_id: str) -> ExpirationComplete:
-    return ExpirationComplete(order_id=order_id)
+def expired(order_id: str) -> PaymentWindowClosed:
+    """Payments' word that the order's time to pay is over, unpaid (on expiration's event)."""
+    return PaymentWindowClosed(order_id=order_id)
 
 
 def paid(order_id: str, payment_id: str = "pay-1") -> PaymentCreated:
@@ -204,10 +206,21 @@ async def test_the_order_shows_the_current_ticket_at_the_price_it_charges(
     assert placed["ticket"]["price"] != 12.5
 
 
-# --- expiration:complete ------------------------------------------------------------------------
+# --- payment:window-closed (the expiry, as payments decides it) -----------------------------------
 
 
-async def test_expiration_complete_cancels_the_order_and_publishes(
+async def test_expiration_complete_alone_never_cancels_an_order(
+    place_order: PlaceOrder, bus: InMemoryBus, db: Database
+) -> None:
+    """Only payments knows whether a payment was accepted in time: orders waits for its word."""
+    placed = await place_order()
+    await publish(bus, ExpirationComplete(order_id=placed["id"]))
+    assert await order_status(db, placed["id"]) == ("created", 0)
+    await published(bus, Subject.ORDER_CANCELLED, 0)
+    assert Subject.EXPIRATION_COMPLETE not in listeners.HANDLERS
+
+
+async def test_window_closed_cancels_the_order_and_publishes(
     place_order: PlaceOrder, bus: InMemoryBus, db: Database
 ) -> None:
     placed = await place_order()
@@ -228,7 +241,7 @@ async def test_an_expired_order_frees_the_ticket_for_the_next_buyer(
     await place_order(ticket_id)
 
 
-async def test_expiration_complete_leaves_a_complete_order_alone(
+async def test_window_closed_leaves_a_complete_order_alone(
     place_order: PlaceOrder,
     client: httpx.AsyncClient,
     user_headers: UserHeaders,
@@ -248,7 +261,7 @@ async def test_expiration_complete_leaves_a_complete_order_alone(
     await no_dead_letters(bus)
 
 
-async def test_expiration_complete_for_an_unknown_or_malformed_order_is_acked(
+async def test_window_closed_for_an_unknown_or_malformed_order_is_acked(
     client: httpx.AsyncClient, bus: InMemoryBus
 ) -> None:
     await publish(bus, expired(str(ObjectId())), expired("nope"))

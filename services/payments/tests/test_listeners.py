@@ -201,6 +201,7 @@ async def test_the_service_subscribes_to_every_order_subject(
             Subject.ORDER_CREATED,
             Subject.ORDER_CANCELLED,
             Subject.ORDER_COMPLETED,
+            Subject.EXPIRATION_COMPLETE,
         }
     doc = await replica(db, event.data.id)
     assert doc is not None

@@ -1,18 +1,23 @@
 """Long outages, on the real processes: a consumer's own database down for longer than the whole
-retry budget, and Redis losing every pending expiry. Nothing is dead-lettered, nothing stays
-stuck, and every replica converges.
+retry budget, Redis losing every pending expiry, and NATS frozen across an order's last moments
+after its buyer paid. Nothing is dead-lettered, nothing stays stuck, a payment made in time
+completes its order, and every replica converges.
 """
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 import redis.asyncio
+from pymongo import AsyncMongoClient
 
 from ticketing_common.settings import ServiceSettings
+from ticketing_devstack.checks import mongo_urls
 from ticketing_devstack.e2e import (
     assert_consistent,
     buy_until_answered,
@@ -25,12 +30,14 @@ from ticketing_devstack.stack import Stack
 
 pytestmark = pytest.mark.connected
 
-EXPIRY = 4  # seconds an order holds its ticket
+EXPIRY = 8  # seconds an order holds its ticket
 GRACE = 1.0  # EXPIRY_GRACE_SECONDS
+SWEEP_GRACE = 2.0  # EXPIRY_SWEEP_GRACE_SECONDS: payments' sweep, minutes in production
 ENV = {
     "ORDER_EXPIRATION_SECONDS": str(EXPIRY),
     "EXPIRY_GRACE_SECONDS": str(GRACE),
     "EXPIRY_SWEEP_SECONDS": "0.5",
+    "EXPIRY_SWEEP_GRACE_SECONDS": str(SWEEP_GRACE),
     "JWT_KEY": "outage-jwt-key-0123456789abcdef0123456789",
     # A short retry budget, so an outage longer than it takes seconds, not minutes.
     "NATS_ACK_WAIT_SECONDS": "3",
@@ -127,13 +134,70 @@ async def test_redis_wiped_with_pending_expiries_the_orders_still_end(
         states = [(await buyer.get(f"/api/orders/{o['id']}"))["status"] for o in orders]
         return all(s == "cancelled" for s in states)
 
-    await eventually(all_cancelled, timeout=EXPIRY + GRACE + 10)
+    await eventually(all_cancelled, timeout=EXPIRY + SWEEP_GRACE + 10)
 
-    # Cancelled by orders' own sweep, within its period after expiresAt + grace.
+    # Their windows closed by payments' own sweep after expiresAt + its grace, then cancelled.
     async def released() -> bool:
         states = [await ticket_state(seller, t["id"]) for t in tickets]
         return all(s["orderId"] is None for s in states)
 
     await eventually(released)
     await assert_consistent(stack)
+    assert await dead_letters(stack) == []
+
+
+async def test_a_payment_in_time_completes_though_nats_freezes_across_the_expiry(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    """Issue 21, item 2: NATS frozen (SIGSTOP) from 3 s before expiresAt to 15 s after it, the
+    buyer pays at -3 s and gets 201. Meanwhile the expiry job fires and payments' sweep comes
+    due (both past their graces while payment:created waits in payments' outbox). Once NATS is
+    back the order completes and is captured, once. (Before: orders' own sweep cancelled it at
+    expiresAt + grace and the authorization was voided.)"""
+    seller, buyer = await user_factory(), await user_factory()
+    ticket = await seller.sell("paid at the last moment", 30.0)
+    order = (await buy_until_answered(buyer, ticket["id"])).json()
+    expires_at = datetime.fromisoformat(order["expiresAt"].replace("Z", "+00:00")).timestamp()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_urls(stack.urls)["payments"])
+    try:
+
+        async def payments_knows_the_order() -> bool:
+            return await client["payments"]["orders"].find_one({"_id": order["id"]}) is not None
+
+        await eventually(payments_knows_the_order)
+    finally:
+        await client.close()
+    freeze_at = expires_at - 3
+    assert time.time() < freeze_at, "the order took too long to reach payments"
+    # The scenario's clock, not a wait for something to happen: the outage starts at -3 s.
+    await asyncio.sleep(freeze_at - time.time())
+    nats = stack.procs["nats"].popen
+    assert nats is not None
+    os.kill(nats.pid, signal.SIGSTOP)
+    try:
+        paid = await buyer.pay(order["id"])
+        assert paid.status_code == 201, paid.text
+        assert time.time() < expires_at
+        await asyncio.sleep(max(0.0, expires_at + 15 - time.time()))
+        # Past the expiry's grace and the sweep's, the order is still open: nothing decided it.
+        assert (await buyer.get(f"/api/orders/{order['id']}"))["status"] == "created"
+    finally:
+        os.kill(nats.pid, signal.SIGCONT)
+
+    async def complete() -> bool:
+        return (await buyer.get(f"/api/orders/{order['id']}"))["status"] == "complete"
+
+    await eventually(complete, timeout=30)
+
+    async def captured_once() -> bool:
+        stripe = await buyer.http.get(
+            f"{stack.urls['stripe']}/v1/payment_intents",
+            params={"limit": 100},
+            headers={"Authorization": "Bearer sk_test_local"},
+        )
+        ours = [pi for pi in stripe.json()["data"] if pi["metadata"].get("orderId") == order["id"]]
+        return [(pi["status"], pi["amount_received"]) for pi in ours] == [("succeeded", 3000)]
+
+    await eventually(captured_once, timeout=30)
+    await assert_consistent(stack, timeout=60)
     assert await dead_letters(stack) == []

@@ -1,6 +1,8 @@
 """Orders and payments together, in-process: whatever the interleaving of a payment, the buyer's
-cancel, the expiry and redelivered events, an order ends complete with exactly one captured
-charge, or cancelled with nothing captured (its authorization voided); nobody is charged twice.
+cancel, the expiry, payments' overdue sweep, outages and redelivered events, an order ends
+complete with exactly one captured charge, or cancelled with nothing captured (its authorization
+voided); nobody is charged twice; and a payment answered 201 completes its order unless its
+buyer cancelled it, however long the bus was down around the expiry.
 
 The real apps on in-memory Mongo, exchanging events over one in-memory broker, with the fake
 Stripe over HTTP. The broker can be "down" (publishing fails, so events wait in the outboxes,
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -33,6 +36,7 @@ from ticketing_devstack.checks import payment_problems, stripe_problems
 from ticketing_fakestripe import FakeStripeServer
 from ticketing_orders.main import create_app as create_orders
 from ticketing_orders.settings import Settings as OrdersSettings
+from ticketing_payments import windows
 from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app as create_payments
 from ticketing_payments.settings import Settings as PaymentsSettings
@@ -46,7 +50,14 @@ PRICE, CENTS = 19.99, 1999
 # back by the periodic sweep: each test decides when a service's events get out.
 OUTBOX_SWEEP_SECONDS = 3600
 # Events that carry an order's fate, and may be redelivered or duplicated at any time.
-REDELIVERABLE = (Subject.PAYMENT_CREATED, Subject.ORDER_COMPLETED, Subject.ORDER_CANCELLED)
+REDELIVERABLE = (
+    Subject.PAYMENT_CREATED,
+    Subject.PAYMENT_WINDOW_CLOSED,
+    Subject.ORDER_COMPLETED,
+    Subject.ORDER_CANCELLED,
+)
+# As if this long after the order's expiresAt: past every grace (the sweep's are minutes).
+LONG_AFTER = timedelta(days=1)
 
 
 @dataclass
@@ -173,6 +184,12 @@ class System:
         """expiration:complete, as the expiry job publishes it (it has its own connection)."""
         await self.inject(expiration_complete(order_id))
 
+    async def sweep_payments(self) -> None:
+        """Payments' overdue sweep, as if long after every grace (a lost expiry event)."""
+        runtime = self.runtime(self.payments_app)
+        now = datetime.now(UTC) + timedelta(seconds=900) + LONG_AFTER
+        await windows.sweep_once(runtime.outbox, runtime.settings, now=now)
+
     async def redeliver(self, order_id: str, subject: Subject) -> None:
         """The order's last event of `subject` again, under a new envelope id (JetStream's
         de-duplication cannot hide it): a redelivery, or a duplicate publish."""
@@ -258,20 +275,16 @@ async def system(
 
 
 @pytest.mark.parametrize("first", ["orders", "payments"])
-@pytest.mark.parametrize("ending", ["buyer cancels", "expiry"])
 async def test_a_payment_then_a_cancel_while_the_bus_is_paused_never_ends_cancelled_and_charged(
-    system: System, first: str, ending: str
+    system: System, first: str
 ) -> None:
-    """NATS paused: POST /api/payments 201, then DELETE (or the expiry) before payment:created
-    reaches orders. Orders keeps the order cancelled, so nothing is captured: the authorization
-    is voided, whichever service hears of the other first once NATS is back."""
+    """NATS paused: POST /api/payments 201, then DELETE before payment:created reaches orders.
+    Orders keeps the order cancelled, so nothing is captured: the authorization is voided,
+    whichever service hears of the other first once NATS is back."""
     order_id = await system.open_order()
     system.nats_down()
     assert await system.pay(order_id) == 201
-    if ending == "buyer cancels":
-        assert await system.cancel(order_id) == 204
-    else:
-        await system.expire(order_id)
+    assert await system.cancel(order_id) == 204
     await system.flush(system.orders_app if first == "orders" else system.payments_app)
     await system.settle()
 
@@ -281,6 +294,50 @@ async def test_a_payment_then_a_cancel_while_the_bus_is_paused_never_ends_cancel
     assert [(pi["status"], pi["amount_received"]) for pi in intents] == [("canceled", 0)]
     assert system.stripe.state.refunds() == []
     assert system.orders_bus.published_on(Subject.ORDER_COMPLETED) == []
+    assert await system.invariant_problems(order_id) == []
+
+
+@pytest.mark.parametrize("first", ["orders", "payments"])
+@pytest.mark.parametrize("closing", ["expiry", "sweep", "both"])
+async def test_a_payment_in_time_completes_however_long_the_bus_stays_down_past_the_expiry(
+    system: System, first: str, closing: str
+) -> None:
+    """Paid (201) just before expiresAt, then NATS down past the expiry's grace and the sweep's:
+    the expiry reaches payments (expiration publishes on its own connection) or the sweep runs,
+    while payment:created still waits in payments' outbox. The order completes and is captured
+    once, whichever service hears of the other first. (Before, orders cancelled it on the expiry
+    or its own sweep and the authorization was voided: paid in time, no ticket.)"""
+    order_id = await system.open_order()
+    system.nats_down()
+    assert await system.pay(order_id) == 201
+    if closing in ("expiry", "both"):
+        await system.expire(order_id)
+    if closing in ("sweep", "both"):
+        await system.sweep_payments()
+    await system.flush(system.orders_app if first == "orders" else system.payments_app)
+    await system.settle()
+
+    status, payments, intents = await system.outcome(order_id)
+    assert (status, payments) == ("complete", ["captured"])
+    assert [(pi["status"], pi["amount_received"]) for pi in intents] == [("succeeded", CENTS)]
+    assert system.orders_bus.published_on(Subject.ORDER_CANCELLED) == []
+    assert system.orders_bus.published_on(Subject.PAYMENT_WINDOW_CLOSED) == []
+    assert await system.invariant_problems(order_id) == []
+
+
+@pytest.mark.parametrize("closing", ["expiry", "sweep"])
+async def test_an_unpaid_order_is_cancelled_once_payments_closes_its_window(
+    system: System, closing: str
+) -> None:
+    order_id = await system.open_order()
+    if closing == "expiry":
+        await system.expire(order_id)
+    else:
+        await system.sweep_payments()
+    await system.settle()
+    status, payments, intents = await system.outcome(order_id)
+    assert (status, payments, intents) == ("cancelled", ["window-closed"], [])
+    assert await system.pay(order_id) == 400
     assert await system.invariant_problems(order_id) == []
 
 
@@ -327,11 +384,13 @@ STEPS = st.sampled_from(
         "pay",
         "cancel",
         "expire",
+        "sweep payments",
         "nats down",
         "nats up",
         "flush orders",
         "flush payments",
         "redeliver payment:created",
+        "redeliver payment:window-closed",
         "redeliver order:completed",
         "redeliver order:cancelled",
         "cancel during authorization",
@@ -351,14 +410,16 @@ async def test_any_interleaving_keeps_the_payment_invariants(
     system: System, steps: list[str]
 ) -> None:
     order_id = await system.open_order()
-    accepted = False
+    accepted = cancelled_by_buyer = False
     for step in steps:
         if step == "pay":
             accepted |= await system.pay(order_id) == 201
         elif step == "cancel":
-            await system.cancel(order_id)
+            cancelled_by_buyer |= await system.cancel(order_id) == 204
         elif step == "expire":
             await system.expire(order_id)
+        elif step == "sweep payments":
+            await system.sweep_payments()
         elif step == "nats down":
             system.nats_down()
         elif step == "nats up":
@@ -372,7 +433,9 @@ async def test_any_interleaving_keeps_the_payment_invariants(
         else:  # the buyer's DELETE while Stripe authorizes: the payment attempt holds its lease
 
             async def cancel_meanwhile() -> None:
+                nonlocal cancelled_by_buyer
                 if await system.cancel(order_id) == 204:
+                    cancelled_by_buyer = True
                     await system.payments_learns_of_the_cancel(order_id)
 
             system.during_authorization.append(cancel_meanwhile)
@@ -389,9 +452,12 @@ async def test_any_interleaving_keeps_the_payment_invariants(
     else:
         assert captured == []
         assert all(pi["status"] != "requires_capture" for pi in intents)  # nothing left held
-        assert set(payments) <= {"voided"}
+        assert set(payments) <= {"voided", "window-closed"}
     if accepted:  # a payment the buyer was told went through is settled one way or the other
         assert status in ("complete", "cancelled")
+    if accepted and not cancelled_by_buyer:
+        # Paid in time: no expiry, sweep or outage takes the ticket back.
+        assert status == "complete", (steps, status, payments)
     completed = system.orders_bus.published_on(Subject.ORDER_COMPLETED)
     cancelled = system.orders_bus.published_on(Subject.ORDER_CANCELLED)
     assert not (

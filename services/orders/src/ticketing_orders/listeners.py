@@ -1,4 +1,5 @@
-"""Event handlers: the ticket replica, expiry and payment of orders.
+"""Event handlers: the ticket replica, and an order's end as payments tells it: paid
+(payment:created) or its window to pay closed unpaid (payment:window-closed, see `expiry`).
 
 Every handler is idempotent (a duplicate changes nothing and returns) and copes with events
 of different subjects arriving in any order.
@@ -11,8 +12,8 @@ import logging
 from ticketing_common.bus import RetryLater
 from ticketing_common.events import (
     Event,
-    ExpirationComplete,
     PaymentCreated,
+    PaymentWindowClosed,
     Subject,
     TicketCreated,
     TicketUpdated,
@@ -43,17 +44,23 @@ async def on_ticket_updated(runtime: OrdersRuntime, event: Event[TicketUpdated])
     raise RetryLater(f"ticket {data.id} v{data.version} before v{ticket['version'] + 1}")
 
 
-async def on_expiration_complete(runtime: OrdersRuntime, event: Event[ExpirationComplete]) -> None:
+async def on_payment_window_closed(
+    runtime: OrdersRuntime, event: Event[PaymentWindowClosed]
+) -> None:
     data = event.data
     order_id = parse_object_id(data.order_id)
-    if order_id is None:
-        log.warning("expiration of a malformed order id ignored", extra={"order": data.order_id})
-        return
-    result, _ = await state.cancel_order(runtime.outbox, order_id=order_id)
-    if result is state.CancelResult.NOT_FOUND:
-        # Orders are inserted before order:created leaves, so expiration never knows of an
-        # order that does not exist; nothing to cancel either way.
-        log.warning("expiration of an unknown order ignored", extra={"order": data.order_id})
+    result = (
+        (await state.cancel_order(runtime.outbox, order_id=order_id))[0]
+        if order_id is not None
+        else state.CancelResult.NOT_FOUND
+    )
+    if result is state.CancelResult.COMPLETE:
+        # Payments closes a window only when it holds no payment for the order, and orders
+        # completes an order only on a payment: these two never both happen.
+        log.error("window closed for a complete order", extra={"order": data.order_id})
+    elif result is state.CancelResult.NOT_FOUND:
+        # Payments knows only orders announced by order:created, written after the order.
+        log.warning("window closed for an unknown order ignored", extra={"order": data.order_id})
 
 
 async def on_payment_created(runtime: OrdersRuntime, event: Event[PaymentCreated]) -> None:
@@ -66,8 +73,9 @@ async def on_payment_created(runtime: OrdersRuntime, event: Event[PaymentCreated
         else state.CompleteResult.NOT_FOUND
     )
     if result is state.CompleteResult.CANCELLED:
-        # The buyer's cancel or the expiry got here first (payments' replica lagged, or this
-        # event did): the order stays cancelled, and payments voids the authorization when its
+        # The buyer's cancel got here first (payments' replica lagged, or this event did; an
+        # expiry cannot, as payments closes a window only without a payment): the order stays
+        # cancelled, and payments voids the authorization when its
         # order:cancelled arrives. Nothing was captured, so nothing is owed.
         log.info(
             "payment for a cancelled order: its authorization is voided by payments",
@@ -83,6 +91,6 @@ async def on_payment_created(runtime: OrdersRuntime, event: Event[PaymentCreated
 HANDLERS: dict[Subject, EventHandler[OrdersRuntime]] = {
     Subject.TICKET_CREATED: on_ticket_created,
     Subject.TICKET_UPDATED: on_ticket_updated,
-    Subject.EXPIRATION_COMPLETE: on_expiration_complete,
     Subject.PAYMENT_CREATED: on_payment_created,
+    Subject.PAYMENT_WINDOW_CLOSED: on_payment_window_closed,
 }

@@ -23,7 +23,7 @@ from ticketing_common.events import (
     TicketRef,
     new_event,
 )
-from ticketing_common.mongo import Database, Document, IndexSpec, as_utc, collection
+from ticketing_common.mongo import Database, Document, IndexSpec, collection
 from ticketing_common.outbox import Outbox, OutboxCollection, Outboxed, strip_outbox
 from ticketing_orders import replica
 
@@ -61,7 +61,7 @@ def outboxed_orders(outbox: Outbox) -> OutboxCollection[OrderDoc]:
 
 INDEXES = [
     IndexSpec(ORDERS, [("userId", 1), ("_id", -1)], {"name": "user_newest_first"}),
-    # The expiry sweep: open orders by how long ago they ran out.
+    # The sweep of unconfirmed reservations: open orders by how long ago they ran out.
     IndexSpec(ORDERS, [("status", 1), ("expiresAt", 1)], {"name": "status_expires"}),
 ]
 
@@ -107,23 +107,6 @@ async def list_orders(
         query["_id"] = {"$lt": before}
     cursor = orders_of(db).find(query).sort("_id", -1).limit(limit)
     return [strip_outbox(doc) async for doc in cursor]
-
-
-async def overdue_orders(
-    db: Database, *, cutoff: datetime, limit: int = SWEEP_PAGE
-) -> list[ObjectId]:
-    """Open orders whose time ran out before `cutoff`, the earliest first.
-
-    One (status, expiresAt) range per open status, not a `$in` on the status: nx-27017 reads
-    the whole collection for that (110 ms at 5,000 orders, every second, while the service's
-    other commands wait); each range is indexed on every backend.
-    """
-    found: list[tuple[datetime, ObjectId]] = []
-    for status in OPEN_STATUSES:
-        query = {"status": status, "expiresAt": {"$lt": cutoff}, **VISIBLE}
-        cursor = orders_of(db).find(query, {"expiresAt": 1}).sort("expiresAt", 1).limit(limit)
-        found += [(as_utc(doc["expiresAt"]), doc["_id"]) async for doc in cursor]
-    return [order_id for _, order_id in sorted(found)[:limit]]
 
 
 async def cancel_order(

@@ -1,6 +1,7 @@
 """The orders replica, kept from order events: what payments needs to authorize and to refuse;
-and the settling of each order's authorization as orders decided it (see `settle`): captured on
-order:completed, voided on order:cancelled.
+the settling of each order's authorization as orders decided it (see `settle`): captured on
+order:completed, voided on order:cancelled; and the closing of an order's window to pay on
+expiration:complete (see `windows`).
 
 Handlers are idempotent and order-tolerant (events of different subjects arrive in any order):
 a duplicate changes nothing; an order:cancelled or order:completed ahead of its order:created,
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from ticketing_common.bus import RetryLater
 from ticketing_common.events import (
     Event,
+    ExpirationComplete,
     OrderCancelled,
     OrderCompleted,
     OrderCreated,
@@ -24,7 +26,7 @@ from ticketing_common.events import (
 from ticketing_common.money import to_cents
 from ticketing_common.mongo import Database, as_utc
 from ticketing_common.service import EventHandler
-from ticketing_payments import repository, settle
+from ticketing_payments import repository, settle, windows
 from ticketing_payments.repository import OrderReplicaDoc
 from ticketing_payments.runtime import PaymentsRuntime
 
@@ -63,6 +65,13 @@ async def on_order_completed(runtime: PaymentsRuntime, event: Event[OrderComplet
         await settle.capture_completed_order(runtime.db, runtime.charger, replica)
 
 
+async def on_expiration_complete(
+    runtime: PaymentsRuntime, event: Event[ExpirationComplete]
+) -> None:
+    # A payment accepted in time wins even if this comes first (it cannot, after it).
+    await windows.close(runtime.outbox, order_id=event.data.order_id, reason="expired")
+
+
 async def _apply(
     db: Database, subject: Subject, data: OrderCancelled | OrderCompleted, change: VersionedChange
 ) -> OrderReplicaDoc:
@@ -87,4 +96,5 @@ HANDLERS: dict[Subject, EventHandler[PaymentsRuntime]] = {
     Subject.ORDER_CREATED: on_order_created,
     Subject.ORDER_CANCELLED: on_order_cancelled,
     Subject.ORDER_COMPLETED: on_order_completed,
+    Subject.EXPIRATION_COMPLETE: on_expiration_complete,
 }

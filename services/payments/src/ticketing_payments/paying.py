@@ -1,5 +1,6 @@
 """Paying for an order: authorize the card through the order's one PaymentIntent, under a lease
-on the order, and store the payment with its payment:created.
+on the order, and store the payment with its payment:created, unless the order's window to pay
+closed meanwhile (see `windows`): then the authorization is voided and the buyer told.
 
 Paying authorizes the card only; the money moves when orders completes the order (see `settle`).
 One attempt at a time per order: the lease (`lease_order`) keeps a second, concurrent attempt (a
@@ -30,6 +31,8 @@ log = logging.getLogger("ticketing.payments")
 
 ALREADY_PAID = "Order has already been paid"
 CANCELLED_WHILE_PAYING = "Order was cancelled during payment; your card has not been charged"
+EXPIRED = "Order has expired"
+EXPIRED_WHILE_PAYING = "Order expired during payment; your card has not been charged"
 
 
 class OrderNotFoundError(LookupError):
@@ -113,8 +116,13 @@ async def _authorize(
                 currency=CURRENCY,
             )
         except DuplicateKeyError:
+            if await repository.window_closed(db, order_id=order["_id"]):
+                # The expiry closed the window while Stripe authorized: the closing won.
+                await _void_after_the_window_closed(db, charger, order_id=order["_id"])
+                raise NotPayableError(EXPIRED_WHILE_PAYING) from None
             # Stored by an attempt that outlived its lease: the same PaymentIntent, one charge.
             raise NotPayableError(ALREADY_PAID) from None
+        await repository.mark_window(db, order_id=order["_id"], window="paid")
         await _void_if_cancelled_meanwhile(db, charger, payment)
     finally:
         await release_order(db, order_id=order["_id"], lease=lease)
@@ -124,15 +132,13 @@ async def _authorize(
 async def _check_payable(db: Database, order: OrderReplicaDoc) -> None:
     if order["status"] == OrderStatus.CANCELLED:
         raise NotPayableError("Cannot pay for a cancelled order")
-    if order["status"] == OrderStatus.COMPLETE or await repository.get_payment_for_order(
-        db, order_id=order["_id"]
-    ):
+    window = await repository.window_of(db, order_id=order["_id"])
+    if order["status"] == OrderStatus.COMPLETE or window == "paid":
         raise NotPayableError(ALREADY_PAID)
-    # Up to the last moment: a payment accepted now reaches orders before the expiry does
-    # (expiration fires EXPIRY_GRACE_SECONDS later), and should it not, orders cancels the
-    # order and its authorization is voided: never money taken for a cancelled order.
-    if as_utc(order["expiresAt"]) <= datetime.now(UTC):
-        raise NotPayableError("Order has expired")
+    # Up to the last moment: a payment stored before the window closes completes the order,
+    # however late its event reaches orders (see `windows`).
+    if window == "closed" or as_utc(order["expiresAt"]) <= datetime.now(UTC):
+        raise NotPayableError(EXPIRED)
 
 
 async def _void_if_cancelled_meanwhile(
@@ -157,6 +163,26 @@ async def _void_if_cancelled_meanwhile(
             extra={"order_id": payment["orderId"], "error": repr(exc)},
         )
     raise NotPayableError(CANCELLED_WHILE_PAYING)
+
+
+async def _void_after_the_window_closed(
+    db: Database, charger: StripeCharger, *, order_id: str
+) -> None:
+    """Release the authorization this attempt made for an order whose window closed first.
+
+    Orders cancels the order on payment:window-closed, and payments' order:cancelled handler
+    voids the PaymentIntent too (it waits for this attempt's lease): this is only sooner.
+    """
+    order = await repository.get_order(db, order_id=order_id)  # with its paymentIntentId
+    if order is None:
+        return
+    try:
+        await settle.void(db, charger, order, None)
+    except (DependencyUnavailable, RetryLater, stripe.StripeError) as exc:
+        log.warning(
+            "void deferred to the cancellation handler",
+            extra={"order_id": order_id, "error": repr(exc)},
+        )
 
 
 # --- the lease ----------------------------------------------------------------------------------

@@ -1,4 +1,13 @@
-"""The orders replica (from order events) and the payments collection."""
+"""The orders replica (from order events) and the payments collection.
+
+The payments collection holds at most one document per order (a unique index): its payment, or
+the record that its window to pay closed without one (`close_window`). That index is the one
+decision point between a payment accepted at the last moment and the order's expiry: of the
+payment's insert and the closing's, exactly one succeeds, each with its own event in the same
+write (payment:created, for orders to complete the order; payment:window-closed, for orders to
+cancel it). So a payment answered 201 always completes its order, however long an outage
+delays either event, and an order cancelled on expiry was never paid.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,7 @@ from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from ticketing_common.events import OrderStatus, PaymentCreated, new_event
+from ticketing_common.events import OrderStatus, PaymentCreated, PaymentWindowClosed, new_event
 from ticketing_common.mongo import Database, IndexSpec, collection, versioned_update
 from ticketing_common.outbox import Outbox, Outboxed
 from ticketing_common.telemetry.tracing import TraceCarrier, carrier
@@ -19,9 +28,19 @@ ORDERS = "orders"
 PAYMENTS = "payments"
 
 INDEXES = [
-    # At most one payment per order, whatever races: the database decides (flaw 4).
+    # At most one payment per order, whatever races: the database decides (flaw 4); and a
+    # closed window takes the same place, so a payment and a closing never both happen.
     IndexSpec(PAYMENTS, [("orderId", 1)], {"unique": True, "name": "orderId_unique"}),
+    # The overdue sweep (`windows.sweep_once`): open orders by how long ago they ran out.
+    IndexSpec(ORDERS, [("status", 1), ("expiresAt", 1)], {"name": "status_expires"}),
 ]
+
+# The status of the document that closes an order's window: not a payment (no money at all).
+WINDOW_CLOSED: Literal["window-closed"] = "window-closed"
+
+# What became of an order's window to pay, as the replica remembers it once decided (the
+# payments collection decides; this only keeps the sweep from asking again).
+Window = Literal["paid", "closed"]
 
 
 class PaymentStatus(StrEnum):
@@ -55,6 +74,8 @@ class OrderReplicaDoc(TypedDict):
     paymentIntentCanceled: NotRequired[bool]
     # The trace context of the order's order:created here: paying continues the order's trace.
     _trace: NotRequired[TraceCarrier]
+    # Set once the order's window is decided (see `mark_window`); absent while it is open.
+    window: NotRequired[Window]
 
 
 class PaymentDoc(Outboxed):
@@ -72,6 +93,18 @@ class PaymentDoc(Outboxed):
     # When it was settled (a datetime, or its string as nx-27017 reads a $set one back).
     capturedAt: datetime | str | None
     voidedAt: datetime | str | None
+
+
+class WindowClosedDoc(Outboxed):
+    """A document of `payments` that is no payment: the order's time to pay ran out without
+    one, and none will ever be accepted (see the module's docstring)."""
+
+    _id: ObjectId
+    orderId: str
+    status: Literal["window-closed"]
+    # Why: "expired" (expiration's event) or "overdue" (payments' own sweep).
+    reason: str
+    closedAt: datetime
 
 
 def orders_replica(db: Database) -> AsyncCollection[OrderReplicaDoc]:
@@ -155,7 +188,59 @@ def lease_held(order: OrderReplicaDoc, *, now: datetime | None = None) -> bool:
 
 
 async def get_payment_for_order(db: Database, *, order_id: str) -> PaymentDoc | None:
-    return await _payments(db).find_one({"orderId": order_id})
+    """The order's payment; None when it has none (its window may have closed: `window_closed`)."""
+    doc = await _payments(db).find_one({"orderId": order_id})
+    return None if doc is None or doc["status"] == WINDOW_CLOSED else doc
+
+
+async def window_of(db: Database, *, order_id: str) -> Window | None:
+    """How the order's window was decided: "paid", "closed" (without a payment), or None while
+    it is open. Read from the payments collection, which decides (one indexed read)."""
+    doc = await _payments(db).find_one({"orderId": order_id}, {"status": 1})
+    if doc is None:
+        return None
+    return "closed" if doc["status"] == WINDOW_CLOSED else "paid"
+
+
+async def window_closed(db: Database, *, order_id: str) -> bool:
+    """Whether the order's window to pay has closed without a payment."""
+    return await window_of(db, order_id=order_id) == "closed"
+
+
+async def close_window(outbox: Outbox, *, order_id: str, reason: str) -> bool:
+    """Close the order's window to pay, with payment:window-closed in the same write; False
+    when the order already has its document here (a payment, which wins, or an earlier close).
+    """
+    event = new_event(PaymentWindowClosed(order_id=order_id))
+    doc: WindowClosedDoc = {
+        "_id": ObjectId(),
+        "orderId": order_id,
+        "status": WINDOW_CLOSED,
+        "reason": reason,
+        "closedAt": datetime.now(UTC),
+    }
+    try:
+        await outbox.collection(PAYMENTS, WindowClosedDoc).insert_one(doc, event)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def mark_window(db: Database, *, order_id: str, window: Window) -> None:
+    """Remember on the replica how the order's window was decided (so the sweep skips it)."""
+    await orders_replica(db).update_one({"_id": order_id}, {"$set": {"window": window}})
+
+
+async def overdue_orders(db: Database, *, cutoff: datetime, limit: int) -> list[str]:
+    """Open orders whose window is undecided and whose time ran out before `cutoff`, earliest
+    first: one indexed (status, expiresAt) range on every backend."""
+    query = {
+        "status": OrderStatus.CREATED.value,
+        "expiresAt": {"$lt": cutoff},
+        "window": {"$exists": False},
+    }
+    cursor = orders_replica(db).find(query, {"_id": 1}).sort("expiresAt", 1).limit(limit)
+    return [doc["_id"] async for doc in cursor]
 
 
 async def create_payment(

@@ -42,6 +42,11 @@ class Settings(ServiceSettings):
     # the other services (HTTP_CONCURRENCY), or a few slow Stripe answers would hold back the
     # payments behind them.
     http_concurrency: int = Field(default=64, ge=0)
+    # The safety net for a lost expiry event (`windows`): every EXPIRY_SWEEP_SECONDS, the
+    # window of an open order past its expiresAt plus EXPIRY_SWEEP_GRACE_SECONDS is closed.
+    # Minutes: expiration's own event (EXPIRY_GRACE_SECONDS after expiresAt) normally does it.
+    expiry_sweep_seconds: float = Field(default=1.0, gt=0)
+    expiry_sweep_grace_seconds: float = Field(default=300.0, ge=0)
 
     @field_validator("stripe_api_base")
     @classmethod

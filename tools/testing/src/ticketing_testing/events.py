@@ -115,6 +115,10 @@ def expiration_complete(order_id: str) -> Event[contracts.ExpirationComplete]:
     return new_event(contracts.ExpirationComplete(order_id=order_id))
 
 
+def payment_window_closed(order_id: str) -> Event[contracts.PaymentWindowClosed]:
+    return new_event(contracts.PaymentWindowClosed(order_id=order_id))
+
+
 def redelivered(event: Event[D]) -> Event[D]:
     """The same event under a new envelope id: a redelivery or a duplicate publish, which
     JetStream's de-duplication cannot hide."""
