@@ -444,7 +444,10 @@ def client_alone(
         Settings(
             environment="test",
             client_csrf_key="browser-csrf-key-0123456789abcdef0123",
-            client_api_url="http://api.invalid",
+            client_auth_url="http://api.invalid",
+            client_tickets_url="http://api.invalid",
+            client_orders_url="http://api.invalid",
+            client_payments_url="http://api.invalid",
             cookie_secure=False,
             client_replica_wait_seconds=0,
             **settings,

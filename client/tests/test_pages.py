@@ -22,7 +22,10 @@ CSRF_KEY = "test-csrf-key-0123456789abcdef0123456789"
 SETTINGS = Settings(
     environment="test",
     client_csrf_key=CSRF_KEY,
-    client_api_url="http://api.test",
+    client_auth_url="http://api.test",
+    client_tickets_url="http://api.test",
+    client_orders_url="http://api.test",
+    client_payments_url="http://api.test",
     client_replica_wait_seconds=0.3,
 )
 CSRF_COOKIE = "__Host-csrf"  # cookies are Secure by default
@@ -195,16 +198,76 @@ async def test_sign_in_passes_set_cookie_back_and_forwards_only_the_browsers_coo
 async def test_every_api_call_carries_the_browsers_address(
     client: httpx.AsyncClient, fake: FakeApi
 ) -> None:
-    """As a proxy: what the request said (a gateway's X-Forwarded-For), then its peer; the API
-    believes only its trusted proxies' part, so every browser is not this one client."""
+    """The address the trusted edge (127.0.0.1 here) gave, alone: not the chain the request
+    came with, nor the edge's own, so the API counts the browser and nothing it wrote."""
+    signin = {"email": "alice@example.com", "password": "password123"}
     await Browser(client).post(
-        "/auth/signin",
-        data={"email": "alice@example.com", "password": "password123"},
-        headers={"x-forwarded-for": "203.0.113.7"},
+        "/auth/signin", data=signin, headers={"x-forwarded-for": "203.0.113.7"}
     )
-    assert fake.seen[-1].headers["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+    assert fake.seen[-1].headers["x-forwarded-for"] == "203.0.113.7"
+    # A browser's own X-Forwarded-For, that an appending proxy kept: only the proxy's part counts.
+    forged = {"x-forwarded-for": "198.51.100.66, 203.0.113.7"}
+    await Browser(client).post("/auth/signin", data=signin, headers=forged)
+    assert fake.seen[-1].headers.get_list("x-forwarded-for") == ["203.0.113.7"]
+    # No edge said anything: the peer itself.
     await client.get("/", headers={"cookie": "session=alice"})
     assert {r.headers["x-forwarded-for"] for r in fake.seen[-2:]} == {"127.0.0.1"}
+
+
+async def test_x_forwarded_for_from_an_untrusted_peer_is_not_believed(fake: FakeApi) -> None:
+    app = create_app(SETTINGS, transport=httpx.MockTransport(fake))
+    async with app.router.lifespan_context(app):
+        # A browser reaching the client itself (not through the edge) says it is someone else.
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as direct:
+            await direct.get("/", headers={"x-forwarded-for": "203.0.113.7"})
+    assert {r.headers["x-forwarded-for"] for r in fake.seen} == {"198.51.100.9"}
+
+
+async def test_each_api_prefix_is_called_on_its_own_service(fake: FakeApi) -> None:
+    """Directly, as in the cluster by their Services: not back through the edge."""
+    urls = {
+        "client_auth_url": "http://auth.test:8000",
+        "client_tickets_url": "http://tickets.test:8000/",
+        "client_orders_url": "http://orders.test:8000",
+        "client_payments_url": "http://payments.test:8000",
+    }
+    api = Api(SETTINGS.model_copy(update=urls), transport=httpx.MockTransport(fake))
+    try:
+        for path, host in [
+            ("/api/users/currentuser", "auth.test"),
+            ("/api/tickets", "tickets.test"),
+            (f"/api/tickets/{TICKET['id']}", "tickets.test"),
+            ("/api/orders", "orders.test"),
+            ("/api/payments", "payments.test"),
+        ]:
+            await api.call("GET", path, cookie=None, params={"limit": "1"})
+            assert (fake.seen[-1].url.host, fake.seen[-1].url.port) == (host, 8000), path
+            assert fake.seen[-1].url.path == path
+        # A prefix is whole path segments, as the gateway and the Ingress route.
+        with pytest.raises(ValueError, match="no API service serves /api/usersx"):
+            await api.call("GET", "/api/usersx", cookie=None)
+    finally:
+        await api.aclose()
+    # Unset, each is the local gateway, which routes every prefix.
+    assert {url for _, url in Settings(environment="development").api_routes} == {
+        "http://127.0.0.1:8080"
+    }
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/api", "/api/nope", "/api/usersx/1", "/api/users/currentuser"])
+async def test_an_api_path_the_client_is_sent_is_a_json_404(
+    client: httpx.AsyncClient, fake: FakeApi, method: str, path: str
+) -> None:
+    """The edge sends the client every path that is no service's: an /api/ one among them is the
+    API's 404 in its error shape, not the HTML page."""
+    res = await client.request(method, path, headers={"cookie": "session=alice"})
+    assert res.status_code == 404
+    assert res.headers["content-type"] == "application/json"
+    if method != "HEAD":
+        assert res.json() == {"errors": [{"message": "Not Found"}]}
+    assert fake.seen == []  # answered without asking the API anything
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,12 @@ import pytest
 from nats.js.api import StorageType
 
 from ticketing_common.bus import Bus, JetStreamBus, RetryLater, Unpublishable
+from ticketing_common.bus.base import BusUnavailable, PublishRefused
 from ticketing_common.bus.jetstream import stream_config
 from ticketing_common.bus.memory import InMemoryBroker, InMemoryBus
-from ticketing_common.bus.streams import STREAMS
-from ticketing_common.events import Event, TicketCreated, encode, new_event
+from ticketing_common.bus.streams import CONSUMERS, STREAMS, ContractMismatch, stream_for
+from ticketing_common.events import Event, Subject, TicketCreated, encode, new_event
+from ticketing_testing.events import order_created
 from ticketing_testing.servers import ServerProcess
 from ticketing_testing.waiting import eventually, started
 
@@ -465,3 +467,176 @@ async def test_a_consumer_whose_durable_is_gone_sets_it_up_again(
     finally:
         await consumer.close()
         await producer.close()
+
+
+# --- bounded streams: interest retention, max_bytes, discard new (issue 21) ---------------------
+
+
+async def kept(make_bus: BusFactory, stream: str) -> int:
+    """How many messages `stream` keeps, on the server or in the fake."""
+    server: ServerProcess | None = make_bus.server  # type: ignore[attr-defined]
+    if server is None:
+        broker: InMemoryBroker = make_bus.broker  # type: ignore[attr-defined]
+        return broker.kept(stream)
+    import nats
+
+    nc = await nats.connect(f"nats://{server.url}")
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        return info.state.messages
+    finally:
+        await nc.close()
+
+
+def refused_count(service: str, stream: str) -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"service": service, "stream": stream, "reason": "stream_full"}
+    return REGISTRY.get_sample_value("ticketing_bus_publish_refused_total", labels) or 0.0
+
+
+async def test_a_full_stream_refuses_a_publish_until_its_consumer_catches_up(
+    make_bus: BusFactory,
+) -> None:
+    """Discard new at max_bytes: with orders' ticket:created consumer down (its durable exists:
+    the producer created the contract's), TICKETS fills and refuses the next publish with
+    BusUnavailable (the outbox keeps it), counted; nothing kept is deleted, other streams still
+    take events, and once orders consumes its backlog the stream takes messages again."""
+    limits = {"TICKETS": 4096}
+    producer = await started(make_bus("tickets", stream_max_bytes=limits))
+    before = refused_count("tickets", "TICKETS")
+    sent: list[Event[Any]] = []
+    failure: BusUnavailable | None = None
+    for n in range(200):
+        event = ticket(n)
+        try:
+            await producer.publish(event)
+        except BusUnavailable as exc:
+            failure = exc
+            break
+        sent.append(event)
+    assert isinstance(failure, PublishRefused)
+    assert (failure.stream, failure.reason) == ("TICKETS", "stream_full")
+    assert refused_count("tickets", "TICKETS") == before + 1
+    assert 3 <= len(sent) < 200
+    assert await kept(make_bus, "TICKETS") == len(sent)
+    await producer.publish(order_created(order_id="o1"))  # ORDERS is not full
+
+    orders = make_bus("orders", stream_max_bytes=limits)
+    rec = Recorder()
+    orders.subscribe(Subject.TICKET_CREATED, rec)
+    await started(orders)
+    await eventually(lambda: [e.id for e in rec.seen] == [e.id for e in sent], timeout=10)
+
+    async def taken() -> bool:
+        try:
+            await producer.publish(ticket(500))
+        except BusUnavailable:
+            return False
+        return True
+
+    await eventually(taken, timeout=10)  # the acked messages are gone: room again
+    await eventually(lambda: len(rec.seen) == len(sent) + 1)
+
+
+async def test_a_message_is_kept_until_every_registered_durable_has_acked_it(
+    make_bus: BusFactory,
+) -> None:
+    """Interest retention over the contract's durables: order:created is kept while one of its
+    three registered consumers (tickets, expiration, payments) has not acked it, even one that
+    has never consumed yet, and removed once all have; a message nobody consumes (user events)
+    is not kept at all."""
+    producer = await started(make_bus("orders"))
+    event = order_created(order_id="o1")
+    await producer.publish(event)
+    await producer.publish_raw("user.created", b"{}", msg_id="u-1")
+    assert await kept(make_bus, "USERS") == 0
+    recorders: list[Recorder] = []
+    for service in ("tickets", "expiration", "payments"):
+        assert await kept(make_bus, "ORDERS") == 1  # someone has not acked it yet
+        rec = Recorder()
+        consumer = make_bus(service)
+        consumer.subscribe(Subject.ORDER_CREATED, rec)
+        await started(consumer)
+        recorders.append(rec)
+        await eventually(lambda rec=rec: [e.id for e in rec.seen] == [event.id])  # type: ignore[misc,arg-type]
+
+    async def removed() -> bool:
+        return await kept(make_bus, "ORDERS") == 0
+
+    await eventually(removed, timeout=10)
+
+
+async def test_a_service_subscribing_outside_its_registry_entry_refuses_to_start(
+    make_bus: BusFactory,
+) -> None:
+    bus = make_bus("orders", contract=True)
+    bus.subscribe(Subject.TICKET_CREATED, Recorder())  # and not its other three
+    with pytest.raises(ContractMismatch, match="not subscribed"):
+        await bus.start()
+    extra = make_bus("tickets", contract=True)
+    for subject in (*CONSUMERS["tickets"], Subject.EXPIRATION_COMPLETE):
+        extra.subscribe(subject, Recorder())
+    with pytest.raises(ContractMismatch, match="expiration:complete"):
+        await extra.start()
+
+
+async def test_a_service_deletes_its_own_durables_it_no_longer_consumes(
+    make_bus: BusFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """orders-expiration-complete, left by the version of orders that consumed it, would keep
+    every expiration:complete until EXPIRATION is full; another service's durable is not
+    orders' to delete, nor are the contract's."""
+    old = make_bus("orders")
+    old.subscribe(Subject.EXPIRATION_COMPLETE, Recorder())
+    stranger = make_bus("auth")
+    stranger.subscribe(Subject.EXPIRATION_COMPLETE, Recorder())
+    await started(old)
+    await started(stranger)
+    await old.close()
+    await stranger.close()
+    new = make_bus("orders", contract=True)
+    for subject in CONSUMERS["orders"]:
+        new.subscribe(subject, Recorder())
+    await started(new)
+    await eventually(lambda: any("no longer consumes" in r.message for r in caplog.records))
+    durables = await durables_of(make_bus, "EXPIRATION")
+    assert "orders-expiration-complete" not in durables
+    assert {"auth-expiration-complete", "payments-expiration-complete"} <= durables
+
+
+async def durables_of(make_bus: BusFactory, stream: str) -> set[str]:
+    server: ServerProcess | None = make_bus.server  # type: ignore[attr-defined]
+    if server is None:
+        broker: InMemoryBroker = make_bus.broker  # type: ignore[attr-defined]
+        return {name for name, c in broker.consumers.items() if stream_for(c.subject) == stream}
+    import nats
+
+    nc = await nats.connect(f"nats://{server.url}")
+    try:
+        return {c.name for c in await nc.jetstream().consumers_info(stream)}
+    finally:
+        await nc.close()
+
+
+def test_the_streams_are_bounded_and_fit_the_store_with_room_to_spare() -> None:
+    """Interest retention and discard new for the event streams, limits for the dead letters;
+    the defaults, the settings' defaults, together within the 4 GiB store with a quarter left."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy
+
+    from ticketing_common.bus.streams import DEFAULT_MAX_BYTES, STORE_BYTES, stream_specs
+    from ticketing_common.settings import ServiceSettings
+
+    configs = {spec.name: stream_config(spec) for spec in STREAMS}
+    for name, config in configs.items():
+        assert config.discard == DiscardPolicy.NEW
+        assert config.max_bytes == DEFAULT_MAX_BYTES[name] > 0
+        expected = RetentionPolicy.LIMITS if name == "DEADLETTER" else RetentionPolicy.INTEREST
+        assert config.retention == expected, name
+    assert sum(DEFAULT_MAX_BYTES.values()) <= STORE_BYTES * 3 // 4
+    settings = ServiceSettings(environment="development")
+    assert settings.nats_stream_max_bytes == dict(DEFAULT_MAX_BYTES)
+    custom = ServiceSettings(environment="development", nats_max_bytes_orders="2MiB")
+    assert {s.name: s.max_bytes for s in stream_specs(custom.nats_stream_max_bytes)}[
+        "ORDERS"
+    ] == 2 * 1024 * 1024

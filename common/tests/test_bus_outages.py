@@ -6,20 +6,25 @@ settings on the server is brought to the configured ones, or dead-letters at the
 """
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import nats
+import nats.js.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from pymongo.errors import ServerSelectionTimeoutError
 
 from ticketing_common.bus import Bus, DependencyUnavailable, RetryLater, durable_name
+from ticketing_common.bus import Dependency as Needed
+from ticketing_common.bus.base import BusUnavailable, dependency_of
 from ticketing_common.bus.jetstream import declare_streams
 from ticketing_common.bus.streams import stream_for
 from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated, new_event
+from ticketing_common.service import ServiceSpec
 from ticketing_testing.servers import ServerProcess
 from ticketing_testing.waiting import eventually, started
 
@@ -103,7 +108,8 @@ async def precreate_durable(
     nc = await nats.connect(f"nats://{server.url}")
     try:
         js = nc.jetstream()
-        await declare_streams(js)
+        # Not the contract's durables: this one is made as the earlier version made it.
+        await declare_streams(js, consumers={})
         await js.add_consumer(
             stream_for(subject.wire),
             ConsumerConfig(
@@ -339,3 +345,238 @@ async def test_reconciliation_updates_the_durable_on_the_server(
     finally:
         await bus.close()
         await nc.close()
+
+
+# --- 4. a hold pauses only the consumers that need what is down (issue 21, item 3) ------------
+
+MONGO_AND_STRIPE = frozenset({Needed.MONGO, Needed.STRIPE})
+MONGO_ONLY = frozenset({Needed.MONGO})
+
+
+async def test_a_stripe_hold_does_not_pause_a_consumer_that_does_not_need_stripe(
+    make_bus: BusFactory,
+) -> None:
+    """Payments' capture held while Stripe answers 5xx; its order:created consumer (Mongo only)
+    goes on, so a new order still reaches the replica. The held event lands once Stripe is
+    back, using up none of its deliveries."""
+    bus = make_bus("payments", max_deliver=2, max_hold_delay=0.1)
+    producer = make_bus("tickets")
+    stripe = Dependency(lambda: DependencyUnavailable("stripe: 500", dependency="stripe"))
+    replica: list[str] = []
+
+    async def on_update(event: Event[Any]) -> None:
+        replica.append(event.id)
+
+    bus.subscribe(Subject.TICKET_CREATED, stripe, needs=MONGO_AND_STRIPE)
+    bus.subscribe(Subject.TICKET_UPDATED, on_update, needs=MONGO_ONLY)
+    await started(bus)
+    await started(producer)
+    held, other = ticket(), ticket_updated(2)
+    await producer.publish(held)
+    await eventually(lambda: len(stripe.calls) >= 2)
+    await producer.publish(other)
+    await eventually(lambda: replica == [other.id])
+    assert stripe.applied == []  # still held: Stripe is still down
+    stripe.down = False
+    await eventually(lambda: stripe.applied == [held.id])
+    assert await bus.dead_letters() == []
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        pytest.param(lambda: ServerSelectionTimeoutError("mongo: refused"), id="mongo"),
+        pytest.param(lambda: BusUnavailable("nats: not connected"), id="nats"),
+        pytest.param(lambda: DependencyUnavailable("something is down"), id="unnamed"),
+        pytest.param(lambda: TimeoutError(), id="bare-timeout"),
+    ],
+)
+async def test_a_hold_on_what_every_consumer_needs_pauses_them_all(
+    make_bus: BusFactory, outage: Callable[[], Exception]
+) -> None:
+    """Mongo (every handler of a service with a database needs it), NATS, or a failure that does
+    not say what is down: the other consumer pulls nothing while the delivery is held."""
+    bus = make_bus("payments", max_deliver=2, max_hold_delay=0.1)
+    producer = make_bus("tickets")
+    down = Dependency(outage)
+    replica: list[str] = []
+
+    async def on_update(event: Event[Any]) -> None:
+        replica.append(event.id)
+
+    bus.subscribe(Subject.TICKET_CREATED, down, needs=MONGO_AND_STRIPE)
+    bus.subscribe(Subject.TICKET_UPDATED, on_update, needs=MONGO_ONLY)
+    await started(bus)
+    await started(producer)
+    held, other = ticket(), ticket_updated(2)
+    await producer.publish(held)
+    await eventually(lambda: len(down.calls) >= 2)
+    await producer.publish(other)
+    # Several more tries of the held event: the other consumer had all that time to pull.
+    tries = len(down.calls)
+    await eventually(lambda: len(down.calls) >= tries + 4, timeout=10)
+    assert replica == []
+    down.down = False
+    await eventually(lambda: down.applied == [held.id] and replica == [other.id])
+    assert await bus.dead_letters() == []
+
+
+# --- 5. a wiped store numbers its messages from 1 again (issue 21, item 5) --------------------
+
+
+async def wipe_store(make_bus: BusFactory, subject: Subject, durable: str) -> None:
+    """The stream holding `subject` loses its messages and durables, as with a new volume: its
+    next message gets the first sequence number again. Returns once `durable` is back (its
+    bus sets it up again), so that a message published next is kept for it."""
+    server: ServerProcess | None = make_bus.server  # type: ignore[attr-defined]
+    if server is None:
+        broker = make_bus.broker  # type: ignore[attr-defined]
+        broker.messages.clear()
+        broker.stored_at.clear()
+        broker.headers.clear()
+        for consumer in broker.consumers.values():
+            consumer.queue.clear()
+            consumer.in_flight.clear()
+        return
+    nc = await nats.connect(f"nats://{server.url}")
+    try:
+        js = nc.jetstream()
+        stream = stream_for(subject.wire)
+        await js.delete_stream(stream)
+        await declare_streams(js)
+
+        async def durable_back() -> bool:
+            try:
+                await js.consumer_info(stream, durable)
+            except nats.js.errors.NotFoundError:
+                return False
+            return True
+
+        await eventually(durable_back, timeout=10)
+    finally:
+        await nc.close()
+
+
+async def last_sequence(make_bus: BusFactory, subject: Subject) -> int:
+    """The sequence of the last message the stream stored (acked ones removed or not)."""
+    server: ServerProcess | None = make_bus.server  # type: ignore[attr-defined]
+    if server is None:
+        return len(make_bus.broker.messages) - 1  # type: ignore[attr-defined]
+    nc = await nats.connect(f"nats://{server.url}")
+    try:
+        info = await nc.jetstream().stream_info(stream_for(subject.wire))
+        return info.state.last_seq
+    finally:
+        await nc.close()
+
+
+async def test_a_message_after_a_wiped_store_does_not_inherit_an_old_failure_count(
+    make_bus: BusFactory,
+) -> None:
+    """Message 1 fails max_deliver - 1 times (then waits for its predecessor, keeping its count),
+    the store is wiped, and the new message 1 fails once: a first failure, offered again and
+    applied, not dead-lettered with the old message's count."""
+    bus = make_bus("orders", max_deliver=3, max_retry_delay=0.1)
+    old, new = ticket(1), ticket(2)
+    attempts: collections.Counter[str] = collections.Counter()
+    applied: list[str] = []
+
+    async def handler(event: Event[Any]) -> None:
+        attempts[event.id] += 1
+        if event.id == old.id and attempts[old.id] > 2:
+            raise RetryLater("its predecessor is lost")
+        if attempts[event.id] <= (2 if event.id == old.id else 1):
+            raise RuntimeError("bug")
+        applied.append(event.id)
+
+    bus.subscribe(Subject.TICKET_CREATED, handler)
+    await started(bus)
+    await bus.publish(old)
+    await eventually(lambda: attempts[old.id] >= 3)  # two failures counted, then deferred
+    seq = await last_sequence(make_bus, Subject.TICKET_CREATED)
+    await wipe_store(
+        make_bus, Subject.TICKET_CREATED, durable_name("orders", Subject.TICKET_CREATED)
+    )
+    await bus.publish(new)
+    assert await last_sequence(make_bus, Subject.TICKET_CREATED) == seq  # numbered again
+
+    async def settled() -> bool:
+        return new.id in applied or bool(await bus.dead_letters())
+
+    await eventually(settled, timeout=10)
+    assert await bus.dead_letters() == []
+    assert attempts[new.id] == 2
+
+
+async def test_a_message_after_a_wiped_store_is_not_taken_for_one_in_flight(
+    make_bus: BusFactory,
+) -> None:
+    """Message 1's handler hangs; the store is wiped and the new message 1 arrives: it is
+    handled, not given back again and again as if it were the hung one handed out twice."""
+    bus = make_bus("orders", ack_wait=1.0)
+    old, new = ticket(1), ticket(2)
+    hung = asyncio.Event()  # never set: the old handler hangs until the bus closes
+    applied: list[str] = []
+
+    async def handler(event: Event[Any]) -> None:
+        if event.id == old.id:
+            await hung.wait()
+        applied.append(event.id)
+
+    bus.subscribe(Subject.TICKET_CREATED, handler)
+    await started(bus)
+    await bus.publish(old)
+    durable = durable_name("orders", Subject.TICKET_CREATED)
+
+    async def old_in_flight() -> bool:
+        return (await server_view(make_bus, durable, Subject.TICKET_CREATED))[0] == 1
+
+    await eventually(old_in_flight)
+    await wipe_store(make_bus, Subject.TICKET_CREATED, durable)
+    await bus.publish(new)
+    await eventually(lambda: applied == [new.id], timeout=10)
+
+
+def test_a_failure_names_the_dependency_that_is_down() -> None:
+    from pymongo.errors import AutoReconnect
+
+    assert DependencyUnavailable("500", dependency="stripe").dependency == "stripe"
+    assert dependency_of(DependencyUnavailable("500", dependency=Needed.STRIPE)) == "stripe"
+    assert dependency_of(AutoReconnect("gone")) == Needed.MONGO
+    assert dependency_of(ServerSelectionTimeoutError("refused")) == Needed.MONGO
+    assert dependency_of(BusUnavailable("not connected")) == Needed.NATS
+    # Nothing says what is down: every consumer pauses.
+    assert dependency_of(DependencyUnavailable("down")) == Needed.UNKNOWN
+    assert dependency_of(TimeoutError()) == Needed.UNKNOWN
+    assert dependency_of(RuntimeError("bug")) is None  # the event's fault: counted, not held
+
+
+def test_a_service_declares_what_its_handlers_need_besides_its_database() -> None:
+    async def handle(runtime: Any, event: Event[Any]) -> None:
+        return None
+
+    handlers = {Subject.TICKET_CREATED: handle, Subject.TICKET_UPDATED: handle}
+    spec: ServiceSpec[Any, Any] = ServiceSpec(
+        name="svc",
+        routers=[],
+        handlers=handlers,
+        needs={Subject.TICKET_CREATED: frozenset({Needed.STRIPE})},
+    )
+    assert spec.handler_needs(Subject.TICKET_CREATED) == {Needed.MONGO, Needed.STRIPE}
+    assert spec.handler_needs(Subject.TICKET_UPDATED) == {Needed.MONGO}
+    redis_only: ServiceSpec[Any, Any] = ServiceSpec(
+        name="svc",
+        routers=[],
+        handlers=handlers,
+        needs={Subject.TICKET_CREATED: frozenset({Needed.REDIS})},
+        uses_mongo=False,
+    )
+    assert redis_only.handler_needs(Subject.TICKET_CREATED) == {Needed.REDIS}
+    assert redis_only.handler_needs(Subject.TICKET_UPDATED) == frozenset()
+    with pytest.raises(ValueError, match="does not handle"):
+        ServiceSpec(
+            name="svc",
+            routers=[],
+            handlers=handlers,
+            needs={Subject.ORDER_CREATED: frozenset({Needed.STRIPE})},
+        )

@@ -4,7 +4,7 @@ at most so many requests are served at once, the rest wait in line or, once it i
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 from fastapi import APIRouter
 
 from ticketing_common.bus import InMemoryBus
-from ticketing_common.limits import ConcurrencyLimit
+from ticketing_common.limits import ConcurrencyLimit, Line
 from ticketing_common.service import Runtime, ServiceSpec, create_service_app
 from ticketing_common.settings import ServiceSettings
 from ticketing_testing.apps import running
@@ -55,11 +55,20 @@ class Gate:
 
 @contextlib.asynccontextmanager
 async def gated(
-    settings: ServiceSettings, mongo: Any, bus: InMemoryBus, gate: Gate
+    settings: ServiceSettings,
+    mongo: Any,
+    bus: InMemoryBus,
+    gate: Gate,
+    lines: Sequence[Line] = (),
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The service app with a route held at `gate`, running; the gate opens on the way out
-    whatever happened, so a failing test does not leave requests hanging."""
+    """The service app with a route held at `gate` (and a quick one), running, with `lines`;
+    the gate opens on the way out whatever happened, so a failing test does not leave requests
+    hanging."""
     router = APIRouter(prefix="/api/things")
+
+    @router.get("/quick")
+    async def quick() -> dict[str, int]:
+        return {}
 
     @router.get("/held/{n}")
     async def held(n: int) -> dict[str, int]:
@@ -73,7 +82,7 @@ async def gated(
         return {"n": n}
 
     spec: ServiceSpec[ServiceSettings, Runtime[ServiceSettings]]
-    spec = ServiceSpec(name="things", routers=[router])
+    spec = ServiceSpec(name="things", routers=[router], lines=lambda _: lines)
     app = create_service_app(spec, settings, mongo=mongo, bus=bus)
     async with running(app) as client:
         try:
@@ -197,3 +206,30 @@ async def test_a_waiting_request_whose_client_left_frees_its_place(
         assert (await held).status_code == 200
         assert (await again).status_code == 200
     assert gate.entered == [0, 2]
+
+
+@pytest.mark.parametrize("own_line", [True, False])
+async def test_paths_in_a_line_of_their_own_never_hold_the_main_line(
+    settings: ServiceSettings, mongo: Any, bus: InMemoryBus, own_line: bool
+) -> None:
+    """A line of its own (`Line`) has its own limit and queue, and the other requests do not
+    wait behind it: with its places taken and its queue full, the main line (one place, no
+    queue) still serves at once. Without it (the same paths in the main line) they are refused."""
+    gate = Gate()
+    held, other = "/api/things/held/0", "/api/things/held/1"
+    # Two paths, one line: they share its place and its queue.
+    lines = [Line(paths=frozenset({held, other}), limit=1, queue=1)] if own_line else []
+    settings = limited(settings, http_concurrency=1, http_queue=0 if own_line else 1)
+    async with gated(settings, mongo, bus, gate, lines) as client:
+        inside = asyncio.create_task(client.get(held))
+        await eventually(lambda: gate.inside == 1)
+        assert gate.line is not None
+        waiting = asyncio.create_task(client.get(other))
+        await eventually(lambda: gate.line is not None and gate.line.waiting_for(held) == 1)
+        refused = await asyncio.wait_for(client.get(held), 5)  # its own queue is full
+        assert refused.status_code == 503
+        quick = await asyncio.wait_for(client.get("/api/things/quick"), 5)
+        assert quick.status_code == (200 if own_line else 503)
+        assert gate.line.waiting == (0 if own_line else 1)
+        gate.open.set()
+        assert [r.status_code for r in await asyncio.gather(inside, waiting)] == [200, 200]

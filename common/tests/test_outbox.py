@@ -546,3 +546,52 @@ async def test_outboxes_kicked_a_moment_apart_are_emptied_by_one_write(nx_mongo:
         # (The finds are this test's own, looking.)
         assert [c for c in queries.commands if c[0] != "find"] == [("update", 4)]
         await relay.close()
+
+
+def refused() -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"service": "tickets", "stream": "TICKETS", "reason": "stream_full"}
+    return REGISTRY.get_sample_value("ticketing_bus_publish_refused_total", labels) or 0.0
+
+
+async def test_a_full_stream_keeps_the_events_in_the_outbox_until_there_is_room(
+    any_db: Database,
+) -> None:
+    """Issue 21: a stream at its max_bytes (orders' consumer down) refuses the publish: a
+    dependency down, so nothing is set aside; the entries stay, in order, and go out once
+    orders has consumed what filled the stream."""
+    bus = InMemoryBus("tickets", stream_max_bytes={"TICKETS": 1500})
+    await bus.start()  # creates the contract's durables: orders-ticket-created keeps events
+    ids = [await insert(any_db, created(), updated(1), updated(2)) for _ in range(4)]
+    relay = OutboxRelay(bus, any_db, [COLL])
+    before = refused()
+    await relay.sweep()
+    assert 0 < len(bus.published) < 12
+    # The sweep left the collection at the first refusal: not one refused publish per document.
+    assert refused() == before + 1
+    assert await list_aside(any_db) == []
+    assert await any_db[COLL].count_documents({PENDING: True}) >= 1
+    orders = InMemoryBus("orders", broker=bus.broker)
+    seen: list[str] = []
+
+    async def consume(event: Event[Any]) -> None:
+        seen.append(event.id)
+
+    orders.subscribe(Subject.TICKET_CREATED, consume)
+    orders.subscribe(Subject.TICKET_UPDATED, consume)
+    await orders.start()
+
+    async def all_out() -> bool:
+        await relay.sweep()
+        return await any_db[COLL].count_documents({PENDING: True}) == 0
+
+    await eventually(all_out, timeout=10)
+    await eventually(lambda: len(seen) == 12)
+    for doc_id in ids:  # each document's events in their order
+        doc = await any_db[COLL].find_one({"_id": doc_id})
+        assert doc is not None
+        assert doc[OUTBOX] == []
+    assert [e.data.version for e in bus.published].count(0) == 4
+    await orders.close()
+    await bus.close()

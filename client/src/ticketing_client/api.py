@@ -1,12 +1,13 @@
-"""The API, as the web client calls it: through the gateway (or the Ingress), on behalf of one
-browser at a time.
+"""The API, as the web client calls it: each service directly (`Settings.api_routes`), on
+behalf of one browser at a time.
 
 One `httpx.AsyncClient` serves every browser, so it must never remember a session: its cookie
 jar refuses every cookie (a shared jar once handed the last signed-in user's session to every
 browser that sent none). Each call carries exactly the Cookie header its browser sent, and the
 Set-Cookie headers the API answers are handed back to that browser unchanged. It also carries
-the browser's address (X-Forwarded-For, as a proxy writes it), so that the API, which limits
-sign-in attempts per client address, does not see every browser as this one process.
+the browser's address in X-Forwarded-For, so that the API, which limits sign-in attempts per
+client address, does not see every browser as this one process: the address the edge gave the
+client (believed only from FORWARDED_ALLOW_IPS), never one the browser wrote itself.
 """
 
 from __future__ import annotations
@@ -88,30 +89,25 @@ class ApiResult:
 
 UNAVAILABLE = frozenset({502, 503, 504})
 
-# The X-Forwarded-For the API calls made for the browser request being served carry.
+# The browser's address, which the API calls made for the request being served carry.
 _FORWARDED_FOR: ContextVar[str | None] = ContextVar("forwarded_for", default=None)
 
 
-def forwarded_for(scope: Scope) -> str | None:
-    """X-Forwarded-For as a proxy writes it on: the request's own (if any), then the address it
-    came from. The API believes only what its trusted proxies appended (FORWARDED_ALLOW_IPS),
-    from the right, so what a browser claims itself is never taken for its address."""
-    chain = [
-        value.decode("latin-1").strip()
-        for name, value in scope.get("headers", [])
-        if name == b"x-forwarded-for"
-    ]
-    if client := scope.get("client"):
-        chain.append(str(client[0]))
-    return ", ".join(part for part in chain if part) or None
+def browser_address(scope: Scope) -> str | None:
+    """The browser's address: the request's peer, as uvicorn's ProxyHeadersMiddleware (outside
+    this one, on the client's FORWARDED_ALLOW_IPS) made it of a trusted edge's X-Forwarded-For.
+    Only that one address is forwarded: whatever else the request's header says was written by
+    the browser, or by a proxy the client does not trust."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 class ForwardBrowserAddress(HttpMiddleware):
     """ASGI middleware: every API call made while serving a request carries its browser's
-    X-Forwarded-For (see `forwarded_for`)."""
+    address as X-Forwarded-For (see `browser_address`)."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = _FORWARDED_FOR.set(forwarded_for(scope))
+        token = _FORWARDED_FOR.set(browser_address(scope))
         try:
             await self.app(scope, receive, send)
         finally:
@@ -123,8 +119,8 @@ class Api:
         self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.settings = settings
+        self.routes = settings.api_routes
         self.http = httpx.AsyncClient(
-            base_url=settings.client_api_url,
             timeout=httpx.Timeout(settings.client_api_timeout_seconds, connect=2.0),
             transport=transport,
             cookies=no_cookie_jar(),
@@ -135,6 +131,14 @@ class Api:
     async def aclose(self) -> None:
         self.closed = True
         await self.http.aclose()
+
+    def url(self, path: str) -> str:
+        """The URL of an API path: on the service its prefix routes to (a prefix is whole path
+        segments, as the gateway and the Ingress route)."""
+        for prefix, base in self.routes:
+            if path == prefix or path.startswith((prefix + "/", prefix + "?")):
+                return base.rstrip("/") + path
+        raise ValueError(f"no API service serves {path}")
 
     async def call(
         self,
@@ -151,8 +155,6 @@ class Api:
         headers = {"accept": "application/json"}
         if cookie:
             headers["cookie"] = cookie
-        if self.settings.client_api_host:
-            headers["host"] = self.settings.client_api_host
         if forwarded := _FORWARDED_FOR.get():
             headers["x-forwarded-for"] = forwarded
         content: bytes | None = None
@@ -164,7 +166,7 @@ class Api:
             headers["content-type"] = "application/json"
         try:
             res = await self.http.request(
-                method, path, headers=headers, content=content, params=params
+                method, self.url(path), headers=headers, content=content, params=params
             )
         except httpx.TransportError as exc:
             raise ApiUnavailableError(str(exc)) from exc

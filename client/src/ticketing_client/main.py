@@ -1,7 +1,7 @@
 """The web client: `uvicorn --factory ticketing_client.main:create_app`.
 
-Server-rendered pages over the API (through the gateway or the Ingress); every form posts here,
-the client calls the API with the browser's cookie, then redirects. It owns no data.
+Server-rendered pages over the API (each service called directly); every form posts here, the
+client calls the API with the browser's cookie, then redirects. It owns no data.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ticketing_client import pages
 from ticketing_client.api import Api, ApiUnavailableError, ForwardBrowserAddress
@@ -55,6 +56,9 @@ def create_app(
     app.state.csrf = Csrf(settings)
     app.state.content_security_policy = pages.content_security_policy(settings)
     app.add_middleware(ForwardBrowserAddress)
+    # Outside it: the browser's address is the trusted edge's X-Forwarded-For. (uvicorn applies
+    # the same on the same FORWARDED_ALLOW_IPS when it serves the app; once more changes nothing.)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)
@@ -70,6 +74,16 @@ def create_app(
         if api is None or api.closed:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready"})
+
+    # The edge routes every path that is no service's to the client (the Ingress's `/`): an API
+    # path there (a typo, a removed route) is the API's 404, in its error shape, whatever the
+    # method, not the HTML page a browser would get.
+    async def api_not_found(request: Request) -> Response:
+        return JSONResponse({"errors": [{"message": "Not Found"}]}, status_code=404)
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    for path in ("/api", "/api/{path:path}"):
+        app.add_route(path, api_not_found, methods=methods, include_in_schema=False)
 
     app.include_router(pages.router)
 

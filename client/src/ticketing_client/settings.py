@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # set, so this public value cannot sign a production form token.
 DEV_CSRF_KEY = "dev-only-insecure-csrf-key-change-me-0123456789"
 MIN_CSRF_KEY_BYTES = 32
+LOCAL_GATEWAY = "http://127.0.0.1:8080"
 
 
 class Settings(BaseSettings):
@@ -20,11 +21,19 @@ class Settings(BaseSettings):
     # Fail closed, as the services do: a deployment that forgets ENVIRONMENT is production.
     environment: Literal["development", "test", "production"] = "production"
     log_level: str = "INFO"
-    # Where the API is: the gateway under `make up`; in Kubernetes the ingress-nginx controller's
-    # in-cluster address (http://ingress-nginx-controller.ingress-nginx.svc.cluster.local) with
-    # CLIENT_API_HOST=ticketing.dev so that the Ingress routes by its host rule.
-    client_api_url: str = "http://127.0.0.1:8080"
-    client_api_host: str = ""
+    # Where each API service is (CLIENT_AUTH_URL, ...): the client calls them directly, in
+    # Kubernetes by their Services (http://auth-srv:8000), not back through the edge, which would
+    # replace the browser's address the client forwards with the client's own (every web sign-in
+    # counted against one pod). By default the gateway of `make up`, which routes every prefix
+    # (so a client started by hand works, but its peer, the client, is every browser's address).
+    client_auth_url: str = LOCAL_GATEWAY
+    client_tickets_url: str = LOCAL_GATEWAY
+    client_orders_url: str = LOCAL_GATEWAY
+    client_payments_url: str = LOCAL_GATEWAY
+    # The proxies whose X-Forwarded-For the client believes (FORWARDED_ALLOW_IPS, as the services
+    # and uvicorn read it): the edge in front of it (ingress-nginx, the local gateway). The
+    # address it makes of a request is what it forwards to the services as the browser's.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     client_api_timeout_seconds: float = Field(default=10.0, gt=0)
     # Tickets per page on the home page.
     client_page_size: int = Field(default=12, ge=1, le=100)
@@ -62,6 +71,16 @@ class Settings(BaseSettings):
         if self.stripe_publishable_key and not self.stripe_publishable_key.startswith("pk_"):
             raise ValueError("STRIPE_PUBLISHABLE_KEY must be a publishable key (pk_...)")
         return self
+
+    @property
+    def api_routes(self) -> tuple[tuple[str, str], ...]:
+        """API path prefix -> the base URL of the service that serves it (the gateway's table)."""
+        return (
+            ("/api/users", self.client_auth_url),
+            ("/api/tickets", self.client_tickets_url),
+            ("/api/orders", self.client_orders_url),
+            ("/api/payments", self.client_payments_url),
+        )
 
     @property
     def csrf_secret(self) -> str:

@@ -20,6 +20,12 @@ after the last document it saw and wrapping around at the end: a document whose 
 out does not keep the others from their turn. When the bus is down it stops early (every publish
 would fail) and carries on from there next time.
 
+A stream full (`PublishRefused`: a consumer is down or behind by its stream's max_bytes) is a
+dependency down too, never a reason to set an event aside: the entry stays in its document,
+the sweep leaves that collection for this turn (its next documents would most likely be
+refused the same) and tries again a second later, so the events go out, in order, as soon as
+the stream has room.
+
 An entry the bus refuses while it is healthy (not a valid event, a subject no stream holds, too
 large: anything but BusUnavailable or another infrastructure failure) can never be published as
 it is. It is moved aside, into the `outbox_aside` collection (with its document, error and time;
@@ -41,7 +47,12 @@ from typing import Any, Generic, NotRequired, TypedDict, cast
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
-from ticketing_common.bus.base import Bus, BusUnavailable, is_infrastructure_failure
+from ticketing_common.bus.base import (
+    Bus,
+    BusUnavailable,
+    PublishRefused,
+    is_infrastructure_failure,
+)
 from ticketing_common.events import Event, from_document, to_document
 from ticketing_common.mongo import D, Database, Document, collection, versioned
 from ticketing_common.telemetry.tracing import outbox_entry, publishing
@@ -393,6 +404,12 @@ class OutboxRelay:
             self._cursors[name] = doc_id
             try:
                 sent += await self._flush(name, doc_id, None, 0.0)
+            except PublishRefused as exc:
+                log.warning(
+                    "outbox sweep paused for the collection: stream full",
+                    extra={"collection": name, "stream": exc.stream, "error": str(exc)},
+                )
+                return sent, False
             except BusUnavailable as exc:
                 if not await self.bus.ready():
                     log.info("outbox sweep paused: bus down", extra={"error": str(exc)})

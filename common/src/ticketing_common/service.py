@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,7 +28,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from ticketing_common.bus import Bus, JetStreamBus
+from ticketing_common.bus import Bus, Dependency, JetStreamBus
 from ticketing_common.errors import (
     ErrorBody,
     error_body,
@@ -36,7 +36,7 @@ from ticketing_common.errors import (
     install_error_handlers,
 )
 from ticketing_common.events import Event, Subject
-from ticketing_common.limits import BodySizeLimit, ConcurrencyLimit
+from ticketing_common.limits import BodySizeLimit, ConcurrencyLimit, Line
 from ticketing_common.logs import configure_logging
 from ticketing_common.mongo import CommandCounter, Database, IndexSpec, connect, ensure_indexes
 from ticketing_common.outbox import PENDING, Outbox, OutboxRelay
@@ -105,6 +105,10 @@ class ServiceSpec(Generic[SettingsT, RuntimeT]):
     # None: the shared runtime as it is (an app with nothing of its own, as in common's tests).
     open_runtime: OpenRuntime[SettingsT, RuntimeT] | None = None
     handlers: Mapping[Subject, EventHandler[RuntimeT]] = field(default_factory=dict)
+    # What a subject's handler needs besides the bus and the service's own Mongo (which every
+    # handler of a service that `uses_mongo` needs): a dependency down holds only the consumers
+    # that need it, so Stripe failing a capture does not stop payments learning of new orders.
+    needs: Mapping[Subject, frozenset[Dependency]] = field(default_factory=dict)
     indexes: list[IndexSpec] = field(default_factory=list)
     outbox_collections: list[str] = field(default_factory=list)
     # Expiration keeps its state in Redis and has no Mongo database.
@@ -116,6 +120,20 @@ class ServiceSpec(Generic[SettingsT, RuntimeT]):
     settings: Callable[[], SettingsT] | None = None
     # Endpoints of `routers` served directly (see `direct_routes`): the hottest reads only.
     direct: list[DirectEndpoint] = field(default_factory=list)
+    # Paths served in lines of their own (`limits.Line`), sized from the settings: the slow ones
+    # (auth's password hashing), so that the cheap requests never queue behind them.
+    lines: Callable[[SettingsT], Sequence[Line]] | None = None
+
+    def __post_init__(self) -> None:
+        if unknown := set(self.needs) - set(self.handlers):
+            raise ValueError(
+                f"{self.name}: needs declared for subjects it does not handle: {unknown}"
+            )
+
+    def handler_needs(self, subject: Subject) -> frozenset[str]:
+        """Everything the handler of `subject` needs (see `needs`)."""
+        own = frozenset({Dependency.MONGO}) if self.uses_mongo else frozenset()
+        return own | self.needs.get(subject, frozenset())
 
     @property
     def prefix(self) -> str:
@@ -214,7 +232,12 @@ def _health_router(spec: ServiceSpec[Any, RuntimeT]) -> APIRouter:
 
     @router.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        """Ready: Mongo and NATS are reachable."""
+        """Ready: what this pod needs to serve (its Mongo, the service's own checks) answers.
+
+        NATS is not among them: readiness is about the pod, not the bus. With the bus down (or
+        a stream full) writes still succeed and their events wait in the outbox, and reads are
+        served; taking every pod out of its Service for it would turn a bus outage into the
+        whole site's. It is reported (`degraded`) and alerted on by its metrics instead."""
         runtime: RuntimeT = request.app.state.runtime
         problems: list[str] = []
         if runtime.db is not None:
@@ -222,14 +245,14 @@ def _health_router(spec: ServiceSpec[Any, RuntimeT]) -> APIRouter:
                 await runtime.db.command("ping")
             except Exception as exc:
                 problems.append(f"mongo: {type(exc).__name__}")
-        if not await runtime.bus.ready():
-            problems.append("nats: not connected")
         for check in spec.readiness_checks:
             problem = await check(runtime)
             if problem:
                 problems.append(problem)
         if problems:
             return JSONResponse(error_body("Not ready: " + ", ".join(problems)), status_code=503)
+        if not await runtime.bus.ready():
+            return JSONResponse({"status": "ready", "degraded": ["nats: not connected"]})
         return JSONResponse({"status": "ready"})
 
     return router
@@ -291,6 +314,9 @@ def create_service_app(
                 retry_horizon=settings.nats_retry_horizon_seconds,
                 concurrency=settings.nats_concurrency,
                 stream_replicas=settings.nats_stream_replicas,
+                stream_max_bytes=settings.nats_stream_max_bytes,
+                # The service itself: it subscribes to its entry of the consumers registry.
+                contract=True,
             )
         )
         relay = OutboxRelay(
@@ -308,7 +334,9 @@ def create_service_app(
             async with opened as runtime:
                 app.state.runtime = runtime
                 for subject, handler in spec.handlers.items():
-                    the_bus.subscribe(subject, partial(handler, runtime))
+                    the_bus.subscribe(
+                        subject, partial(handler, runtime), needs=spec.handler_needs(subject)
+                    )
                 await the_bus.start()
                 relay.start()
                 if settings.environment != "test":
@@ -348,6 +376,7 @@ def create_service_app(
         limit=settings.http_concurrency,
         queue=settings.http_queue,
         exempt=(*NOT_TRACED, METRICS_PATH),
+        lines=spec.lines(settings) if spec.lines is not None else (),
     )
     # Around everything but the proxy headers below: it sees every answer, 500s included.
     app.add_middleware(HttpTelemetry, service=spec.name)

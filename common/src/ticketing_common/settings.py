@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Only ever used when ENVIRONMENT=development (the default for a laptop); any other environment
 # must supply JWT_KEY, so this value cannot sign a production session.
 DEV_JWT_KEY = "dev-only-insecure-jwt-key-change-me-0123456789"
 MIN_JWT_KEY_BYTES = 32
+MiB = 1024 * 1024
 
 
 class ServiceSettings(BaseSettings):
@@ -58,6 +59,17 @@ class ServiceSettings(BaseSettings):
     # Deliveries each consumer handles at once: different records in parallel, one record's
     # events one at a time in order (so a burst does not queue behind one Mongo round trip).
     nats_concurrency: int = Field(default=16, ge=1, le=256)
+    # Each stream's byte limit (NATS_MAX_BYTES_<STREAM>: bytes, or "512MiB"): a stream at its
+    # limit refuses new messages (the outbox keeps them) until its consumers catch up. All of
+    # them together must fit the server's JetStream store (max_file_store: 4G in the deployment
+    # and the local stack), which refuses a stream that would not; see bus/streams.py, whose
+    # DEFAULT_MAX_BYTES these are (not imported: the bus package imports the settings).
+    nats_max_bytes_users: ByteSize = Field(default=ByteSize(128 * MiB), gt=0)
+    nats_max_bytes_tickets: ByteSize = Field(default=ByteSize(512 * MiB), gt=0)
+    nats_max_bytes_orders: ByteSize = Field(default=ByteSize(1024 * MiB), gt=0)
+    nats_max_bytes_expiration: ByteSize = Field(default=ByteSize(256 * MiB), gt=0)
+    nats_max_bytes_payments: ByteSize = Field(default=ByteSize(512 * MiB), gt=0)
+    nats_max_bytes_deadletter: ByteSize = Field(default=ByteSize(640 * MiB), gt=0)
 
     jwt_key: SecretStr | None = None
     jwt_ttl_seconds: int = 60 * 60 * 24
@@ -95,6 +107,12 @@ class ServiceSettings(BaseSettings):
     # further left was written by the client itself. In Kubernetes, the pods' network (the
     # ingress controller and the web client call the services from it).
     forwarded_allow_ips: str = "127.0.0.1,::1"
+
+    @property
+    def nats_stream_max_bytes(self) -> dict[str, int]:
+        """The streams' byte limits, by stream name."""
+        names = ("USERS", "TICKETS", "ORDERS", "EXPIRATION", "PAYMENTS", "DEADLETTER")
+        return {name: int(getattr(self, f"nats_max_bytes_{name.lower()}")) for name in names}
 
     @property
     def nats_retry_budget_seconds(self) -> float:

@@ -2,21 +2,26 @@
 drops it."""
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import fakeredis
 import httpx
 import pytest
 from pydantic import ValidationError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 from rq.job import JobStatus
 from rq.utils import current_timestamp, import_attribute
 
+from ticketing_common.bus import DependencyUnavailable
+from ticketing_common.bus.base import durable_name
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import (
-    new_event,
-)
-from ticketing_expiration import jobs, repository
+from ticketing_common.events import Event, Subject, new_event
+from ticketing_expiration import jobs, listeners, repository
 from ticketing_expiration.main import create_app
 from ticketing_expiration.settings import Settings
 from ticketing_testing.apps import running
@@ -208,25 +213,60 @@ async def test_an_order_id_unfit_for_a_job_id_still_schedules_once(
     assert ids[0].startswith("expire-h")
 
 
-async def test_order_created_waits_out_a_redis_outage(
-    settings: Settings, redis_fake: fakeredis.FakeServer, redis: fakeredis.FakeRedis
+@pytest.mark.parametrize("event_of", [order_created, lambda: order_cancelled("o-redis-down")])
+async def test_redis_down_holds_the_event_and_spends_no_delivery(
+    settings: Settings,
+    redis_fake: fakeredis.FakeServer,
+    redis: fakeredis.FakeRedis,
+    event_of: Callable[[], Event[Any]],
 ) -> None:
-    bus = InMemoryBus("expiration", retry_delay=0.2, max_deliver=10)
+    """Redis unreachable is a dependency down, not poison: with one delivery allowed, the
+    event is held (not dead-lettered) and applied once Redis is back."""
+    bus = InMemoryBus("expiration", retry_delay=0.05, max_hold_delay=0.1, max_deliver=1)
     async with running(create_app(settings, bus=bus, redis=redis)):
         redis_fake.connected = False
-        event = order_created()
+        event = event_of()
         await bus.publish(event)
-        consumer = bus.broker.consumers["expiration-order-created"]
+        consumer = bus.broker.consumers[durable_name("expiration", event.subject)]
 
-        async def failed_twice() -> bool:
-            return bool(consumer.queue) and consumer.queue[0].deliveries >= 2
+        async def held() -> bool:
+            return bus.dispatcher.holding
 
-        await eventually(failed_twice)
+        await eventually(held)
+        # Held within its first delivery, however often the handler is run again meanwhile.
+        assert [p.deliveries for p in consumer.queue] == [1]
+        assert await bus.dead_letters() == []
         redis_fake.connected = True
         await bus.drain()
-        queue = repository.make_queue(redis, settings.queue_name)
-        assert scheduled_ids(queue) == [f"expire-{event.data.id}"]
         assert await bus.dead_letters() == []
+        assert not bus.dispatcher.holding
+    queue = repository.make_queue(redis, settings.queue_name)
+    if event.subject is Subject.ORDER_CREATED:
+        assert scheduled_ids(queue) == [f"expire-{event.data.id}"]
+    else:
+        assert repository.is_cancelled(redis, order_id=event.data.id)
+
+
+async def test_a_redis_timeout_is_a_dependency_down(
+    settings: Settings, redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def slow(*args: Any, **kwargs: Any) -> bool:
+        calls.append("scheduled")
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(repository, "schedule_expiry", slow)
+    runtime: Any = SimpleNamespace(settings=settings, queue=None)
+    with pytest.raises(DependencyUnavailable, match="Redis unavailable") as raised:
+        await listeners.on_order_created(runtime, order_created())
+    assert raised.value.dependency == "redis"
+    assert calls == ["scheduled"]
+
+
+def test_a_redis_error_that_is_ours_stays_a_failure() -> None:
+    """A wrong command is no outage: it must not hold the service for ever."""
+    assert not issubclass(ResponseError, listeners.REDIS_DOWN)
 
 
 async def test_only_health_routes(client: httpx.AsyncClient) -> None:

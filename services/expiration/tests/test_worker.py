@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 from redis import Redis
-from rq import Worker
+from rq import Queue, Worker
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
 
 from ticketing_common.bus import JetStreamBus
 from ticketing_common.events import Event, Subject
@@ -238,3 +240,35 @@ async def test_an_expiry_due_during_a_redis_outage_fires_when_redis_is_back(
     assert delay > 0
     assert after_back < 5
     assert stack.arrivals.count[order_id] == 1
+
+
+async def test_a_job_naming_another_function_is_dropped_unrun_and_expiries_still_fire(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """RQ runs what a job names: ours runs only the expiry job. A job for `os.system` put in
+    its queue (as anyone who can write to Redis could) is logged and deleted, never run, nor
+    left failed to be retried; the next real expiry still fires."""
+    proof = tmp_path / "ran"
+    plain = Queue(stack.settings.queue_name, connection=stack.redis, serializer=JSONSerializer)
+    rogue = await asyncio.to_thread(
+        plain.enqueue, "os.system", f"touch {proof}", job_id="rogue-job", retry=None
+    )
+
+    async def dropped() -> bool:
+        return "job refused" in stack.worker_log.read_text() and not bool(
+            await asyncio.to_thread(stack.redis.exists, rogue.key)
+        )
+
+    await eventually(dropped, timeout=15)
+    order_id, due_at = await stack.scheduled_order(0.5)
+    await stack.delay_of(order_id, due_at, timeout=15)
+
+    assert not proof.exists()
+    failed = FailedJobRegistry(queue=plain)
+    assert "rogue-job" not in await asyncio.to_thread(failed.get_job_ids)
+    intermediate = await asyncio.to_thread(plain.intermediate_queue.get_job_ids)
+    assert "rogue-job" not in intermediate
+    assert "rogue-job" not in await asyncio.to_thread(plain.get_job_ids)
+    refused = [line for line in stack.worker_log.read_text().splitlines() if "job refused" in line]
+    assert len(refused) == 1, refused
+    assert "os.system" in refused[0]

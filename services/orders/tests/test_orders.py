@@ -13,7 +13,7 @@ from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
 from ticketing_common.mongo import Database
 from ticketing_orders.settings import Settings
-from ticketing_testing.apps import only_error
+from ticketing_testing.apps import TEST_JWT_KEY, only_error
 from ticketing_testing.events import delivered, payment_created
 from ticketing_testing.waiting import eventually, published
 
@@ -326,3 +326,12 @@ def test_orders_hold_a_ticket_for_15_minutes_unless_configured(
     assert Settings(environment="development").order_expiration_seconds == 15 * 60
     monkeypatch.setenv("ORDER_EXPIRATION_SECONDS", "10")
     assert Settings(environment="development").order_expiration_seconds == 10
+
+
+async def test_max_open_orders_per_user_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its default is SPEC's 10 (test_open_orders holds the cap itself)."""
+    assert Settings(environment="test", jwt_key=TEST_JWT_KEY).max_open_orders_per_user == 10
+    monkeypatch.setenv("MAX_OPEN_ORDERS_PER_USER", "3")
+    assert Settings(environment="test", jwt_key=TEST_JWT_KEY).max_open_orders_per_user == 3

@@ -219,7 +219,7 @@ async def test_racing_reserve_and_release_agree_with_their_events(
         assert version in (0, 2)
         stored = await repository.get_ticket(runtime.db, ticket_id=t["id"])
         assert stored is not None
-        assert order[t["id"]] in stored[repository.RELEASED]
+        assert order[t["id"]] in repository.released_ids(stored)
 
 
 async def test_an_edit_racing_a_reservation_never_loses_either(

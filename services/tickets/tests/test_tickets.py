@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -556,5 +557,6 @@ async def test_a_reservation_fails_once_a_cancelled_order_was_recorded(db: Datab
     outbox = outbox_on(db, repository.TICKETS)
     """Recording a cancellation bumps no version, yet a reservation read before it must fail."""
     ticket = await repository.create_ticket(outbox, title="concert", price_cents=500, user_id="u")
-    assert await repository.remember_released(db, ticket=ticket, order_id="o1")
+    hour = timedelta(hours=1)
+    assert await repository.remember_released(db, ticket=ticket, order_id="o1", horizon=hour)
     assert await repository.reserve_ticket(outbox, ticket=ticket, order_id="o1") is None

@@ -16,7 +16,9 @@ HTTP = [name for name, p in PROCESSES.items() if p.http]
 SERVICES_ON_NATS = {"auth", "tickets", "orders", "payments", "expiration", "expiration-worker"}
 CONTROLLER = f"ns:{checks.INGRESS_CONTROLLER_NAMESPACE}"
 REACHABLE_FROM: dict[str, set[str]] = {
-    **{app: {CONTROLLER} for app in ("auth", "tickets", "orders", "payments", "client")},
+    # The web client calls the API services directly (by their Services), not through the edge.
+    **{app: {CONTROLLER, "client"} for app in ("auth", "tickets", "orders", "payments")},
+    "client": {CONTROLLER},
     **{
         f"{svc}-mongo": {svc, f"{svc}-mongo", f"{svc}-mongo-init"}
         for svc in ("auth", "tickets", "orders", "payments")

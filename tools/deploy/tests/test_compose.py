@@ -54,3 +54,19 @@ def test_the_runner_drives_the_compose_system_through_the_gateway() -> None:
     upstreams = checks.json_env(COMPOSE_DOC, "gateway", "GATEWAY_UPSTREAMS")
     assert set(upstreams) == {"auth", "tickets", "orders", "payments", "client"}
     assert SERVICES["e2e"]["build"]["dockerfile"] == "tools/devstack/Dockerfile"
+
+
+def test_redis_has_a_password_and_every_redis_url_gives_it() -> None:
+    """As in every topology: a client without the password is refused (redis-server's
+    requirepass), and the processes that use Redis connect with it."""
+    command = SERVICES["redis"]["command"]
+    password = command[command.index("--requirepass") + 1]
+    assert password.startswith("${REDIS_PASSWORD:-")  # from the environment, else a throwaway
+    assert SERVICES["redis"]["environment"]["REDISCLI_AUTH"] == password  # the health check's
+    urls = {
+        name: checks.compose_env(COMPOSE_DOC, name)["REDIS_URL"]
+        for name in ("auth", "expiration", "worker")
+    }
+    urls["e2e"] = checks.json_env(COMPOSE_DOC, "e2e", "E2E_STACK")["redis"]
+    for name, url in urls.items():
+        assert url.startswith(f"redis://:{password}@redis:6379/"), name

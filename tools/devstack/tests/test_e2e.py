@@ -25,7 +25,11 @@ from ticketing_devstack.e2e import (
     buy_until_answered,
     dead_letters,
     eventually,
+    expiries_scheduled,
+    intents_of,
     local_stack,
+    observing,
+    payments_knows,
     stream_events,
     ticket_state,
 )
@@ -346,20 +350,10 @@ async def test_a_payment_and_a_cancel_while_nats_is_down_never_charge_a_cancelle
 ) -> None:
     """Issue 8, item 5: NATS paused, POST /api/payments 201, DELETE 204. Orders decided first
     (cancelled), so once NATS is back payments voids the authorization: nothing is captured."""
-    from pymongo import AsyncMongoClient
-
     seller, buyer = await user_factory(), await user_factory()
     ticket = await seller.sell("paid while the bus was down", 12.5)
     order = (await order_when_replicated(buyer, ticket["id"])).json()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_urls(stack.urls)["payments"])
-    try:
-
-        async def payments_knows_the_order() -> bool:
-            return await client["payments"]["orders"].find_one({"_id": order["id"]}) is not None
-
-        await eventually(payments_knows_the_order)
-    finally:
-        await client.close()
+    await payments_knows(stack, order["id"])
     stack.kill("nats")
     try:
         assert (await buyer.pay(order["id"])).status_code == 201
@@ -369,13 +363,7 @@ async def test_a_payment_and_a_cancel_while_nats_is_down_never_charge_a_cancelle
         stack.wait_ready("nats")
 
     async def voided() -> bool:
-        stripe = await buyer.http.get(
-            f"{stack.urls['stripe']}/v1/payment_intents",
-            params={"limit": 100},
-            headers={"Authorization": "Bearer sk_test_local"},
-        )
-        ours = [pi for pi in stripe.json()["data"] if pi["metadata"].get("orderId") == order["id"]]
-        return [(pi["status"], pi["amount_received"]) for pi in ours] == [("canceled", 0)]
+        return await intents_of(stack, order["id"]) == [("canceled", 0)]
 
     await eventually(voided, timeout=60)
     assert (await buyer.get(f"/api/orders/{order['id']}"))["status"] == "cancelled"
@@ -394,13 +382,7 @@ async def test_pending_expirations_survive_a_redis_restart(
         assert res.status_code == 201
         orders.append(res.json())
 
-    async def scheduled() -> bool:
-        # expiration has consumed the order:created events (nothing pending for it)
-        events = await stream_events(stack, "order.created")
-        ids = {e["data"]["id"] for e in events if "data" in e}
-        return all(o["id"] in ids for o in orders)
-
-    await eventually(scheduled)
+    await expiries_scheduled(stack, len(orders))
     stack.restart("redis")
 
     async def all_cancelled() -> bool:
@@ -440,23 +422,24 @@ async def test_two_orders_processes_handle_every_event_once(
 ) -> None:
     stack.clone("orders", "orders-2")
     try:
-        seller = await user_factory()
-        buyers = [await user_factory() for _ in range(8)]
-        tickets = [await seller.sell(f"twin {i}") for i in range(8)]
-        orders = []
-        for buyer, ticket in zip(buyers, tickets, strict=True):
-            res = await buy_until_answered(buyer, ticket["id"])
-            assert res.status_code == 201
-            orders.append((buyer, res.json()))
-        for buyer, order in orders[:4]:
-            assert (await buyer.http.delete(f"/api/orders/{order['id']}")).status_code == 204
+        async with observing(stack, "order.>") as seen:
+            seller = await user_factory()
+            buyers = [await user_factory() for _ in range(8)]
+            tickets = [await seller.sell(f"twin {i}") for i in range(8)]
+            orders = []
+            for buyer, ticket in zip(buyers, tickets, strict=True):
+                res = await buy_until_answered(buyer, ticket["id"])
+                assert res.status_code == 201
+                orders.append((buyer, res.json()))
+            for buyer, order in orders[:4]:
+                assert (await buyer.http.delete(f"/api/orders/{order['id']}")).status_code == 204
 
-        async def settled() -> bool:
-            states = [await ticket_state(seller, t["id"]) for t in tickets]
-            return [s["version"] for s in states] == [2] * 4 + [1] * 4
+            async def settled() -> bool:
+                states = [await ticket_state(seller, t["id"]) for t in tickets]
+                return [s["version"] for s in states] == [2] * 4 + [1] * 4
 
-        await eventually(settled)
-        events = await stream_events(stack, "order.>")
+            await eventually(settled)
+            events = await seen()
         ours = {o["id"] for _, o in orders}
         created = [e["data"]["id"] for e in events if e["wire"] == "order.created"]
         cancelled = [e["data"]["id"] for e in events if e["wire"] == "order.cancelled"]

@@ -46,6 +46,19 @@ def test_every_api_service_has_exactly_one_prefix() -> None:
     assert len(services) == len(set(services))
 
 
+def test_the_web_client_calls_each_api_prefix_on_the_service_the_table_routes_it_to() -> None:
+    """The client calls the services directly (CLIENT_AUTH_URL, ...): by the same table."""
+    from ticketing_client.settings import Settings as ClientSettings
+
+    urls = {
+        f"client_{svc}_url": f"http://{svc}" for svc in ("auth", "tickets", "orders", "payments")
+    }
+    settings = ClientSettings.model_validate({"environment": "development", **urls})
+    assert dict(settings.api_routes) == {
+        prefix: f"http://{service}" for prefix, service in ROUTES if service != "client"
+    }
+
+
 @dataclass
 class Received:
     """A request as an upstream service read it off the wire."""
@@ -80,9 +93,10 @@ def echo(service: str, seen: list[Received]) -> Starlette:
     return Starlette(routes=[Route("/{path:path}", answer, methods=methods)])
 
 
-def browser(app: Starlette) -> httpx.AsyncClient:
-    """A client of the gateway with a cookie jar of its own, as a browser has."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+def browser(app: Starlette, address: str = "127.0.0.1") -> httpx.AsyncClient:
+    """A client of the gateway with a cookie jar of its own, as a browser has, at `address`."""
+    transport = httpx.ASGITransport(app=app, client=(address, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://gw")
 
 
 def by_name(url: str) -> str:
@@ -122,6 +136,30 @@ async def test_the_gateway_forwards_by_prefix_with_body_query_and_cookies(
     assert request.header("x-forwarded-for") == [b"127.0.0.1"]
     assert request.header("x-forwarded-proto") == [b"http"]
     assert request.header("x-forwarded-host") == [b"gw"]
+
+
+async def test_what_the_browser_says_forwarded_it_is_replaced_by_its_peers_address() -> None:
+    """As a stock ingress-nginx: X-Forwarded-For is the TCP peer's address alone, whatever the
+    browser wrote (the services believe the gateway, so a browser's own would be its address)."""
+    forged = {
+        "x-forwarded-for": "198.51.100.66",
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "evil.test",
+        "x-forwarded-port": "443",
+        "x-real-ip": "198.51.100.66",
+        "forwarded": "for=198.51.100.66",
+    }
+    seen.clear()
+    async with serving(echo("auth", seen)) as auth:
+        app = create_app({"auth": auth})
+        async with app.router.lifespan_context(app), browser(app, "203.0.113.9") as at:
+            assert (await at.get("/api/users/currentuser", headers=forged)).status_code == 201
+    request = seen[-1]
+    assert request.header("x-forwarded-for") == [b"203.0.113.9"]
+    assert request.header("x-forwarded-proto") == [b"http"]
+    assert request.header("x-forwarded-host") == [b"gw"]
+    for name in ("x-forwarded-port", "x-real-ip", "forwarded"):
+        assert request.header(name) == [], name
 
 
 async def test_path_query_and_header_bytes_reach_the_service_as_the_browser_sent_them(
@@ -185,6 +223,83 @@ async def test_a_service_that_is_down_is_a_502_in_the_error_shape(
 async def test_an_unconfigured_upstream_is_404(gateway: httpx.AsyncClient) -> None:
     res = await gateway.get("/api/payments")
     assert (res.status_code, res.json()) == (404, {"errors": [{"message": "Not Found"}]})
+
+
+# --- the address the services count: the peer's, never the browser's own say ----------------
+
+
+# A browser under `make up` is at 127.0.0.1, an address the services trust as a proxy (the
+# gateway's): an appended chain was read past it, to whatever the browser wrote.
+@pytest.mark.parametrize("address", ["127.0.0.1", "203.0.113.9"])
+async def test_a_forged_x_forwarded_for_does_not_escape_the_per_address_sign_in_limit(
+    address: str,
+) -> None:
+    """The real auth (its limits counted in process) behind the gateway: failed sign-ins, each on
+    another email and claiming another address, all count against the one browser's."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    from ticketing_auth.main import create_app as auth_app
+    from ticketing_auth.settings import Settings as AuthSettings
+    from ticketing_common.bus.memory import InMemoryBus
+
+    per_address = 3
+    auth = auth_app(
+        AuthSettings(
+            environment="test",
+            jwt_key="g" * 40,
+            redis_url="memory://",
+            rate_limit_signin_per_address=f"{per_address}/minute",
+        ),
+        mongo=AsyncMongoMockClient(tz_aware=True),
+        bus=InMemoryBus("auth"),
+    )
+    async with serving(auth) as url:
+        app = create_app({"auth": url})
+        async with app.router.lifespan_context(app), browser(app, address) as guesser:
+            statuses = [
+                (
+                    await guesser.post(
+                        "/api/users/signin",
+                        json={"email": f"guess{n}@example.com", "password": "wrong-password"},
+                        headers={"x-forwarded-for": f"198.51.100.{n}"},
+                    )
+                ).status_code
+                for n in range(per_address + 2)
+            ]
+    assert 429 not in statuses[:per_address], statuses
+    assert statuses[per_address:] == [429, 429], statuses
+
+
+async def test_an_unknown_api_path_is_a_json_404_through_the_gateway() -> None:
+    """The gateway (as the Ingress) sends a path that is no service's to the web client, the real
+    one here: an /api/ path is the API's 404 in its error shape, not the client's HTML page."""
+    from ticketing_client.main import create_app as client_app
+    from ticketing_client.settings import Settings as ClientSettings
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # its pages find the API down: not asked here
+    settings = ClientSettings(
+        environment="test",
+        client_csrf_key="c" * 40,
+        client_auth_url=nowhere,
+        client_tickets_url=nowhere,
+        client_orders_url=nowhere,
+        client_payments_url=nowhere,
+    )
+    client = client_app(settings)
+    async with serving(client) as url, running(create_app({"client": url})) as gw:
+        for method, path in [
+            ("GET", "/api/nope"),
+            ("POST", "/api/nope/1"),
+            ("DELETE", "/api/usersx"),  # a prefix is whole segments: not auth's
+            ("GET", "/api"),
+        ]:
+            res = await gw.request(method, path)
+            assert res.status_code == 404, (method, path)
+            assert res.json() == {"errors": [{"message": "Not Found"}]}, (method, path)
+        head = await gw.head("/api/nope")
+        assert (head.status_code, head.headers["content-type"]) == (404, "application/json")
+        # Not every path: a page is still the client's.
+        assert "text/html" in (await gw.get("/nope")).headers["content-type"]
 
 
 # --- sessions: the gateway keeps none ------------------------------------------------------------
@@ -332,8 +447,8 @@ async def pooled(closing: ClosingUpstream) -> AsyncIterator[httpx.AsyncClient]:
         yield gw
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
-async def test_an_idempotent_request_on_a_closed_pooled_connection_is_retried_once(
+@pytest.mark.parametrize("method", ["GET", "OPTIONS"])
+async def test_a_safe_request_on_a_closed_pooled_connection_is_retried_once(
     pooled: httpx.AsyncClient, closing: ClosingUpstream, method: str
 ) -> None:
     for _ in range(3):
@@ -344,12 +459,14 @@ async def test_an_idempotent_request_on_a_closed_pooled_connection_is_retried_on
     assert (closing.answered, closing.dropped) == (3, 1)
 
 
-async def test_a_post_on_a_closed_pooled_connection_is_not_repeated(
-    pooled: httpx.AsyncClient, closing: ClosingUpstream
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+async def test_an_unsafe_request_on_a_closed_pooled_connection_is_not_repeated(
+    pooled: httpx.AsyncClient, closing: ClosingUpstream, method: str
 ) -> None:
-    assert (await pooled.post("/api/tickets", json={})).status_code == 200
-    # The upstream may have acted on it: a POST is not sent twice.
-    res = await pooled.post("/api/tickets", json={})
+    assert (await pooled.request(method, "/api/tickets/1", json={})).status_code == 200
+    # The upstream may have acted on it: it is not sent twice. A PUT is idempotent by the RFC,
+    # but a ticket edit sent twice bumps the version twice, and its second answer can be a 400.
+    res = await pooled.request(method, "/api/tickets/1", json={})
     assert res.status_code == 502
     assert res.json() == {"errors": [{"message": "Service unavailable: tickets"}]}
     assert (closing.answered, closing.dropped) == (1, 1)

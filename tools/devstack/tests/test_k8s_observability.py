@@ -4,6 +4,7 @@ services' pods (and not the worker's), and every query of the Grafana dashboard 
 that a service really exports (compared with a scrape of the expiration app's /metrics, which
 has the common metrics and its own)."""
 
+import asyncio
 import json
 import os
 import re
@@ -163,3 +164,48 @@ def _declared(text: str) -> set[str]:
         else:
             out.add(name)
     return out
+
+
+async def _exported() -> set[str]:
+    """Every sample name the services export (the expiration app has the common metrics)."""
+    settings = Settings(environment="test", jwt_key=TEST_JWT_KEY)
+    redis = fakeredis.FakeRedis()
+    app = create_app(settings, bus=InMemoryBus("expiration"), redis=redis)
+    async with running(app) as client:
+        res = await client.get("/metrics")
+    redis.close()
+    return names(res.text) | _declared(res.text)
+
+
+async def test_the_alert_rules_name_exported_metrics_and_fire_on_a_refused_publish(
+    docs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Issue 21: a JetStream stream full (publishes refused) pages someone. The rules build with
+    the kustomization, name only metrics the services export, and (with promtool, Debian's
+    `prometheus` package) pass `promtool check rules` and the unit test alert-tests.yaml."""
+    rules_text = only(docs, "ConfigMap", "ticketing-prometheus-rules")["data"][
+        "ticketing-alerts.yaml"
+    ]
+    rules = yaml.safe_load(rules_text)
+    alerts = {r["alert"]: r for group in rules["groups"] for r in group["rules"]}
+    assert "ticketing_bus_publish_refused_total" in alerts["TicketingBusPublishRefused"]["expr"]
+    used = {name for rule in alerts.values() for name in METRIC.findall(rule["expr"])}
+    assert used - await _exported() == set()
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    (tmp_path / "ticketing-alerts.yaml").write_text(rules_text)
+    shutil.copy(OBSERVABILITY / "alert-tests.yaml", tmp_path)
+    for command in (
+        ["check", "rules", "ticketing-alerts.yaml"],
+        ["test", "rules", "alert-tests.yaml"],
+    ):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [promtool, *command],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr

@@ -14,16 +14,17 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-from pymongo import AsyncMongoClient
 
 from ticketing_common.settings import ServiceSettings
-from ticketing_devstack.checks import mongo_urls
 from ticketing_devstack.e2e import (
     assert_consistent,
     buy_until_answered,
     dead_letters,
     eventually,
+    expiries_scheduled,
+    intents_of,
     local_stack,
+    payments_knows,
     ticket_state,
 )
 from ticketing_devstack.stack import Stack
@@ -117,15 +118,9 @@ async def test_redis_wiped_with_pending_expiries_the_orders_still_end(
         res = await buy_until_answered(buyer, ticket["id"])
         assert res.status_code == 201
         orders.append(res.json())
+    await expiries_scheduled(stack, len(orders))
     r = redis.asyncio.Redis.from_url(stack.urls["redis"])
     try:
-
-        async def scheduled() -> bool:
-            # RQ holds every scheduled job in its registry: all three are pending.
-            keys = [k async for k in r.scan_iter("rq:job:*")]
-            return len(keys) >= len(orders)
-
-        await eventually(scheduled)
         await r.flushall()  # every pending expiry is gone
     finally:
         await r.aclose()
@@ -158,15 +153,7 @@ async def test_a_payment_in_time_completes_though_nats_freezes_across_the_expiry
     ticket = await seller.sell("paid at the last moment", 30.0)
     order = (await buy_until_answered(buyer, ticket["id"])).json()
     expires_at = datetime.fromisoformat(order["expiresAt"].replace("Z", "+00:00")).timestamp()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_urls(stack.urls)["payments"])
-    try:
-
-        async def payments_knows_the_order() -> bool:
-            return await client["payments"]["orders"].find_one({"_id": order["id"]}) is not None
-
-        await eventually(payments_knows_the_order)
-    finally:
-        await client.close()
+    await payments_knows(stack, order["id"])
     freeze_at = expires_at - 3
     assert time.time() < freeze_at, "the order took too long to reach payments"
     # The scenario's clock, not a wait for something to happen: the outage starts at -3 s.
@@ -190,13 +177,7 @@ async def test_a_payment_in_time_completes_though_nats_freezes_across_the_expiry
     await eventually(complete, timeout=30)
 
     async def captured_once() -> bool:
-        stripe = await buyer.http.get(
-            f"{stack.urls['stripe']}/v1/payment_intents",
-            params={"limit": 100},
-            headers={"Authorization": "Bearer sk_test_local"},
-        )
-        ours = [pi for pi in stripe.json()["data"] if pi["metadata"].get("orderId") == order["id"]]
-        return [(pi["status"], pi["amount_received"]) for pi in ours] == [("succeeded", 3000)]
+        return await intents_of(stack, order["id"]) == [("succeeded", 3000)]
 
     await eventually(captured_once, timeout=30)
     await assert_consistent(stack, timeout=60)

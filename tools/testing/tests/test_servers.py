@@ -40,3 +40,26 @@ def test_free_ports_are_free_and_distinct() -> None:
     for port in ports[:5]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))
+
+
+@pytest.mark.connected
+def test_the_redis_fixture_refuses_a_client_without_its_password(
+    redis_server: servers.ServerProcess,
+) -> None:
+    """Redis has a password in every topology, the tests' included; the fixture's URL has it."""
+    from redis import Redis
+    from redis.exceptions import AuthenticationError
+
+    assert redis_server.password
+    bare = Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=5)
+    with pytest.raises(AuthenticationError):
+        bare.ping()
+    wrong = Redis.from_url(f"redis://:nope@127.0.0.1:{redis_server.port}/0", socket_timeout=5)
+    with pytest.raises(AuthenticationError):
+        wrong.ping()
+    assert Redis.from_url(f"redis://{redis_server.url}/0", socket_timeout=5).ping()
+    # Not on the command line, where any local user's `ps` shows it.
+    assert redis_server.password not in " ".join(redis_server.args)
+    # A restart keeps it: the URLs already handed out still work.
+    redis_server.restart()
+    assert Redis.from_url(f"redis://{redis_server.url}/0", socket_timeout=5).ping()

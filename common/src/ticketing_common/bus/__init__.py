@@ -3,10 +3,12 @@
 from ticketing_common.bus.base import (
     Bus,
     DeadLetter,
+    Dependency,
     DependencyUnavailable,
     Handler,
     RetryLater,
     Unpublishable,
+    dependency_of,
     durable_name,
     is_infrastructure_failure,
 )
@@ -16,12 +18,14 @@ from ticketing_common.bus.memory import InMemoryBus
 __all__ = [
     "Bus",
     "DeadLetter",
+    "Dependency",
     "DependencyUnavailable",
     "Handler",
     "InMemoryBus",
     "JetStreamBus",
     "RetryLater",
     "Unpublishable",
+    "dependency_of",
     "durable_name",
     "is_infrastructure_failure",
 ]

@@ -5,12 +5,14 @@ A handler is `async def handle(event) -> None`:
 - raises `RetryLater`: not yet (an earlier event is still on its way): offered again with a
   capped exponential backoff for as long as it takes, and dead-lettered only once it has waited
   longer than the retry horizon (`NATS_RETRY_HORIZON_SECONDS`);
-- raises an infrastructure failure (`is_infrastructure_failure`: its own Mongo, Stripe or the
-  broker is unreachable): not the event's fault, so it never uses up a delivery. The bus holds
-  the message (telling JetStream it is in progress, so it is not redelivered elsewhere), stops
-  starting handlers for the whole service, and re-runs the same delivery with a capped backoff
-  until the dependency is back; then everything resumes by itself. If the process dies
-  meanwhile, JetStream redelivers after ack_wait;
+- raises an infrastructure failure (`dependency_of`: its own Mongo, Stripe or the broker is
+  unreachable): not the event's fault, so it never uses up a delivery. The bus holds the
+  message (telling JetStream it is in progress, so it is not redelivered elsewhere), stops
+  starting handlers on the consumers that need that dependency (the held one's, and each whose
+  subscription names it in `needs`; all of them for a failure it cannot attribute), and re-runs
+  the same delivery with a capped backoff until the dependency is back; then everything resumes
+  by itself. The other consumers go on: Stripe failing a capture must not keep new orders from
+  payments' replica. If the process dies meanwhile, JetStream redelivers after ack_wait;
 - raises anything else (or the bytes are not a valid event): a failure, offered again with a
   growing delay; after `max_deliver` failed deliveries it is dead-lettered (kept in the
   DEADLETTER stream with its error, logged, and terminated), so poison can never loop forever
@@ -39,6 +41,7 @@ and its message is left to expire to another process.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -47,7 +50,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, NotRequired, Protocol, TypedDict, Unpack
 
 from ticketing_common.bus.streams import original_subject
@@ -58,6 +61,8 @@ from ticketing_common.telemetry.tracing import annotate_event
 log = logging.getLogger("ticketing.bus")
 
 Handler = Callable[[Event[Any]], Awaitable[None]]
+# A message of a stream: (its sequence, when the stream stored it); see `Delivery.message`.
+MessageId = tuple[int, float]
 
 MAX_RETRY_DELAY = 30.0
 # A held delivery is re-run at most this far apart: the flow resumes within seconds of the
@@ -79,33 +84,72 @@ class BusUnavailable(Exception):
     """Publishing failed: not connected, or the server did not confirm in time."""
 
 
+class PublishRefused(BusUnavailable):
+    """The server refused to store the message for lack of room: its stream is at its
+    max_bytes (a consumer down or behind), or the store is full. A dependency down, not poison:
+    the outbox keeps the event and publishes it once there is room again."""
+
+    def __init__(self, message: str, *, stream: str, reason: str) -> None:
+        super().__init__(message)
+        self.stream, self.reason = stream, reason
+
+
 class Unpublishable(Exception):
     """The bus is up but this message can never be published as it is (its subject is in no
     stream, it is larger than the server accepts): retrying cannot help."""
 
 
+class Dependency(StrEnum):
+    """What a handler may need besides the event: a hold on one pauses only the consumers whose
+    handlers need it (a subscription's `needs`)."""
+
+    MONGO = "mongo"
+    NATS = "nats"
+    STRIPE = "stripe"
+    REDIS = "redis"
+    # A failure that does not say what is down: every consumer of the service pauses, the safe
+    # guess (other handlers run against a dependency that is down would only fail too).
+    UNKNOWN = "unknown"
+
+
 class DependencyUnavailable(Exception):
     """A handler could not run because something it needs is down (its own database, the
     broker, Stripe answering 5xx or not at all): not the event's fault, so it must never use
-    up the event's deliveries. Raise it (or let a pymongo connection error through); the bus
-    holds the message and retries once the dependency is back."""
+    up the event's deliveries. Raise it naming the dependency (or let a pymongo connection
+    error through); the bus holds the message, pauses the consumers that need that dependency,
+    and retries once it is back."""
+
+    def __init__(self, message: str = "", *, dependency: str = Dependency.UNKNOWN) -> None:
+        super().__init__(message)
+        # What is down ("redis", "stripe"...); unnamed, it pauses every consumer.
+        self.dependency = dependency or Dependency.UNKNOWN
+
+
+# What every consumer needs, declared or not: a hold for one of these pauses the whole service.
+EVERYONE_NEEDS = frozenset({Dependency.NATS, Dependency.UNKNOWN})
+
+
+def dependency_of(exc: BaseException) -> str | None:
+    """The dependency whose being unreachable made a handler fail; None when the failure is not
+    one of infrastructure (the event's fault, or a bug)."""
+    from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+
+    if isinstance(exc, DependencyUnavailable):
+        return exc.dependency
+    if isinstance(exc, BusUnavailable):
+        return Dependency.NATS
+    # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are ConnectionFailures.
+    if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError)):
+        return Dependency.MONGO
+    if isinstance(exc, TimeoutError):
+        # A bare timeout (asyncio.timeout around some call) names nothing: pause it all.
+        return Dependency.UNKNOWN
+    return None
 
 
 def is_infrastructure_failure(exc: BaseException) -> bool:
     """Whether a handler failed because a dependency is unreachable, not because of the event."""
-    from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
-
-    return isinstance(
-        exc,
-        (
-            DependencyUnavailable,
-            BusUnavailable,
-            ConnectionFailure,  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
-            ExecutionTimeout,
-            WTimeoutError,
-            TimeoutError,
-        ),
-    )
+    return dependency_of(exc) is not None
 
 
 @dataclass(frozen=True)
@@ -252,6 +296,14 @@ class Delivery(ABC):
         return key
 
     @property
+    def message(self) -> MessageId:
+        """The message, told apart from every other its stream holds or held: its sequence
+        alone is not enough, since a stream whose store was wiped numbers from 1 again, and a
+        new message must not inherit an old one's failure count or be taken for one in flight.
+        The time the stream stored it never comes back."""
+        return (self.stream_seq, self.stored_at)
+
+    @property
     def age(self) -> float:
         """Seconds since the stream stored the message."""
         return max(time.time() - self.stored_at, 0.0)
@@ -307,7 +359,7 @@ class Lanes:
         self._room = asyncio.Event()
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
-        self._seqs: set[int] = set()
+        self._messages: set[MessageId] = set()
         # Called each time a slot frees (the JetStream puller asks for more then).
         self._freed = freed
 
@@ -323,12 +375,12 @@ class Lanes:
             await self._room.wait()
         return self.limit - self._busy
 
-    def holds(self, seq: int) -> bool:
-        """Whether message `seq` is in a lane already (handled or waiting its turn)."""
-        return seq in self._seqs
+    def holds(self, message: MessageId) -> bool:
+        """Whether `message` is in a lane already (handled or waiting its turn)."""
+        return message in self._messages
 
     def submit(
-        self, key: str, work: Callable[[], Awaitable[None]], *, seq: int | None = None
+        self, key: str, work: Callable[[], Awaitable[None]], *, message: MessageId | None = None
     ) -> None:
         """Run `work` after the work already submitted for `key` (call `room` first). While it
         waits its turn nothing signals progress: behind a slow or hung predecessor it is handed
@@ -338,9 +390,9 @@ class Lanes:
         self._tails[key] = task
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-        if seq is not None:  # a message (`holds` asks about it), not a give-back
-            self._seqs.add(seq)
-            task.add_done_callback(lambda _: self._seqs.discard(seq))
+        if message is not None:  # a message (`holds` asks about it), not a give-back
+            self._messages.add(message)
+            task.add_done_callback(lambda _: self._messages.discard(message))
 
     async def _run(
         self, key: str, before: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]
@@ -408,8 +460,11 @@ class BusCore:
             max_hold_delay=self.max_hold_delay,
         )
 
-    def subscribe(self, subject: Subject, handler: Handler) -> None:
+    def subscribe(
+        self, subject: Subject, handler: Handler, *, needs: frozenset[str] | None = None
+    ) -> None:
         self._handlers.append((subject, handler))
+        self.dispatcher.declare(durable_name(self.service, subject), needs)
 
     def _new_lanes(self, *, freed: Callable[[], None] | None = None) -> Lanes:
         lanes = Lanes(self.concurrency, freed=freed)
@@ -426,7 +481,7 @@ class BusCore:
         server_max_deliver: int,
     ) -> None:
         """Hand one fetched delivery to the dispatcher, in its record's lane."""
-        if lanes.holds(delivery.stream_seq):
+        if lanes.holds(delivery.message):
             # Handed out again while this process still has it: its handler ran past
             # max_handler_seconds (hung), so give it back for another process to take rather
             # than queue it behind the hung one for ever.
@@ -451,7 +506,7 @@ class BusCore:
                     extra={"durable": delivery.durable, "error": repr(exc)},
                 )
 
-        lanes.submit(delivery.key, work, seq=delivery.stream_seq)
+        lanes.submit(delivery.key, work, message=delivery.message)
 
     async def _stop_tasks(self) -> None:
         for task in self._tasks:
@@ -495,30 +550,52 @@ class Dispatcher:
 
     def __init__(self, service: str) -> None:
         self.service = service
-        self._open = asyncio.Event()
-        self._open.set()
-        self._holding = 0
-        self._failures: OrderedDict[tuple[str, int], int] = OrderedDict()
+        # Per durable, the dependencies its handler needs (None: undeclared, so any hold
+        # pauses it, as conservatively as a service-wide pause).
+        self._needs: dict[str, frozenset[str] | None] = {}
+        # Deliveries held now, per (durable, dependency).
+        self._holds: collections.Counter[tuple[str, str]] = collections.Counter()
+        # Set (and replaced) each time a hold ends: the paused re-check whether they still are.
+        self._released = asyncio.Event()
+        self._failures: OrderedDict[tuple[str, MessageId], int] = OrderedDict()
+
+    def declare(self, durable: str, needs: frozenset[str] | None) -> None:
+        """What the handler of `durable` needs besides the bus: a hold on one of these pauses it."""
+        self._needs[durable] = needs
 
     @property
     def holding(self) -> bool:
         """Whether a delivery is held because a dependency is down."""
-        return self._holding > 0
+        return bool(self._holds)
 
-    async def wait_open(self) -> None:
-        """Return once no delivery is held: a service that is not ready pulls nothing more."""
-        await self._open.wait()
+    def paused(self, durable: str) -> bool:
+        """Whether `durable` must start nothing more: one of its own deliveries is held, or one
+        for a dependency its handler needs (any, undeclared; every consumer needs the bus
+        itself, and whatever a failure could not name)."""
+        needs = self._needs.get(durable)
+        return any(
+            held == durable or needs is None or dependency in needs or dependency in EVERYONE_NEEDS
+            for held, dependency in self._holds
+        )
 
-    def _hold(self) -> None:
-        self._holding += 1
-        self._open.clear()
+    async def wait_open(self, durable: str) -> None:
+        """Return once `durable` is not paused: a consumer whose dependency is down pulls
+        nothing more, while the service's others go on."""
+        while self.paused(durable):
+            await self._released.wait()
 
-    def _release(self) -> None:
-        self._holding -= 1
-        if self._holding == 0:
-            self._open.set()
+    def _hold(self, durable: str, dependency: str) -> None:
+        self._holds[(durable, dependency)] += 1
 
-    def _count_failure(self, key: tuple[str, int]) -> int:
+    def _release(self, durable: str, dependency: str) -> None:
+        key = (durable, dependency)
+        self._holds[key] -= 1
+        if self._holds[key] <= 0:
+            del self._holds[key]
+        released, self._released = self._released, asyncio.Event()
+        released.set()
+
+    def _count_failure(self, key: tuple[str, MessageId]) -> int:
         count = self._failures.pop(key, 0) + 1
         self._failures[key] = count
         while len(self._failures) > self.MAX_TRACKED:
@@ -569,9 +646,9 @@ class Dispatcher:
         timer = asyncio.get_running_loop().call_later(interval, start_beat)
         try:
             # A message fetched just as another one started to be held waits too (its ack
-            # deadline pushed back meanwhile): no handler starts while a dependency is down.
-            await self._open.wait()
-            outcome, error = await self._run(delivery, handler, policy, running, context)
+            # deadline pushed back meanwhile): no handler starts while what it needs is down.
+            await self.wait_open(durable)
+            outcome, error = await self._run(delivery, handler, durable, policy, running, context)
         finally:
             timer.cancel()
             if beat is not None:
@@ -587,6 +664,7 @@ class Dispatcher:
         self,
         delivery: Delivery,
         handler: Handler,
+        durable: str,
         policy: RetryPolicy,
         running: _Running,
         context: dict[str, Any],
@@ -599,7 +677,8 @@ class Dispatcher:
         context["event_id"] = event.id
         annotate_event(event)
         attempt = 0
-        held_since: float | None = None
+        held: str | None = None  # the dependency this delivery is held for, since held_since
+        held_since = 0.0
         last_log = 0.0
         try:
             while True:
@@ -613,7 +692,8 @@ class Dispatcher:
                     )
                     return Outcome.RETRY_LATER, f"retry later: {exc}"
                 except Exception as exc:
-                    if not is_infrastructure_failure(exc):
+                    dependency = dependency_of(exc)
+                    if dependency is None:
                         log.warning(
                             "handler failed",
                             exc_info=exc,
@@ -621,12 +701,23 @@ class Dispatcher:
                         )
                         return Outcome.FAILED, f"{type(exc).__name__}: {exc}"
                     now = time.monotonic()
-                    if held_since is None:
-                        held_since = last_log = now
-                        self._hold()
+                    if dependency != held:
+                        # Held for the first time, or now for another dependency (Mongo failing
+                        # where Stripe did): pause what needs this one.
+                        if held is None:
+                            held_since = now
+                        else:
+                            self._release(durable, held)
+                        self._hold(durable, dependency)
+                        held, last_log = dependency, now
                         log.warning(
-                            "dependency unavailable: holding the event and pausing the service",
-                            extra={**context, "error": f"{type(exc).__name__}: {exc}"},
+                            "dependency unavailable: holding the event and pausing the "
+                            "consumers that need it",
+                            extra={
+                                **context,
+                                "dependency": dependency,
+                                "error": f"{type(exc).__name__}: {exc}",
+                            },
                         )
                     elif now - last_log >= self.STILL_HOLDING_LOG_SECONDS:
                         last_log = now
@@ -634,6 +725,7 @@ class Dispatcher:
                             "dependency still unavailable",
                             extra={
                                 **context,
+                                "dependency": dependency,
                                 "held_seconds": round(now - held_since),
                                 "error": f"{type(exc).__name__}: {exc}",
                             },
@@ -646,11 +738,15 @@ class Dispatcher:
                     running.since = None
                 return None, ""
         finally:
-            if held_since is not None:
-                self._release()
+            if held is not None:
+                self._release(durable, held)
                 log.info(
                     "dependency back: resuming",
-                    extra={**context, "held_seconds": round(time.monotonic() - held_since, 3)},
+                    extra={
+                        **context,
+                        "dependency": held,
+                        "held_seconds": round(time.monotonic() - held_since, 3),
+                    },
                 )
 
     async def _signal_progress(
@@ -691,7 +787,7 @@ class Dispatcher:
         server_max_deliver: int,
         context: dict[str, Any],
     ) -> Verdict:
-        key = (durable, delivery.stream_seq)
+        key = (durable, delivery.message)
         if outcome is None:
             self._failures.pop(key, None)
             await delivery.ack()
@@ -738,8 +834,11 @@ class Bus(Protocol):
 
     service: str
 
-    def subscribe(self, subject: Subject, handler: Handler) -> None:
-        """Register a handler; consumption starts with `start()`."""
+    def subscribe(
+        self, subject: Subject, handler: Handler, *, needs: frozenset[str] | None = None
+    ) -> None:
+        """Register a handler; consumption starts with `start()`. `needs`: the dependencies
+        the handler needs (a hold on one pauses it); None, any of them."""
 
     async def start(self) -> None: ...
 

@@ -16,6 +16,13 @@ The server-side `max_deliver` is unlimited (-1): the bus counts failures itself 
 poison after NATS_MAX_DELIVER failed deliveries, while RetryLater deferrals (bounded by the retry
 horizon) and infrastructure failures (held, never counted) do not use up deliveries; see
 `base.py`. Each durable also filters on its own re-drive subject (`streams.redrive_subject`).
+
+Streams are bounded by bytes with interest retention (see `streams.py`): on connecting, before
+anything is published, every bus creates the contract's durables that are missing
+(`streams.CONSUMERS`), and a service running as itself (`contract=True`) first checks that it
+subscribes to exactly its entry and deletes its own durables that the entry no longer names. A
+publish the server refuses for lack of room raises `PublishRefused` (a BusUnavailable: the
+outbox keeps the event) and is counted.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Unpack
 
@@ -41,6 +48,8 @@ from nats.js.api import (
     ConsumerConfig,
     ConsumerInfo,
     DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
     StorageType,
     StreamConfig,
 )
@@ -55,18 +64,23 @@ from ticketing_common.bus.base import (
     Delivery,
     Handler,
     Lanes,
+    PublishRefused,
     Unpublishable,
     durable_name,
 )
 from ticketing_common.bus.streams import (
+    CONSUMERS,
+    DEAD_LETTER_STREAM,
     STREAMS,
     StreamSpec,
+    check_contract,
     redrive_subject,
     stream_for,
+    stream_specs,
 )
 from ticketing_common.events import Event, Subject, encode
 from ticketing_common.telemetry import tracing
-from ticketing_common.telemetry.bus import published
+from ticketing_common.telemetry.bus import publish_refused, published
 
 log = logging.getLogger("ticketing.bus")
 
@@ -80,6 +94,16 @@ PULL_HEARTBEAT = 5.0
 _NANOS = 1_000_000_000
 
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
+
+# JetStream's error codes for a message (or a stream) refused for lack of room, found with the
+# real server: 10077 is a store failure, "maximum bytes exceeded" for a discard-new stream at
+# its max_bytes; 10023 "insufficient resources" when the server's store is full; 10047 and 10028
+# when a stream's reservation does not fit the store (file, memory).
+STREAM_STORE_FAILED = 10077
+STORE_FULL_CODES = frozenset({10023, 10047, 10028})
+# 10148: a create-only request for a consumer that exists (with another config).
+CONSUMER_EXISTS = 10148
+MAX_ACK_PENDING = 1000
 
 
 @dataclass(frozen=True)
@@ -129,7 +153,15 @@ class _JsDelivery(Delivery):
         js = self._bus._js
         if js is None:
             raise BusUnavailable("not connected to NATS")
-        await deadletters.store(js, self.letter(error))
+        try:
+            await deadletters.store(js, self.letter(error))
+        except nats.js.errors.APIError as exc:
+            # DEADLETTER full: raised, so the dispatcher naks it and dead-letters it later.
+            refused = refusal(exc, DEAD_LETTER_STREAM)
+            if refused is not None:
+                publish_refused(self._bus.service, refused.stream, refused.reason)
+                raise refused from exc
+            raise
         await self._settle(self._msg.term())
 
 
@@ -142,10 +174,20 @@ class JetStreamBus(BusCore):
         publish_timeout: float = 2.0,
         stream_replicas: int = 1,
         pull_heartbeat: float = PULL_HEARTBEAT,
+        stream_max_bytes: Mapping[str, int] | None = None,
+        consumers: Mapping[str, tuple[Subject, ...]] = CONSUMERS,
+        contract: bool = False,
         **tuning: Unpack[BusTuning],
     ) -> None:
+        """`stream_max_bytes`: each stream's byte limit, by name (the settings'); `consumers`:
+        the durables of the contract, created when missing; `contract`: this bus is the
+        service itself (not a test's or a tool's), so it must subscribe to exactly its entry in
+        `consumers` and deletes its own durables that the entry no longer names."""
         super().__init__(service, **tuning)
         self.url = url
+        self.streams = stream_specs(stream_max_bytes)
+        self.consumers = consumers
+        self.contract = contract
         self.publish_timeout = publish_timeout
         self.pull_heartbeat = pull_heartbeat
         self.stream_replicas = stream_replicas
@@ -158,8 +200,48 @@ class JetStreamBus(BusCore):
         self._wakes: list[asyncio.Event] = []
 
     async def start(self) -> None:
-        """Connect in the background: a service must serve HTTP even while NATS is down."""
+        """Connect in the background: a service must serve HTTP even while NATS is down.
+        Raises ContractMismatch first if the service's subscriptions are not its entry in the
+        consumers registry (with `contract`)."""
+        if self.contract:
+            check_contract(self.service, {h[0] for h in self._handlers}, self.consumers)
         self._tasks.append(asyncio.create_task(self._connect_forever(), name="nats-connect"))
+
+    async def _declare(self, js: JetStreamContext) -> None:
+        """The streams and the contract's durables, then this bus's own durables: all exist
+        before this bus publishes anything (interest retention keeps a message only for the
+        consumers that exist when it is stored)."""
+        await declare_streams(
+            js,
+            replicas=self.stream_replicas,
+            specs=self.streams,
+            consumers=self.consumers,
+            ack_wait=self.ack_wait,
+        )
+        if self.contract:
+            await self._drop_stale_durables(js)
+        for subject, *_ in self._handlers:
+            durable = durable_name(self.service, subject)
+            self.server_consumers[durable] = await self._ensure_consumer(js, subject)
+
+    async def _drop_stale_durables(self, js: JetStreamContext) -> None:
+        """Delete this service's durables that its registry entry no longer names: one left by
+        the previous version (orders' expiration:complete) would keep interest in every such
+        message, and its stream would fill up."""
+        wanted = set(self.consumers.get(self.service, ()))
+        for subject in Subject:
+            if subject in wanted:
+                continue
+            durable = durable_name(self.service, subject)
+            stream = stream_for(subject.wire)
+            try:
+                await js.delete_consumer(stream, durable)
+            except nats.js.errors.NotFoundError:
+                continue
+            log.warning(
+                "deleted a durable this service no longer consumes",
+                extra={"durable": durable, "stream": stream},
+            )
 
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
@@ -182,7 +264,7 @@ class JetStreamBus(BusCore):
                     reconnected_cb=self._on_reconnected,
                 )
                 js = nc.jetstream(timeout=self.publish_timeout)
-                await declare_streams(js, replicas=self.stream_replicas)
+                await self._declare(js)
             except _NATS_ERRORS as exc:
                 log.warning("nats not reachable, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
@@ -217,7 +299,7 @@ class JetStreamBus(BusCore):
         if self._js is not None:
             # A server that lost its store (a new volume) must get its streams back.
             with contextlib.suppress(*_NATS_ERRORS):
-                await declare_streams(self._js, replicas=self.stream_replicas)
+                await self._declare(self._js)
 
     async def close(self) -> None:
         self._closing = True
@@ -242,6 +324,12 @@ class JetStreamBus(BusCore):
             raise Unpublishable(f"{len(payload)} bytes, more than the server's {nc.max_payload}")
         try:
             await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id, **tracing.headers()})
+        except nats.js.errors.APIError as exc:
+            refused = refusal(exc, stream_for(subject))
+            if refused is None:
+                raise BusUnavailable(f"publish failed: {exc!r}") from exc
+            publish_refused(self.service, refused.stream, refused.reason)
+            raise refused from exc
         except _NATS_ERRORS as exc:
             raise BusUnavailable(f"publish failed: {exc!r}") from exc
         published(self.service, subject)
@@ -280,17 +368,7 @@ class JetStreamBus(BusCore):
 
     def consumer_config(self, subject: Subject) -> ConsumerConfig:
         """The config this bus wants for its durable on `subject`."""
-        durable = durable_name(self.service, subject)
-        return ConsumerConfig(
-            name=durable,
-            durable_name=durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self.ack_wait,
-            max_deliver=UNLIMITED,
-            filter_subjects=[subject.wire, redrive_subject(subject.wire, durable)],
-            max_ack_pending=1000,
-        )
+        return consumer_config(self.service, subject, ack_wait=self.ack_wait)
 
     async def _ensure_consumer(self, js: JetStreamContext, subject: Subject) -> ServerConsumer:
         """Create the durable, or bring an existing one to this bus's config; return what the
@@ -430,9 +508,10 @@ class _Pull:
                 reconnects, self.owed, self.heard = self.nc.stats["reconnects"], 0, now
             if self.owed and now - self.heard > 2 * self.heartbeat + 1:
                 raise _PullLost(f"no message nor heartbeat for {now - self.heard:.0f} s")
-            if self.bus.dispatcher.holding:
-                # A delivery is held (a dependency is down): this service asks for nothing more.
-                await self.bus.dispatcher.wait_open()
+            if self.bus.dispatcher.paused(self.durable):
+                # A delivery is held and this consumer's handler needs what is down (or it is
+                # this consumer's own): it asks for nothing more; the service's others go on.
+                await self.bus.dispatcher.wait_open(self.durable)
                 continue
             want = min(self.lanes.free - self.owed, FETCH_BATCH)
             if want > 0 and (not self.owed or want >= threshold) and self.nc.is_connected:
@@ -524,6 +603,38 @@ def _value(field: Any) -> Any:
     return getattr(field, "value", field)
 
 
+def refusal(exc: nats.js.errors.APIError, stream: str) -> PublishRefused | None:
+    """The server's answer as a refusal for lack of room, or None if it is something else."""
+    description = exc.description or ""
+    if exc.err_code == STREAM_STORE_FAILED and "exceeded" in description:
+        reason = "stream_full"
+    elif exc.err_code in STORE_FULL_CODES:
+        reason = "store_full"
+    else:
+        return None
+    return PublishRefused(
+        f"{stream} refused the message: {description} ({exc.err_code})",
+        stream=stream,
+        reason=reason,
+    )
+
+
+def consumer_config(service: str, subject: Subject, *, ack_wait: float) -> ConsumerConfig:
+    """The config of `service`'s durable on `subject`: what its own bus reconciles it to, and
+    what another service's bus creates it with when it is missing."""
+    durable = durable_name(service, subject)
+    return ConsumerConfig(
+        name=durable,
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ack_wait,
+        max_deliver=UNLIMITED,
+        filter_subjects=[subject.wire, redrive_subject(subject.wire, durable)],
+        max_ack_pending=MAX_ACK_PENDING,
+    )
+
+
 def stream_config(spec: StreamSpec, *, replicas: int = 1) -> StreamConfig:
     """The server config of a declared stream, kept by `replicas` servers of the cluster."""
     return StreamConfig(
@@ -531,16 +642,104 @@ def stream_config(spec: StreamSpec, *, replicas: int = 1) -> StreamConfig:
         subjects=list(spec.subjects),
         storage=StorageType.FILE,
         num_replicas=replicas,
+        retention=RetentionPolicy(spec.retention),
+        # A full stream refuses new messages (the outbox keeps them) rather than delete ones
+        # not consumed yet: see streams.py.
+        discard=DiscardPolicy.NEW,
+        max_bytes=spec.max_bytes,
         max_age=spec.max_age_seconds,
         duplicate_window=spec.duplicate_window_seconds,
     )
 
 
-async def declare_streams(js: JetStreamContext, *, replicas: int = 1) -> None:
-    for spec in STREAMS:
+async def create_missing_consumers(
+    js: JetStreamContext,
+    consumers: Mapping[str, tuple[Subject, ...]] = CONSUMERS,
+    *,
+    ack_wait: float = 30.0,
+) -> None:
+    """Create every durable of the contract that does not exist yet, as its owner would.
+
+    Create only: a durable that exists is its owner's, who reconciles it with its own settings
+    (`_ensure_consumer`); so the request says "create" (JetStream's create action), and one that
+    appeared meanwhile with another config is left as it is rather than updated to ours."""
+    for service, subjects in consumers.items():
+        for subject in subjects:
+            durable = durable_name(service, subject)
+            stream = stream_for(subject.wire)
+            try:
+                await js.consumer_info(stream, durable)
+                continue
+            except nats.js.errors.NotFoundError:
+                pass
+            config = consumer_config(service, subject, ack_wait=ack_wait)
+            request = {"stream_name": stream, "config": config.as_dict(), "action": "create"}
+            try:
+                await js._api_request(
+                    f"{js._prefix}.CONSUMER.CREATE.{stream}.{durable}",
+                    json.dumps(request).encode(),
+                    timeout=js._timeout,
+                )
+            except nats.js.errors.APIError as exc:
+                if exc.err_code != CONSUMER_EXISTS:
+                    raise
+                continue
+            log.info("created a durable of the contract", extra={"durable": durable})
+
+
+async def declare_streams(
+    js: JetStreamContext,
+    *,
+    replicas: int = 1,
+    specs: tuple[StreamSpec, ...] = STREAMS,
+    consumers: Mapping[str, tuple[Subject, ...]] = CONSUMERS,
+    ack_wait: float = 30.0,
+) -> None:
+    """Declare the streams and create the contract's missing durables.
+
+    In that order for a stream that existed with other settings: its durables are created
+    before it is updated, so when an older limits stream becomes an interest one (nats-server
+    2.10 and later change retention in place) its messages are kept for every durable of the
+    contract, not only for those that had been created already."""
+    existing: list[StreamConfig] = []
+    for spec in specs:
         config = stream_config(spec, replicas=replicas)
         try:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError:
-            # Exists with other settings: bring it to the declared ones.
+            existing.append(config)  # exists with other settings: updated below
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in STORE_FULL_CODES:
+                log.error(
+                    "stream does not fit the JetStream store",
+                    extra={"stream": spec.name, "max_bytes": spec.max_bytes, **_store_hint(specs)},
+                )
+            raise
+    await create_missing_consumers(js, consumers, ack_wait=ack_wait)
+    for config in existing:
+        try:
             await js.update_stream(config)
+        except nats.js.errors.APIError as exc:
+            # The bus still works on the stream as it is; an operator must act.
+            log.error(
+                "stream config update refused; running with the server's",
+                extra={
+                    "stream": config.name,
+                    "error": f"{exc.description} ({exc.err_code})",
+                    "hint": "max_bytes: the NATS_MAX_BYTES_* settings together must fit the "
+                    "server's max_file_store; retention: nats-server 2.10 or later changes "
+                    "it in place, an older one cannot: upgrade, or once every consumer has "
+                    f"caught up, `nats stream rm {config.name}` and restart a service "
+                    "(it declares the stream again)",
+                    **(_store_hint(specs) if exc.err_code in STORE_FULL_CODES else {}),
+                },
+            )
+
+
+def _store_hint(specs: tuple[StreamSpec, ...]) -> dict[str, Any]:
+    total = sum(s.max_bytes for s in specs)
+    return {
+        "streams_max_bytes": total,
+        "hint": f"the streams' max_bytes ({total} bytes together, NATS_MAX_BYTES_*) must fit "
+        "the server's jetstream max_file_store (the deployment's is 4G)",
+    }

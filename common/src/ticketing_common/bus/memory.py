@@ -8,6 +8,11 @@ server max_deliver silently ending deliveries (as JetStream does), dead letters 
 numbers, re-drive to one consumer, de-duplication by message id, subjects that no stream
 holds being refused, and a message handed out again going to another process waiting on the
 same durable before the one that had it (the server serves its waiting pull requests in turn).
+Storage as the streams declare it (`streams.py`): interest retention (a message is kept only
+for the durables whose filter matches it when it is stored, and removed once each has acked or
+dead-lettered it; a durable created later gets only what is still kept), byte limits per
+stream with discard new (a full stream refuses the publish with `PublishRefused`), every bus
+creating the contract's missing durables when it starts, and the contract check.
 The delivery decisions themselves are the shared `Dispatcher`'s. Several `InMemoryBus`
 instances built on one `InMemoryBroker` behave like several processes on one server.
 """
@@ -19,14 +24,23 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Unpack
 
 from ticketing_common.bus import base
-from ticketing_common.bus.streams import redrive_subject, stream_for
+from ticketing_common.bus.streams import (
+    CONSUMERS,
+    DEAD_LETTER_STREAM,
+    DEFAULT_MAX_BYTES,
+    check_contract,
+    redrive_subject,
+    stream_for,
+)
 from ticketing_common.events import Event, EventDecodeError, Subject, decode, encode
 from ticketing_common.telemetry import tracing
-from ticketing_common.telemetry.bus import published
+from ticketing_common.telemetry.bus import publish_refused, published
 
 log = logging.getLogger("ticketing.bus")
 
@@ -55,6 +69,7 @@ class _Consumer:
     in_flight: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (deadline, nth)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     asked_at: dict[int, float] = field(default_factory=dict)  # bus (id) -> when it last asked
+    consuming: int = 0  # buses pulling from it now (one created for the contract: none yet)
 
     def __post_init__(self) -> None:
         self.filters = self.filters or {self.subject}
@@ -76,6 +91,49 @@ class InMemoryBroker:
         self._seen_ids: set[str] = set()
         self._dead_seq = 0
         self.available = True
+        # What the streams keep: each message's stream and size, and how many durables still
+        # hold it (interest retention); bytes kept per stream, against each one's limit.
+        self.max_bytes: dict[str, int] = dict(DEFAULT_MAX_BYTES)
+        self.stored_bytes: Counter[str] = Counter()
+        self._kept: dict[int, tuple[str, int, int]] = {}  # seq -> (stream, size, holders)
+
+    def declare(self, max_bytes: Mapping[str, int]) -> None:
+        """Set the streams' byte limits, as a bus declaring its streams does."""
+        self.max_bytes.update(max_bytes)
+
+    def kept(self, stream: str) -> int:
+        """Messages stream `stream` still keeps (tests)."""
+        return sum(1 for kept_in, _, _ in self._kept.values() if kept_in == stream)
+
+    def _release(self, seq: int) -> None:
+        """A durable is done with message `seq`: removed once none holds it."""
+        kept = self._kept.get(seq)
+        if kept is None:
+            return
+        stream, size, holders = kept
+        if holders > 1:
+            self._kept[seq] = (stream, size, holders - 1)
+        else:
+            del self._kept[seq]
+            self.stored_bytes[stream] -= size
+
+    def _room(self, stream: str, size: int) -> None:
+        used, limit = self.stored_bytes[stream], self.max_bytes.get(stream, -1)
+        if 0 <= limit < used + size:
+            raise base.PublishRefused(
+                f"{stream} refused the message: maximum bytes exceeded",
+                stream=stream,
+                reason="stream_full",
+            )
+
+    def delete_consumer(self, name: str) -> bool:
+        """Delete durable `name`; the messages only it held go."""
+        consumer = self.consumers.pop(name, None)
+        if consumer is None:
+            return False
+        for item in consumer.queue:
+            self._release(item.seq)
+        return True
 
     def consumer(
         self,
@@ -85,21 +143,26 @@ class InMemoryBroker:
         ack_wait: float = 30.0,
         max_deliver: int = base.UNLIMITED,
         deliver_all: bool = True,
+        filters: set[str] | None = None,
     ) -> _Consumer:
         """The durable `name`, created with this config if it does not exist yet; an existing
-        one is returned as it is (as nats-py's pull_subscribe does)."""
+        one is returned as it is (as nats-py's pull_subscribe does). A new one gets what the
+        streams still keep (interest retention: not what nobody held)."""
         existing = self.consumers.get(name)
         if existing is None:
             existing = _Consumer(
                 name=name,
                 subject=subject,
+                filters=set(filters or ()),
                 ack_wait=ack_wait,
                 max_deliver=max_deliver,
                 deliver_all=deliver_all,
             )
             if deliver_all:
                 for seq, (subj, payload) in enumerate(self.messages):
-                    if subj in existing.filters:
+                    if subj in existing.filters and seq in self._kept:
+                        stream, size, holders = self._kept[seq]
+                        self._kept[seq] = (stream, size, holders + 1)
                         existing.queue.append(
                             _Pending(
                                 seq,
@@ -118,25 +181,39 @@ class InMemoryBroker:
         if not self.available:
             raise base.BusUnavailable("in-memory broker is down")
         try:
-            stream_for(subject)
+            stream = stream_for(subject)
         except KeyError as exc:
             raise base.Unpublishable(str(exc)) from exc
         if msg_id in self._seen_ids:
             return  # JetStream's Nats-Msg-Id de-duplication
+        # About what the server counts: subject, headers, payload and a record's overhead.
+        size = (
+            len(subject) + len(payload) + sum(len(k) + len(v) for k, v in (headers or {}).items())
+        )
+        size += 32
+        self._room(stream, size)  # discard new: a full stream refuses, whoever is interested
         self._seen_ids.add(msg_id)
         seq = len(self.messages)
         now = time.time()
         self.messages.append((subject, payload))
         self.stored_at.append(now)
         self.headers.append(headers or {})
+        holders = 0
         for consumer in self.consumers.values():
             if subject in consumer.filters:
+                holders += 1
                 consumer.queue.append(
                     _Pending(seq, subject, payload, stored_at=now, headers=headers or {})
                 )
                 consumer.wakeup.set()
+        if holders:  # interest retention: nobody interested, nothing kept
+            self._kept[seq] = (stream, size, holders)
+            self.stored_bytes[stream] += size
 
     def store_dead(self, letter: base.DeadLetter) -> base.DeadLetter:
+        # Limits retention, discard new: a full DEADLETTER refuses (the dispatcher retries).
+        self._room(DEAD_LETTER_STREAM, len(letter.payload) + len(letter.error) + 64)
+        self.stored_bytes[DEAD_LETTER_STREAM] += len(letter.payload) + len(letter.error) + 64
         self._dead_seq += 1
         stored = dataclasses.replace(letter, seq=self._dead_seq)
         self.dead.append(stored)
@@ -153,10 +230,13 @@ class InMemoryBroker:
             msg_id=f"redrive:{letter.durable}:{letter.seq}",
         )
         self.dead.remove(letter)
+        self.stored_bytes[DEAD_LETTER_STREAM] -= len(letter.payload) + len(letter.error) + 64
         return letter
 
     def idle(self) -> bool:
-        return all(not c.queue and not c.in_flight for c in self.consumers.values())
+        """Nothing queued or in flight for a durable being consumed (one created for the
+        contract that no bus consumes yet keeps its messages, as on the server)."""
+        return all(not c.queue and not c.in_flight for c in self.consumers.values() if c.consuming)
 
 
 class _MemoryDelivery(base.Delivery):
@@ -191,6 +271,7 @@ class _MemoryDelivery(base.Delivery):
         if self._current():
             del self._consumer.in_flight[self._item.seq]
             self._consumer.queue.remove(self._item)
+            self._bus.broker._release(self._item.seq)
 
     async def nak(self, delay: float) -> None:
         if not self._current():
@@ -207,6 +288,7 @@ class _MemoryDelivery(base.Delivery):
         self._bus.broker.store_dead(self.letter(error))
         del self._consumer.in_flight[self._item.seq]
         self._consumer.queue.remove(self._item)
+        self._bus.broker._release(self._item.seq)  # terminated: no longer held
 
 
 class InMemoryBus(base.BusCore):
@@ -217,8 +299,13 @@ class InMemoryBus(base.BusCore):
         service: str = "test",
         *,
         broker: InMemoryBroker | None = None,
+        stream_max_bytes: Mapping[str, int] | None = None,
+        consumers: Mapping[str, tuple[Subject, ...]] = CONSUMERS,
+        contract: bool = False,
         **tuning: Unpack[base.BusTuning],
     ) -> None:
+        """`stream_max_bytes`, `consumers`, `contract`: as JetStreamBus's (the byte limits are
+        the broker's once this bus starts, given or not)."""
         # Test timings: retries 10 ms apart, and a held delivery re-run at most 0.5 s apart, so
         # a test that brings a dependency back sees the flow resume well within drain()'s
         # timeout.
@@ -226,6 +313,10 @@ class InMemoryBus(base.BusCore):
         tuning.setdefault("max_hold_delay", 0.5)
         super().__init__(service, **tuning)
         self.broker = broker or InMemoryBroker()
+        self.stream_max_bytes = stream_max_bytes
+        self.consumers = consumers
+        self.contract = contract
+        self._consuming: list[_Consumer] = []
 
     @property
     def published(self) -> list[Event[Any]]:
@@ -240,12 +331,38 @@ class InMemoryBus(base.BusCore):
         return [e for e in self.published if e.subject == subject]
 
     async def start(self) -> None:
-        for subject, handler in self._handlers:
+        if self.contract:
+            check_contract(self.service, {h[0] for h in self._handlers}, self.consumers)
+        # As JetStreamBus connecting: the streams' limits, the contract's missing durables, this
+        # service's stale ones gone, then its own.
+        if self.stream_max_bytes is not None:
+            self.broker.declare(self.stream_max_bytes)
+        for service, subjects in self.consumers.items():
+            for subject in subjects:
+                durable = base.durable_name(service, subject)
+                self.broker.consumer(
+                    durable,
+                    subject.wire,
+                    ack_wait=self.ack_wait,
+                    filters={subject.wire, redrive_subject(subject.wire, durable)},
+                )
+        if self.contract:
+            wanted = set(self.consumers.get(self.service, ()))
+            for subject in set(Subject) - wanted:
+                durable = base.durable_name(self.service, subject)
+                if self.broker.delete_consumer(durable):
+                    log.warning(
+                        "deleted a durable this service no longer consumes",
+                        extra={"durable": durable},
+                    )
+        for subject, handler, *_ in self._handlers:
             durable = base.durable_name(self.service, subject)
             consumer = self.broker.consumer(
                 durable, subject.wire, ack_wait=self.ack_wait, deliver_all=True
             )
             self._reconcile(consumer, subject)
+            consumer.consuming += 1
+            self._consuming.append(consumer)
             self._tasks.append(asyncio.create_task(self._consume(consumer, handler)))
 
     def _reconcile(self, consumer: _Consumer, subject: Subject) -> None:
@@ -264,12 +381,19 @@ class InMemoryBus(base.BusCore):
         await self._stop_tasks()
         for consumer in self.broker.consumers.values():
             consumer.asked_at.pop(id(self), None)
+        for consumer in self._consuming:
+            consumer.consuming -= 1
+        self._consuming.clear()
 
     async def publish(self, event: Event[Any]) -> None:
         await self.publish_raw(event.subject.wire, encode(event), msg_id=event.id)
 
     async def publish_raw(self, subject: str, payload: bytes, *, msg_id: str) -> None:
-        self.broker.append(subject, payload, msg_id, tracing.headers())
+        try:
+            self.broker.append(subject, payload, msg_id, tracing.headers())
+        except base.PublishRefused as refused:
+            publish_refused(self.service, refused.stream, refused.reason)
+            raise
         published(self.service, subject)
 
     async def consumer_lag(self) -> dict[str, tuple[int, int]]:
@@ -333,7 +457,7 @@ class InMemoryBus(base.BusCore):
     async def _consume(self, consumer: _Consumer, handler: base.Handler) -> None:
         lanes = self._new_lanes()
         while True:
-            await self.dispatcher.wait_open()
+            await self.dispatcher.wait_open(consumer.name)
             await lanes.room()
             item = self._take(consumer)
             if item is None:

@@ -31,6 +31,11 @@ def published(service: str, subject: str) -> None:
     metrics.EVENTS_PUBLISHED.labels(service, subject).inc()
 
 
+def publish_refused(service: str, stream: str, reason: str) -> None:
+    """The server refused a publish for lack of room (`PublishRefused`)."""
+    metrics.PUBLISH_REFUSED.labels(service, stream, reason).inc()
+
+
 @contextlib.contextmanager
 def observe_delivery(service: str, delivery: Delivery) -> Iterator[Observed]:
     """One delivery from start to settlement: a consumer span, child of the context in the

@@ -9,7 +9,9 @@ read when scraped (`scrape.py`).
   histogram `ticketing_http_request_duration_seconds`;
 - the bus: `ticketing_events_published_total` (subject), `ticketing_events_consumed_total`
   (consumer, subject, outcome: ack, nak, dead, error), `..._redelivered_total`,
-  `..._dead_lettered_total`, and `ticketing_event_handling_duration_seconds`;
+  `..._dead_lettered_total`, `ticketing_event_handling_duration_seconds`, and
+  `ticketing_bus_publish_refused_total` (stream, reason: stream_full, store_full): publishes the
+  server refused for lack of room (the outbox keeps them; the alert rule fires on it);
 - state: `ticketing_outbox_pending_documents` and `ticketing_outbox_oldest_pending_age_seconds`
   (collection), `ticketing_consumer_pending_messages` (JetStream lag per durable) and
   `ticketing_consumer_ack_pending_messages`;
@@ -63,6 +65,11 @@ EVENTS_DEAD_LETTERED = Counter(
     "ticketing_events_dead_lettered",
     "Events dead-lettered by a consumer",
     ["service", "consumer", "subject"],
+)
+PUBLISH_REFUSED = Counter(
+    "ticketing_bus_publish_refused",
+    "Publishes the server refused for lack of room (stream at max_bytes, store full), by stream",
+    ["service", "stream", "reason"],
 )
 HANDLING_DURATION = Histogram(
     "ticketing_event_handling_duration_seconds",

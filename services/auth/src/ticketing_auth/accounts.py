@@ -53,25 +53,29 @@ async def sign_up(
     await throttle.attempt("signup", address=credentials.address, email=email)
     password_hash = await passwords.hash(credentials.password)
     try:
-        return await repository.create_user(outbox, email=email, password_hash=password_hash)
+        user = await repository.create_user(outbox, email=email, password_hash=password_hash)
     except DuplicateKeyError:
         # The unique index decides: of two concurrent sign-ups of one email exactly one wins.
         raise EmailInUseError(email) from None
+    await throttle.succeeded("signup", address=credentials.address, email=email)
+    return user
 
 
 async def sign_in(
     db: Database, passwords: Passwords, throttle: Throttle, credentials: Credentials
 ) -> UserDoc:
     """The account these credentials open; TooManyAttemptsError (before any database read or
-    hashing, so the same for a known and an unknown email) when the address or the email has
-    tried too often."""
+    hashing, so the same for a known and an unknown email) when the address, the email at this
+    address, or the email from everywhere has failed too often (see `throttle`)."""
     email = credentials.email
     await throttle.attempt("signin", address=credentials.address, email=email)
     user = await repository.get_user_by_email(db, email=email)
     # Verified even for an unknown email (against a dummy hash): the same time either way.
     ok = await passwords.verify(credentials.password, repository.password_hash_of(user))
     if user is None or not ok:
+        # Already counted as a failure (every attempt is, until it succeeds).
         raise InvalidCredentialsError(email)
+    await throttle.succeeded("signin", address=credentials.address, email=email)
     return user
 
 

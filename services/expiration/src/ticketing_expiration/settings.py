@@ -21,11 +21,6 @@ class Settings(ServiceSettings):
     # authorization is then voided: no money taken, but no sale either).
     expiry_grace_seconds: NonNegativeFloat = 5.0
 
-    # An order:created that cannot be scheduled (Redis down) is nak-ed and offered again with a
-    # doubling delay (capped at 30 s); a dead-lettered one would be an order that never
-    # expires, so this service rides out about 17 minutes of Redis outage, not the common 7.
-    nats_max_deliver: int = 40
-
     # How long the job waits for NATS before failing; a failed job is retried by RQ.
     nats_connect_timeout_seconds: float = 5.0
 

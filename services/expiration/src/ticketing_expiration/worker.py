@@ -18,8 +18,10 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from ticketing_common.logs import configure_logging
 from ticketing_common.telemetry import tracing
@@ -52,12 +54,31 @@ class ExpirationWorker(SimpleWorker):
         self.stop_signalled = True
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # rq is untyped
 
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run the job if it is an expiry job; drop anything else, unrun (see
+        `repository.refusal`): logged, and deleted rather than failed, so no retry or failed
+        registry keeps it around to be run by another worker or re-queued by hand."""
+        reason = repository.refusal(job)
+        if reason is None:
+            super().execute_job(job, queue)
+            return
+        log.error(
+            "job refused: not an expiry job, dropped unrun",
+            extra={"job": job.id, "queue": queue.name, "reason": reason},
+        )
+        # Dequeuing moved it to the queue's intermediate list: it leaves that too, or RQ's
+        # maintenance would later file it among the failed jobs.
+        queue.intermediate_queue.remove(job.id)
+        job.delete(remove_from_queue=True)
+        self.set_state(WorkerStatus.IDLE)
+
 
 def build_worker(redis: Redis, settings: Settings) -> ExpirationWorker:
     worker = ExpirationWorker(
         [repository.make_queue(redis, settings.queue_name)],
         connection=redis,
         serializer=JSONSerializer,
+        job_class=repository.ExpiryJob,
         maintenance_interval=settings.worker_maintenance_interval_seconds,
         worker_ttl=_RQ_TTL_MARGIN + settings.worker_dequeue_timeout_seconds,
         job_monitoring_interval=5,

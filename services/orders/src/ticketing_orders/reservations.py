@@ -22,7 +22,7 @@ from ticketing_common.events import OrderCreated, OrderStatus, OrderTicketRef, n
 from ticketing_common.money import to_dollars
 from ticketing_common.mongo import Database, parse_object_id
 from ticketing_common.outbox import Outbox, strip_outbox
-from ticketing_orders import replica
+from ticketing_orders import buyers, replica
 from ticketing_orders.replica import TicketReplicaDoc
 from ticketing_orders.state import ATTEMPTS, SWEEP_PAGE, OrderDoc, orders_of, outboxed_orders
 
@@ -133,17 +133,21 @@ async def create_order(
     user_id: str,
     ticket_id: str,
     expires_in: timedelta,
+    max_open: int = buyers.DEFAULT_MAX_OPEN_ORDERS,
     pause: Pause = _no_pause,
 ) -> tuple[OrderDoc, TicketReplicaDoc]:
     """Insert the order, reserve the ticket naming it, confirm; (order, ticket).
 
-    Three writes, each safe to be the last one that happens:
+    Four writes, each safe to be the last one that happens:
     1. the order is inserted unconfirmed: invisible, announces nothing, holds nothing;
-    2. the ticket is reserved naming it (or taken over from a holder that does not stand);
-    3. the order confirms with a compare-and-set (`confirmed: False -> True`) that also writes
+    2. it takes one of the buyer's `max_open` places (`buyers.take_place`), or is withdrawn
+       and TooManyOpenOrdersError raised before anything else is written; a place left by a
+       buyer that dies from here on is given back when the buyer next finds their list full;
+    3. the ticket is reserved naming it (or taken over from a holder that does not stand);
+    4. the order confirms with a compare-and-set (`confirmed: False -> True`) that also writes
        order:created to its outbox. Another buyer may withdraw an unconfirmed holder (delete it
        with the opposite compare-and-set) and take the ticket; exactly one of the two matches.
-    A buyer that dies after 2 leaves a holder any later buyer may take over at once.
+    A buyer that dies after 3 leaves a holder any later buyer may take over at once.
     """
     db = outbox.db
     # No read of the ticket first (a round trip on every purchase): an unknown ticket is found
@@ -163,6 +167,11 @@ async def create_order(
             "confirmed": False,
         }
     )
+    try:
+        await buyers.take_place(db, user_id=user_id, order_id=order_id, limit=max_open)
+    except buyers.TooManyOpenOrdersError:
+        await withdraw_unconfirmed(db, order_id=order_id)
+        raise
     try:
         await pause("reserve")
         ticket = await reserve_ticket(db, ticket_id=ticket_id, order_id=str(order_id), pause=pause)
@@ -190,6 +199,7 @@ async def create_order(
     except (TicketReservedError, TicketNotFoundError):
         await withdraw_unconfirmed(db, order_id=order_id)
         await replica.release_ticket(db, ticket_id=ticket_id, order_id=str(order_id))
+        await buyers.give_back_place(db, user_id=user_id, order_id=order_id)
         raise
     return strip_outbox(order), ticket
 

@@ -32,7 +32,7 @@ from typing import Any, cast
 import stripe
 from stripe.params import PaymentIntentConfirmParams
 
-from ticketing_common.bus import DependencyUnavailable
+from ticketing_common.bus import Dependency, DependencyUnavailable
 from ticketing_common.errors import BadRequestError, UpstreamError
 from ticketing_common.telemetry.stripe import observe_stripe
 from ticketing_payments.settings import Settings
@@ -244,21 +244,39 @@ def _for_the_buyer(context: dict[str, Any]) -> Iterator[None]:
         # The outcome is unknown: nothing is stored, and the next attempt finds out.
         log.warning("stripe unavailable", extra={**context, "error": repr(exc)})
         raise UpstreamError(PROVIDER_UNAVAILABLE) from None
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        # Stripe refuses our key (revoked, rotated, restricted): no card can be charged until
+        # it is fixed, whoever asks. Never the buyer's card, so never a decline: this service
+        # cannot take payments right now (503), and an operator must be told (error).
+        log.error("stripe refused our api key", extra={**context, "error": repr(exc)})
+        raise UpstreamError(PROVIDER_UNAVAILABLE, status_code=503) from None
     except stripe.StripeError as exc:
-        # Authentication or permission errors: our configuration, not the buyer.
+        # Anything else the SDK raises: Stripe's doing or ours, not the buyer's.
         log.error("stripe error", extra={**context, "error": repr(exc)})
         raise UpstreamError(PROVIDER_UNAVAILABLE) from None
 
 
 @contextmanager
 def _settling(context: dict[str, Any]) -> Iterator[None]:
-    """Stripe out of reach as DependencyUnavailable: the event waits for Stripe, it is not at
-    fault. (Its own refusals and our configuration errors propagate as they are.)"""
+    """Stripe out of reach, or refusing our key, as DependencyUnavailable: the event waits for
+    Stripe (or for the key to be fixed), it is not at fault. A dead letter here would be an
+    authorization never captured or voided once the key works again. (Stripe's refusals of
+    the request itself propagate as they are.)"""
     try:
         yield
     except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
         log.warning("stripe unavailable while settling", extra={**context, "error": repr(exc)})
-        raise DependencyUnavailable(f"Stripe unavailable: {exc!r}") from exc
+        raise DependencyUnavailable(
+            f"Stripe unavailable: {exc!r}", dependency=Dependency.STRIPE
+        ) from exc
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        # Our configuration, not the event: the same event settles once the key is right.
+        log.error(
+            "stripe refused our api key while settling", extra={**context, "error": repr(exc)}
+        )
+        raise DependencyUnavailable(
+            f"Stripe unavailable: our api key is refused: {exc!r}", dependency=Dependency.STRIPE
+        ) from exc
 
 
 def _status_in(exc: stripe.InvalidRequestError) -> str:

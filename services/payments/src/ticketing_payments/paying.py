@@ -154,14 +154,7 @@ async def _void_if_cancelled_meanwhile(
     order = await repository.get_order(db, order_id=payment["orderId"])
     if order is None or order["status"] != OrderStatus.CANCELLED:
         return
-    try:
-        await settle.void(db, charger, order, payment)
-    except (DependencyUnavailable, RetryLater, stripe.StripeError) as exc:
-        # The order:cancelled handler, waiting for this attempt's lease, voids it then.
-        log.warning(
-            "void deferred to the cancellation handler",
-            extra={"order_id": payment["orderId"], "error": repr(exc)},
-        )
+    await _void_now(db, charger, order, payment)
     raise NotPayableError(CANCELLED_WHILE_PAYING)
 
 
@@ -174,14 +167,21 @@ async def _void_after_the_window_closed(
     voids the PaymentIntent too (it waits for this attempt's lease): this is only sooner.
     """
     order = await repository.get_order(db, order_id=order_id)  # with its paymentIntentId
-    if order is None:
-        return
+    if order is not None:
+        await _void_now(db, charger, order, None)
+
+
+async def _void_now(
+    db: Database, charger: StripeCharger, order: OrderReplicaDoc, payment: PaymentDoc | None
+) -> None:
+    """Void within the buyer's request if Stripe lets us; if not, the order:cancelled handler
+    (waiting for this attempt's lease) voids it later."""
     try:
-        await settle.void(db, charger, order, None)
+        await settle.void(db, charger, order, payment)
     except (DependencyUnavailable, RetryLater, stripe.StripeError) as exc:
         log.warning(
             "void deferred to the cancellation handler",
-            extra={"order_id": order_id, "error": repr(exc)},
+            extra={"order_id": order["_id"], "error": repr(exc)},
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from ticketing_common.bus import RetryLater
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, Subject
@@ -65,7 +66,7 @@ async def reserve(runtime: TicketsRuntime, data: OrderCreated) -> None:
     ):
         if ticket["orderId"] == order_id:
             return  # duplicate delivery
-        if order_id in (ticket.get(repository.RELEASED) or []):
+        if order_id in repository.released_ids(ticket):
             return  # its order:cancelled came first: the order is dead, nothing to hold
         if ticket["orderId"] is not None:
             # The previous order's cancellation has not reached us yet; Orders only creates an
@@ -80,21 +81,27 @@ async def reserve(runtime: TicketsRuntime, data: OrderCreated) -> None:
 async def release(runtime: TicketsRuntime, data: OrderCancelled) -> None:
     """Free the ticket if this order holds it; either way remember the order is cancelled."""
     order_id, ticket_id = data.id, data.ticket.id
+    # How long a late order:created can still arrive: what is older is forgotten (RELEASED).
+    # Twice the retry horizon: an event may also have waited behind a backlog before its
+    # deferrals started counting towards it.
+    horizon = timedelta(seconds=2 * runtime.settings.nats_retry_horizon_seconds)
     async for ticket in _rounds(
         runtime.db, ticket_id=ticket_id, order_id=order_id, subject=Subject.ORDER_CANCELLED
     ):
         if ticket["orderId"] == order_id:
             released = await repository.release_ticket(
-                runtime.outbox, ticket=ticket, order_id=order_id
+                runtime.outbox, ticket=ticket, order_id=order_id, horizon=horizon
             )
             if released is not None:
                 _applied("ticket released", released, order_id)
                 return
             continue
-        if order_id in (ticket.get(repository.RELEASED) or []):
+        if order_id in repository.released_ids(ticket):
             return  # duplicate delivery
         # Not held by this order: its order:created is still on its way (or never reserved).
-        if await repository.remember_released(runtime.db, ticket=ticket, order_id=order_id):
+        if await repository.remember_released(
+            runtime.db, ticket=ticket, order_id=order_id, horizon=horizon
+        ):
             log.info(
                 "cancelled order remembered before its reservation",
                 extra={"ticket_id": ticket_id, "order_id": order_id},

@@ -7,7 +7,7 @@ version and the event always describes exactly the state it was written with.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, NotRequired, TypedDict, Unpack
 
 from bson import ObjectId
@@ -15,14 +15,43 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from ticketing_common.events import Event, TicketCreated, TicketUpdated, new_event
 from ticketing_common.money import to_dollars
-from ticketing_common.mongo import Database, Document, IndexSpec, collection, parse_object_id
+from ticketing_common.mongo import (
+    Database,
+    Document,
+    IndexSpec,
+    as_utc,
+    collection,
+    parse_object_id,
+)
 from ticketing_common.outbox import Outbox, OutboxCollection, Outboxed
 
 TICKETS = "tickets"
 
 # Order ids whose order:cancelled has been applied. Kept because events of different subjects
 # arrive in any order: an order:created arriving after its order:cancelled must not reserve.
+# Each is kept with the time it was released, and only for twice NATS_RETRY_HORIZON_SECONDS: orders
+# publishes an order:created before its order:cancelled, and the bus gives up on (dead-letters)
+# an event kept waiting longer than the horizon, so an older entry has nothing left to stop.
+# Every write that adds an entry drops those in the same write (before, the list only grew:
+# ~450k order/cancel cycles made a ticket's document reach 16 MB, and it stayed reserved).
 RELEASED: Final = "releasedOrderIds"
+# How many writes changed RELEASED: the compare-and-set token of the list, which each write
+# replaces whole (pruning makes it shrink, so its size no longer tells whether it changed).
+# Absent until a ticket's first release by this code.
+RELEASES: Final = "releases"
+
+
+class ReleasedBatch(TypedDict):
+    """Orders released at `at`: one order, or (carried over from a list of plain ids, written
+    before times were kept) orders released at the latest then."""
+
+    ids: list[str]
+    # A datetime; nx-27017 may read one back as a string (see `mongo.as_utc`).
+    at: datetime | str
+
+
+# A plain id is an entry written before release times were kept.
+ReleasedEntry = str | ReleasedBatch
 
 
 class TicketDoc(Outboxed):
@@ -36,7 +65,9 @@ class TicketDoc(Outboxed):
     # The order holding the ticket, None when it is free.
     orderId: str | None
     # See RELEASED; absent from a projection.
-    releasedOrderIds: NotRequired[list[str]]
+    releasedOrderIds: NotRequired[list[ReleasedEntry]]
+    # See RELEASES.
+    releases: NotRequired[int]
     createdAt: datetime
     # The id as a string (hex: ordered as the ids are): the listing's sort key and cursor.
     # Not `_id` itself because nx-27017 (the local stack's Mongo) cannot put `_id` in a compound
@@ -196,37 +227,97 @@ async def edit_ticket(
     )
 
 
+def released_ids(ticket: TicketDoc) -> set[str]:
+    """The orders whose order:cancelled the ticket remembers, whichever format stored them."""
+    ids: set[str] = set()
+    for entry in ticket.get(RELEASED) or []:
+        if isinstance(entry, str):
+            ids.add(entry)
+        else:
+            ids.update(entry["ids"])
+    return ids
+
+
+def _unchanged_releases(ticket: TicketDoc) -> Document:
+    """A filter matching the ticket only while RELEASED is as read.
+
+    Recording a cancelled order does not bump the version (it is not a change other services
+    see), so the version alone would not notice one. The token does; the size is checked too
+    for a writer that appended a plain id without it (a process of the code before it, during
+    a rolling update): such a list only grew.
+    """
+    released = ticket.get(RELEASED)
+    size: Document = {"$exists": False} if released is None else {"$size": len(released)}
+    token: Document | int = ticket.get(RELEASES, {"$exists": False})
+    return {RELEASED: size, RELEASES: token}
+
+
+def _with_released(
+    ticket: TicketDoc, *, order_id: str, horizon: timedelta, now: datetime | None
+) -> Document:
+    """The `$set` that remembers `order_id` as released now and, in the same write, forgets
+    what was released more than `horizon` ago (see RELEASED)."""
+    now = now or datetime.now(UTC)
+    kept: list[ReleasedEntry] = []
+    plain: list[str] = []
+    for entry in ticket.get(RELEASED) or []:
+        if isinstance(entry, str):
+            plain.append(entry)
+        elif as_utc(entry["at"]) >= now - horizon:
+            kept.append(entry)
+    if plain:
+        # When they were released is unknown, but not after now: kept one horizon from here.
+        kept.insert(0, {"ids": plain, "at": now})
+    kept.append({"ids": [order_id], "at": now})
+    return {RELEASED: kept, RELEASES: ticket.get(RELEASES, 0) + 1}
+
+
 async def reserve_ticket(outbox: Outbox, *, ticket: TicketDoc, order_id: str) -> TicketDoc | None:
     """Reserve the free ticket for `order_id`; None if it changed since it was read."""
     event = _updated_event(ticket, orderId=order_id)
-    # Recording a cancelled order does not bump the version (it is not a change other services
-    # see), so the version alone would not notice one: the list's size does, as it only grows.
-    unchanged_releases = {RELEASED: {"$size": len(ticket.get(RELEASED) or [])}}
     return await _outboxed(outbox).versioned_update(
         event,
         id=ticket["_id"],
         version=ticket["version"],
         update={"$set": {"orderId": order_id}},
-        extra_filter={**UNRESERVED, **unchanged_releases},
+        extra_filter={**UNRESERVED, **_unchanged_releases(ticket)},
     )
 
 
-async def release_ticket(outbox: Outbox, *, ticket: TicketDoc, order_id: str) -> TicketDoc | None:
-    """Free the ticket reserved by `order_id` and remember that order; None if it changed."""
+async def release_ticket(
+    outbox: Outbox,
+    *,
+    ticket: TicketDoc,
+    order_id: str,
+    horizon: timedelta,
+    now: datetime | None = None,
+) -> TicketDoc | None:
+    """Free the ticket reserved by `order_id` and remember that order (forgetting those
+    released longer than `horizon` ago); None if it changed."""
     event = _updated_event(ticket, orderId=None)
+    released = _with_released(ticket, order_id=order_id, horizon=horizon, now=now)
     return await _outboxed(outbox).versioned_update(
         event,
         id=ticket["_id"],
         version=ticket["version"],
-        update={"$set": {"orderId": None}, "$addToSet": {RELEASED: order_id}},
-        extra_filter={"orderId": order_id},
+        update={"$set": {"orderId": None, **released}},
+        extra_filter={"orderId": order_id, **_unchanged_releases(ticket)},
     )
 
 
-async def remember_released(db: Database, *, ticket: TicketDoc, order_id: str) -> bool:
-    """Record a cancelled order that does not hold the ticket; False if the ticket changed."""
+async def remember_released(
+    db: Database,
+    *,
+    ticket: TicketDoc,
+    order_id: str,
+    horizon: timedelta,
+    now: datetime | None = None,
+) -> bool:
+    """Record a cancelled order that does not hold the ticket (forgetting those released
+    longer than `horizon` ago); False if the ticket changed."""
+    released = _with_released(ticket, order_id=order_id, horizon=horizon, now=now)
     result = await _tickets(db).update_one(
-        {"_id": ticket["_id"], "version": ticket["version"]},
-        {"$addToSet": {RELEASED: order_id}},
+        {"_id": ticket["_id"], "version": ticket["version"], **_unchanged_releases(ticket)},
+        {"$set": released},
     )
     return bool(result.matched_count == 1)

@@ -39,6 +39,10 @@ IMAGE_PREFIX = "ticketing"  # our images: ticketing/auth, ...; anything else is 
 TLS_SECRET = "ticketing-tls"  # noqa: S105  # the name of the Secret, not a secret
 INGRESS_CONTROLLER_NAMESPACE = "ingress-nginx"
 _NGINX_SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
+# A dependent environment variable's reference, `$(NAME)`, which Kubernetes replaces by the
+# value of NAME when NAME is defined earlier in the container's env (REDIS_URL from the
+# redis-secret password).
+_ENV_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 # --- environment ----------------------------------------------------------------------------------
@@ -55,12 +59,23 @@ def container_env(docs: list[Doc], container: Doc) -> dict[str, str]:
             raise ValueError(f"unexpected envFrom {source}")
     for item in container.get("env", []):
         if "value" in item:
-            env[item["name"]] = str(item["value"])
+            value = str(item["value"])
+            env[item["name"]] = _ENV_REFERENCE.sub(lambda m: env.get(m[1], m[0]), value)
         elif "secretKeyRef" in item.get("valueFrom", {}):
             env[item["name"]] = SECRET_PLACEHOLDERS.get(item["name"], "secret")
         else:
             env[item["name"]] = "(from the pod)"
     return env
+
+
+def referenced_env(container: Doc) -> set[str]:
+    """The names the container's env values refer to as `$(NAME)`."""
+    return {
+        ref
+        for item in container.get("env", [])
+        if "value" in item
+        for ref in _ENV_REFERENCE.findall(str(item["value"]))
+    }
 
 
 def env_problems(docs: list[Doc], processes: dict[str, Process]) -> list[str]:
@@ -79,7 +94,13 @@ def env_problems(docs: list[Doc], processes: dict[str, Process]) -> list[str]:
                 continue
             seen.add(name)
             env = container_env(docs, container)
+            # What another variable is made from ($(NAME)) is its input, not a setting.
+            inputs = referenced_env(container)
             known = set(env_names(process.settings)) | (UVICORN_ENV if process.http else set())
+            known |= inputs
+            for value in env.values():
+                for unresolved in _ENV_REFERENCE.findall(value):
+                    found.append(f"{name}: $({unresolved}) is not defined before it is used")
             for unknown in sorted(set(env) - known):
                 found.append(f"{name}: {unknown} is not a setting of {name}")
             for missing in sorted(required(process) - set(env)):

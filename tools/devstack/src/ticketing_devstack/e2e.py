@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import httpx
 import nats
 import nats.js.api
+import redis.asyncio
+from pymongo import AsyncMongoClient
 
 from ticketing_devstack.checks import mongo_urls, problems, snapshot
 from ticketing_devstack.client import User
@@ -77,6 +79,51 @@ async def stream_events(stack: Stack, subject: str) -> list[dict[str, Any]]:
         await nc.close()
 
 
+@contextlib.asynccontextmanager
+async def observing(
+    stack: Stack, subject: str
+) -> AsyncIterator[Callable[[], Awaitable[list[dict[str, Any]]]]]:
+    """Keep every message published on `subject` from now on, and read them back when asked.
+
+    The event streams retain a message only while some consumer has not acknowledged it
+    (interest retention): once every service has its event, reading the stream afterwards
+    finds nothing. A durable of the test's own, made before the traffic, is one more interest
+    that holds each message until it is read (then deleted with the durable).
+    """
+    nc = await nats.connect(stack.urls["nats"])
+    js = nc.jetstream()
+    stream = await js.find_stream_name_by_subject(subject)
+    durable = f"e2e-observer-{os.getpid()}-{free_port()}"
+    await js.add_consumer(
+        stream,
+        nats.js.api.ConsumerConfig(
+            durable_name=durable,
+            filter_subject=subject,
+            deliver_policy=nats.js.api.DeliverPolicy.NEW,
+            ack_policy=nats.js.api.AckPolicy.EXPLICIT,
+        ),
+    )
+    sub = await js.pull_subscribe_bind(durable, stream)
+
+    async def seen() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            try:
+                msgs = await sub.fetch(batch=500, timeout=1)
+            except TimeoutError:
+                return out
+            for msg in msgs:
+                out.append({**json.loads(msg.data), "wire": msg.subject})
+                await msg.ack()
+
+    try:
+        yield seen
+    finally:
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(stream, durable)
+        await nc.close()
+
+
 async def dead_letters(stack: Stack) -> list[dict[str, Any]]:
     """Every dead letter of every service."""
     return await stream_events(stack, "deadletter.>")
@@ -93,6 +140,47 @@ async def buy_until_answered(buyer: User, ticket_id: str, timeout: float = 60) -
     return res
 
 
+async def intents_of(stack: Stack, order_id: str) -> list[tuple[str, int]]:
+    """(status, amount received) of each PaymentIntent Stripe (the fake) holds for the order."""
+    async with httpx.AsyncClient() as http:
+        res = await http.get(
+            f"{stack.urls['stripe']}/v1/payment_intents",
+            params={"limit": 100},
+            headers={"Authorization": "Bearer sk_test_local"},
+        )
+    return [
+        (pi["status"], pi["amount_received"])
+        for pi in res.json()["data"]
+        if pi["metadata"].get("orderId") == order_id
+    ]
+
+
+async def payments_knows(stack: Stack, order_id: str) -> None:
+    """Wait until payments' replica has the order (it learns of it from order:created)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_urls(stack.urls)["payments"])
+    try:
+
+        async def replicated() -> bool:
+            return await client["payments"]["orders"].find_one({"_id": order_id}) is not None
+
+        await eventually(replicated)
+    finally:
+        await client.close()
+
+
+async def expiries_scheduled(stack: Stack, count: int) -> None:
+    """Wait until RQ holds at least `count` jobs (expiration consumed their order:created)."""
+    r = redis.asyncio.Redis.from_url(stack.urls["redis"])
+    try:
+
+        async def scheduled() -> bool:
+            return len([k async for k in r.scan_iter("rq:job:*")]) >= count
+
+        await eventually(scheduled)
+    finally:
+        await r.aclose()
+
+
 async def ticket_state(user: User, ticket_id: str) -> dict[str, Any]:
     ticket: dict[str, Any] = await user.get(f"/api/tickets/{ticket_id}")
     return ticket
@@ -101,9 +189,13 @@ async def ticket_state(user: User, ticket_id: str) -> dict[str, Any]:
 # Every user of a test stack signs up and in from one address (loopback, through the gateway):
 # auth's limits per address are for the Internet, not for twenty test buyers in one second.
 TEST_RATE_LIMITS = {
-    f"RATE_LIMIT_{action}_PER_{key}": "10000/minute"
-    for action in ("SIGNIN", "SIGNUP")
-    for key in ("ADDRESS", "EMAIL")
+    f"RATE_LIMIT_{limit}": "10000/minute"
+    for limit in (
+        "SIGNIN_PER_ADDRESS",
+        "SIGNIN_PER_EMAIL_AND_ADDRESS",
+        "SIGNUP_PER_ADDRESS",
+        "SIGNUP_PER_EMAIL",
+    )
 }
 
 

@@ -55,9 +55,25 @@ NOT_PASSED_BACK = HOP_BY_HOP | OWN_RESPONSE_HEADERS
 # aiohttp adds these to a request that lacks them (and Content-Type to one with a body); the
 # service must see only what the browser sent.
 NOT_ADDED = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
-# RFC 9110 9.2.2: a request with an idempotent method may be retried automatically when the
-# connection failed before the answer came (as nginx's proxy_next_upstream does).
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Only a safe method (RFC 9110 9.2.1) is retried when the pooled connection failed before the
+# answer came, as nginx's proxy_next_upstream does by default: the upstream may already have
+# acted on the request. PUT and DELETE are idempotent by the RFC, but not here: a repeated ticket
+# edit bumps its version twice and its second answer can be a false 400.
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+# What the browser says about who forwarded it is never passed on: the gateway writes its own
+# X-Forwarded-For (its peer's address, replacing any the browser sent, as a stock ingress-nginx
+# does), -Proto and -Host. A browser that could send its own would choose the address the
+# services' rate limits count.
+FORWARDING = frozenset(
+    {
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-real-ip",
+        "forwarded",
+    }
+)
 # A pooled connection the upstream has closed (or is closing) fails on reuse in one of these ways
 # (ClientOSError: reset or broken pipe). A connection that could not be made at all is a
 # ClientConnectorError, a ClientOSError too, but nothing went out on it: not a stale connection.
@@ -89,16 +105,17 @@ def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
         auto_decompress=False,
         skip_auto_headers=NOT_ADDED,
     )
-    # aiohttp resends an idempotent request once on a failed connection, but through the pool,
-    # where the next connection may be as stale as the first (every one of them, when a service
-    # restarts). The gateway retries itself, on a new connection; so does aiohttp's own test client.
+    # aiohttp resends an idempotent request (PUT and DELETE too) once on a failed connection, and
+    # through the pool, where the next connection may be as stale as the first (every one of them,
+    # when a service restarts). The gateway retries only a safe one itself, on a new connection;
+    # aiohttp's own test client turns it off too.
     session._retry_connection = False
     return session
 
 
 class Gateway:
-    """Forwards one request to its upstream; retries an idempotent one once on a new connection
-    when the pooled connection turned out to be closed."""
+    """Forwards one request to its upstream; retries a safe one (GET/HEAD/OPTIONS) once on a new
+    connection when the pooled connection turned out to be closed."""
 
     def __init__(self, table: dict[str, str]) -> None:
         self.table = table
@@ -134,7 +151,7 @@ class Gateway:
         except aiohttp.ClientConnectorError:
             return _unavailable(service)
         except STALE_CONNECTION:
-            if request.method not in IDEMPOTENT:
+            if request.method not in SAFE:
                 return _unavailable(service)
         except UPSTREAM_FAILED:
             return _unavailable(service)
@@ -183,13 +200,14 @@ def _upstream_request(request: Request, base: str) -> tuple[URL, list[tuple[str,
     connection = {
         token.strip().lower() for token in request.headers.get("connection", "").split(",")
     }
-    drop = HOP_BY_HOP | connection
+    drop = HOP_BY_HOP | FORWARDING | connection
     # Host among them: the service sees the host the browser asked for, as behind the ingress.
     headers = [
         (_text(key), _text(value))
         for key, value in request.headers.raw
         if key.decode("latin-1").lower() not in drop
     ]
+    # The TCP peer, whatever the browser claimed.
     client_host = request.client.host if request.client else ""
     headers += [
         ("x-forwarded-for", client_host),

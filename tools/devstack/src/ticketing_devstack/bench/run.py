@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -45,7 +46,11 @@ SERVER_CPU, LOAD_CPU = 0, 1
 # Processes whose resident memory is reported: the services and expiration's RQ worker.
 MEMORY_OF = (*SERVICES, "worker")
 SAMPLED = 0.1  # the share of traces kept in the sampled currentuser run
-FIGURES = ("memory", "list", "framework", "post", "purchase", "tracing", "expiry")
+FIGURES = ("memory", "list", "framework", "burst", "post", "purchase", "tracing", "expiry")
+# The sign-in burst figure: sign-ins in flight at once, and currentuser's connections (a few
+# pages being rendered) measured meanwhile.
+BURST_SIGNINS, BURST_READERS = 64, 2
+BURST_LEAD_SECONDS = 2.0
 
 
 def _ints(text: str) -> list[int]:
@@ -518,6 +523,74 @@ class Bench:
         if kept in (None, 1.0):
             self.currentuser[kept is not None] = found["valid cookie"].rps
         return found
+
+    async def signin_burst(self) -> None:
+        """currentuser's p99 on an auth process of its own while `BURST_SIGNINS` sign-ins
+        (Argon2) at once hit it, against its p99 with no burst (same process, same run): with the
+        hashing routes in their line of their own (as configured), then in the main line
+        (HTTP_HASHING_CONCURRENCY=0, as before that line existed)."""
+        user = (await self.users(1))[0]
+        cookie = self.cookie(user)
+        await user.http.aclose()
+        auth = self.stack.procs["auth"]
+        body = json.dumps({"email": user.email, "password": "password123"})
+        for own_line in (True, False):
+            env = {**auth.env, **({} if own_line else {"HTTP_HASHING_CONCURRENCY": "0"})}
+            url = self.spawn("auth-burst", auth.args, env, None, "/readyz")
+            try:
+                reads = loads.Load(
+                    f"{url}/api/users/currentuser",
+                    headers={"Cookie": cookie},
+                    connections=BURST_READERS,
+                    seconds=self.args.seconds,
+                )
+                quiet = self.measure(reads)
+                burst = loads.Load(
+                    f"{url}/api/users/signin",
+                    method="POST",
+                    body=body,
+                    headers={"Content-Type": "application/json"},
+                    connections=BURST_SIGNINS,
+                    # Under way before the reads start, and still on after they end.
+                    seconds=self.args.seconds + 2 * BURST_LEAD_SECONDS,
+                )
+                during, signins = self.alongside(burst, reads)
+            finally:
+                self.retire("auth-burst")
+            line = "own line" if own_line else "in the main line (HTTP_HASHING_CONCURRENCY=0)"
+            self.figures.append(
+                Figure(
+                    f"currentuser p99 during a sign-in burst, sign-ins {line}",
+                    f"{ms(during.p99)} (p50 {ms(during.p50)}; "
+                    f"{per_second(signins.rps)} sign-ins, {signins.errors} refused)",
+                    f"{ms(quiet.p99)} with no burst",
+                    "-",
+                    None,
+                    {
+                        "p50": during.p50,
+                        "p99": during.p99,
+                        "requests": during.requests,
+                        "errors": during.errors,
+                        "baseline_p50": quiet.p50,
+                        "baseline_p99": quiet.p99,
+                        "signins_per_second": signins.rps,
+                        "signins_refused": signins.errors,
+                        "signins_at_once": BURST_SIGNINS,
+                        "own_line": own_line,
+                    },
+                )
+            )
+
+    def alongside(
+        self, background: loads.Load, load: loads.Load
+    ) -> tuple[loads.LoadResult, loads.LoadResult]:
+        """`load` measured while `background` runs (started `BURST_LEAD_SECONDS` before);
+        both results."""
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            behind = pool.submit(loads.run, background)
+            time.sleep(BURST_LEAD_SECONDS)
+            measured = loads.run(load)
+            return measured, behind.result()
 
     async def post_tickets(self) -> None:
         self.seller = (await self.users(1))[0]
@@ -1022,6 +1095,7 @@ class Bench:
             ("memory", "memory idle", self.memory_idle),
             ("list", f"list at {self.args.list_sizes[0]:,}", self.list_small),
             ("framework", "framework overhead", self.framework),
+            ("burst", "currentuser during a sign-in burst", self.signin_burst),
             ("post", "POST /api/tickets", self.post_tickets),
             ("purchase", "purchase flow", self.purchase),
             ("tracing", "tracing on and off", self.tracing),
@@ -1104,6 +1178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every bench user signs up and in from this one address: auth's per-address limits are for
     # the Internet, not for fifty buyers in a second.
     env.update({k: v for k, v in TEST_RATE_LIMITS.items() if k not in env})
+    # Each bench buyer orders ticket after ticket as fast as they are answered, far beyond the
+    # open orders one person may hold (MAX_OPEN_ORDERS_PER_USER): the bench measures the flow.
+    env.setdefault("MAX_OPEN_ORDERS_PER_USER", "1000000")
     env.setdefault("LOG_LEVEL", "WARNING")
     stack = Stack(run_dir / "data", gateway_port=free_port(), env=env, log_dir=run_dir / "logs")
     print(f"-- starting the stack (logs in {run_dir / 'logs'})", flush=True)

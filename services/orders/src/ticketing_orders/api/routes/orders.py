@@ -19,20 +19,27 @@ from ticketing_orders.schemas import OrderCreate, OrderPublic
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401, 404))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 401, 404))
 async def create_order(body: OrderCreate, user: CurrentUser, runtime: RuntimeDep) -> OrderPublic:
-    """Order a ticket: reserve it for the caller until the order expires."""
+    """Order a ticket: reserve it for the caller until the order expires.
+
+    400 when the ticket is already reserved, or when the caller already holds
+    MAX_OPEN_ORDERS_PER_USER open orders (pay for or cancel one, or let it expire, first)."""
     try:
         order, ticket = await reservations.create_order(
             runtime.outbox,
             user_id=user.id,
             ticket_id=body.ticketId,
             expires_in=timedelta(seconds=runtime.settings.order_expiration_seconds),
+            max_open=runtime.settings.max_open_orders_per_user,
         )
     except reservations.TicketNotFoundError:
         raise NotFoundError() from None
     except reservations.TicketReservedError:
         raise BadRequestError("Ticket is already reserved") from None
+    except buyers.TooManyOpenOrdersError as exc:
+        message = f"You already hold {exc.limit} open orders; pay for or cancel one first"
+        raise BadRequestError(message) from None
     return OrderPublic.from_docs(order, ticket)
 
 
