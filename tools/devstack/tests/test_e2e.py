@@ -469,3 +469,58 @@ async def test_data_survives_database_restarts(
     await eventually(signed_in_again)
     assert (await ticket_state(seller, ticket["id"]))["title"] == "kept on disk"
     await assert_consistent(stack)
+
+
+@pytest.mark.local_processes
+async def test_stripe_failing_captures_does_not_keep_another_buyer_from_paying(
+    stack: Stack, user_factory: Callable[[], Any]
+) -> None:
+    """Issue 21, item 3, on the real processes: the fake Stripe fails every capture, so
+    payments holds the first buyer's order:completed. Its order:created consumer does not need
+    Stripe and goes on: a second buyer orders and pays within 5 s (before: 404 on pay for as long
+    as Stripe failed). Once Stripe is back, both are captured."""
+    seller, first, second = await user_factory(), await user_factory(), await user_factory()
+    tickets = [await seller.sell(f"capture held {i}", 15.0) for i in range(2)]
+    async with httpx.AsyncClient(base_url=stack.urls["stripe"]) as stripe:
+        await stripe.post("/_fake/fail", json={"count": 1000, "status": 500, "path": "/capture"})
+        try:
+            held = (await order_when_replicated(first, tickets[0]["id"])).json()
+            await payments_knows(stack, held["id"])
+            assert (await first.pay(held["id"])).status_code == 201
+
+            async def completed() -> bool:
+                return (await first.get(f"/api/orders/{held['id']}"))["status"] == "complete"
+
+            await eventually(completed)
+
+            async def capture_held() -> bool:
+                async with httpx.AsyncClient() as http:
+                    text = (await http.get(f"{stack.urls['payments']}/metrics")).text
+                return any(
+                    line.startswith("ticketing_bus_deliveries_held{")
+                    and 'dependency="stripe"' in line
+                    and not line.endswith(" 0.0")
+                    for line in text.splitlines()
+                )
+
+            await eventually(capture_held)
+            started = time.monotonic()
+            order = (await order_when_replicated(second, tickets[1]["id"])).json()
+
+            async def payable() -> httpx.Response | None:
+                res = await second.pay(order["id"])
+                return None if res.status_code == 404 else res
+
+            paid = await eventually(payable, timeout=5)
+            assert paid.status_code == 201, paid.text
+            assert time.monotonic() - started < 5
+            assert await intents_of(stack, held["id"]) == [("requires_capture", 0)]
+        finally:
+            await stripe.post("/_fake/fail", json={"count": 0})
+
+    async def both_captured() -> bool:
+        intents = [await intents_of(stack, o) for o in (held["id"], order["id"])]
+        return intents == [[("succeeded", 1500)]] * 2
+
+    await eventually(both_captured, timeout=30)
+    await assert_consistent(stack)

@@ -55,7 +55,7 @@ from typing import Any, NotRequired, Protocol, TypedDict, Unpack
 
 from ticketing_common.bus.streams import original_subject
 from ticketing_common.events import Event, EventDecodeError, Subject, decode
-from ticketing_common.telemetry.bus import observe_delivery
+from ticketing_common.telemetry.bus import held, observe_delivery
 from ticketing_common.telemetry.tracing import annotate_event
 
 log = logging.getLogger("ticketing.bus")
@@ -586,8 +586,10 @@ class Dispatcher:
 
     def _hold(self, durable: str, dependency: str) -> None:
         self._holds[(durable, dependency)] += 1
+        held(self.service, durable, dependency, +1)
 
     def _release(self, durable: str, dependency: str) -> None:
+        held(self.service, durable, dependency, -1)
         key = (durable, dependency)
         self._holds[key] -= 1
         if self._holds[key] <= 0:

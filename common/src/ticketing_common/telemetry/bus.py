@@ -36,6 +36,11 @@ def publish_refused(service: str, stream: str, reason: str) -> None:
     metrics.PUBLISH_REFUSED.labels(service, stream, reason).inc()
 
 
+def held(service: str, consumer: str, dependency: str, change: int) -> None:
+    """A delivery of `consumer` started (+1) or stopped (-1) being held for `dependency`."""
+    metrics.DELIVERIES_HELD.labels(service, consumer, dependency).inc(change)
+
+
 @contextlib.contextmanager
 def observe_delivery(service: str, delivery: Delivery) -> Iterator[Observed]:
     """One delivery from start to settlement: a consumer span, child of the context in the

@@ -71,6 +71,11 @@ PUBLISH_REFUSED = Counter(
     "Publishes the server refused for lack of room (stream at max_bytes, store full), by stream",
     ["service", "stream", "reason"],
 )
+DELIVERIES_HELD = Gauge(
+    "ticketing_bus_deliveries_held",
+    "Deliveries held because a dependency their handler needs is down, by dependency",
+    ["service", "consumer", "dependency"],
+)
 HANDLING_DURATION = Histogram(
     "ticketing_event_handling_duration_seconds",
     "Time from a delivery's start to its settlement (handler included)",
