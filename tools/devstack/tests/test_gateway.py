@@ -1,8 +1,12 @@
 import asyncio
 import contextlib
 import gzip
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import httpx
@@ -15,8 +19,9 @@ from starlette.routing import Route
 from ticketing_devstack import gateway as gateway_module
 from ticketing_devstack.gateway import create_app
 from ticketing_devstack.routes import ROUTES, route
+from ticketing_devstack.stack import gateway_command
 from ticketing_testing.apps import running, serving
-from ticketing_testing.servers import free_port
+from ticketing_testing.servers import free_port, wait_port
 from ticketing_testing.waiting import eventually
 
 
@@ -268,6 +273,38 @@ async def test_a_forged_x_forwarded_for_does_not_escape_the_per_address_sign_in_
             ]
     assert 429 not in statuses[:per_address], statuses
     assert statuses[per_address:] == [429, 429], statuses
+
+
+@pytest.mark.connected
+async def test_the_gateway_process_passes_on_its_peers_address_not_the_browsers_say(
+    tmp_path: Path,
+) -> None:
+    """The gateway as `make up` runs it (its own uvicorn process): a browser at 127.0.0.1 that
+    sends X-Forwarded-For is still counted at 127.0.0.1. (uvicorn believes X-Forwarded-For from
+    127.0.0.1 by default: the browser's say reached the service as its address.)"""
+    received: list[Received] = []
+    async with serving(echo("auth", received)) as auth:
+        port = free_port()
+        env = {**os.environ, "GATEWAY_UPSTREAMS": json.dumps({"auth": auth})}
+        with (tmp_path / "gateway.log").open("ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *gateway_command(sys.executable, port), env=env, stdout=log, stderr=log
+            )
+        try:
+            await asyncio.to_thread(wait_port, port, 20)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                res = await http.post(
+                    "/api/users/signin",
+                    json={},
+                    headers={"x-forwarded-for": "198.51.100.7", "x-real-ip": "198.51.100.8"},
+                )
+            assert res.status_code == 201, res.text
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 10)
+    (request,) = received
+    assert request.header("x-forwarded-for") == [b"127.0.0.1"]
+    assert request.header("x-real-ip") == []
 
 
 async def test_an_unknown_api_path_is_a_json_404_through_the_gateway() -> None:

@@ -83,6 +83,31 @@ class Proc:
         return self.popen is not None and self.popen.poll() is None
 
 
+def gateway_command(python: str, port: int) -> list[str]:
+    """How the local stack runs its gateway (its upstreams in GATEWAY_UPSTREAMS)."""
+    return [
+        python,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "ticketing_devstack.gateway:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        # The gateway is the edge: no proxy stands before it, so uvicorn must not believe an
+        # X-Forwarded-For either (by default it does from 127.0.0.1, where a browser under
+        # `make up` is): the address it passes on is its TCP peer's, whatever the browser says.
+        "--no-proxy-headers",
+        # As ingress-nginx (keepalive_timeout 75 s): longer than any client keeps an idle
+        # connection (httpx 5 s, browsers up to 60 s), so a client never sends on a connection
+        # the gateway has just closed (seen: a POST lost that way).
+        "--timeout-keep-alive",
+        "75",
+    ]
+
+
 class Stack:
     def __init__(
         self,
@@ -237,23 +262,7 @@ class Stack:
         procs.append(
             Proc(
                 "gateway",
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "ticketing_devstack.gateway:create_app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.gateway_port),
-                    "--no-access-log",
-                    # As ingress-nginx (keepalive_timeout 75 s): longer than any client keeps an
-                    # idle connection (httpx 5 s, browsers up to 60 s), so a client never sends
-                    # on a connection the gateway has just closed (seen: a POST lost that way).
-                    "--timeout-keep-alive",
-                    "75",
-                ],
+                gateway_command(python, self.gateway_port),
                 env={
                     "GATEWAY_UPSTREAMS": json.dumps(
                         {k: v for k, v in upstreams.items() if k != "expiration"}
