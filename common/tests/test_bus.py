@@ -428,7 +428,15 @@ async def test_a_consumer_asks_again_at_once_when_its_server_comes_back(
         await producer.wait_connected(10)
         await eventually(lambda: consumer._nc is not None and consumer._nc.is_connected)
         await eventually(lambda: producer._nc is not None and producer._nc.is_connected)
-        await producer.publish(ticket(2))
+
+        async def published() -> bool:
+            try:  # refused until the reconnect's declare is done; the outbox would retry
+                await producer.publish(ticket(2))
+            except BusUnavailable:
+                return False
+            return True
+
+        await eventually(published, timeout=5)
         await eventually(lambda: len(rec.seen) == 2, timeout=5)
     finally:
         await consumer.close()
@@ -640,3 +648,49 @@ def test_the_streams_are_bounded_and_fit_the_store_with_room_to_spare() -> None:
     assert {s.name: s.max_bytes for s in stream_specs(custom.nats_stream_max_bytes)}[
         "ORDERS"
     ] == 2 * 1024 * 1024
+
+
+@pytest.mark.connected
+async def test_nothing_is_published_after_a_reconnect_until_the_durables_exist_again(
+    nats_server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: the server comes back with its store wiped, and nats-py reports the
+    connection up before the bus has declared the streams and durables again. A message
+    published in that gap was stored with no interest (the consumers' durables not made yet),
+    acknowledged, and dropped. Now the publish is refused until the declare is done (the outbox
+    keeps the event), and what is published afterwards reaches the consumer."""
+    import shutil
+    from pathlib import Path
+
+    consumer, rec, producer = await one_event_through(nats_server)
+    declare, gate = producer._declare, asyncio.Event()
+
+    async def slow_declare(js: Any) -> None:
+        await gate.wait()  # the declare of a reconnect, held up (a slow cluster)
+        await declare(js)
+
+    monkeypatch.setattr(producer, "_declare", slow_declare)
+    try:
+        nats_server.stop()
+        shutil.rmtree(Path(nats_server.args[nats_server.args.index("-sd") + 1]))
+        nats_server.start()
+        await eventually(lambda: producer._nc is not None and producer._nc.is_connected)
+        # The consumer's own bus has set the streams up again; the producer's publish still
+        # waits for its own declare (the durables of every registered consumer).
+        with pytest.raises(BusUnavailable):
+            await producer.publish(ticket(2))
+        gate.set()
+
+        async def published() -> bool:
+            try:
+                await producer.publish(ticket(3))
+            except BusUnavailable:
+                return False
+            return True
+
+        await eventually(published, timeout=10)
+        await eventually(lambda: len(rec.seen) == 2, timeout=10)
+        assert [e.data.id for e in rec.seen] == [ticket(1).data.id, ticket(3).data.id]
+    finally:
+        await consumer.close()
+        await producer.close()

@@ -194,6 +194,9 @@ class JetStreamBus(BusCore):
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._connected = asyncio.Event()
+        # Set while this connection's streams and durables are known to be declared: cleared on
+        # a disconnect, set again once the reconnect's declare is done (see `publish_raw`).
+        self._declared = asyncio.Event()
         self._closing = False
         self.server_consumers: dict[str, ServerConsumer] = {}
         # One per consumer: set when its standing pull should be looked at again.
@@ -274,6 +277,7 @@ class JetStreamBus(BusCore):
                 continue
             self._nc, self._js = nc, js
             self._connected.set()
+            self._declared.set()
             # The host only: a URL may carry credentials (nats://user:pass@host).
             server = nc.connected_url
             log.info(
@@ -291,15 +295,43 @@ class JetStreamBus(BusCore):
 
     async def _on_disconnected(self) -> None:
         log.warning("nats disconnected")
+        self._declared.clear()
 
     async def _on_reconnected(self) -> None:
         log.info("nats reconnected")
         for wake in self._wakes:
             wake.set()  # each consumer asks again: its standing pulls went with the connection
-        if self._js is not None:
-            # A server that lost its store (a new volume) must get its streams back.
-            with contextlib.suppress(*_NATS_ERRORS):
+        self._declared.clear()
+        task = asyncio.create_task(self._redeclare(), name="nats-redeclare")
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+
+    async def _redeclare(self) -> None:
+        """Declare the streams and durables again after a reconnect, until it succeeds.
+
+        The server may have lost its store (a new volume): until its streams and every
+        registered durable exist again, a message published there would be stored with no
+        interest, acknowledged, and dropped. So nothing is published until then (`publish_raw`
+        raises BusUnavailable and the outbox keeps the event), and a declare that fails (the
+        cluster still electing its leader) is tried again rather than given up.
+        """
+        delay = 0.2
+        while not self._closing and self._js is not None:
+            try:
                 await self._declare(self._js)
+            except _NATS_ERRORS as exc:
+                log.warning(
+                    "declaring streams after a reconnect failed", extra={"error": repr(exc)}
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 3.0)
+                continue
+            self._declared.set()
+            return
 
     async def close(self) -> None:
         self._closing = True
@@ -320,6 +352,8 @@ class JetStreamBus(BusCore):
         if nc is None or js is None or not nc.is_connected:
             # Do not let nats-py buffer it while reconnecting: the outbox keeps it safer.
             raise BusUnavailable("not connected to NATS")
+        if not self._declared.is_set():
+            raise BusUnavailable("reconnected to NATS, declaring its streams and durables again")
         if len(payload) > nc.max_payload:
             raise Unpublishable(f"{len(payload)} bytes, more than the server's {nc.max_payload}")
         try:
