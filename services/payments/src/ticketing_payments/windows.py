@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from ticketing_common.bus import RetryLater
 from ticketing_common.events import OrderStatus
 from ticketing_common.outbox import Outbox
 from ticketing_common.periodic import Periodic
@@ -37,14 +36,13 @@ OPEN = (OrderStatus.CREATED.value, OrderStatus.AWAITING_PAYMENT.value)
 async def close(outbox: Outbox, *, order_id: str, reason: str) -> bool:
     """Close the order's window unless a payment got there first; True when this closed it.
 
-    Raises RetryLater while the order is not in the replica yet (its order:created is on its
-    way: expiration schedules an expiry only from that event, so it always comes).
+    An order this replica does not have yet is closed too: nobody can pay for it without the
+    replica (404), so no payment can be lost by it, and waiting for its order:created would
+    hold the order open for ever should that event never reach payments (dead-lettered here).
     """
     db = outbox.db
     order = await repository.get_order(db, order_id=order_id)
-    if order is None:
-        raise RetryLater(f"order {order_id} not replicated yet")
-    if order["status"] not in OPEN:
+    if order is not None and order["status"] not in OPEN:
         return False  # orders has decided already (the buyer cancelled, or it was paid)
     closed = await repository.close_window(outbox, order_id=order_id, reason=reason)
     # Decided either way now; the mark only spares the sweep a question it would ask again.
