@@ -694,3 +694,47 @@ async def test_nothing_is_published_after_a_reconnect_until_the_durables_exist_a
     finally:
         await consumer.close()
         await producer.close()
+
+
+@pytest.mark.connected
+async def test_a_stale_durable_still_consumed_by_an_older_version_is_kept_until_idle(
+    nats_server: ServerProcess, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by review: in a rolling upgrade the old orders pods still pull from
+    orders-expiration-complete when a new pod starts. Deleted under them, it was made again by
+    them at once, from the first message (every expiry replayed to the old code). It is left
+    while in use (the same durable, never re-made), and deleted once the last old pod is gone."""
+    import nats
+
+    monkeypatch.setattr(JetStreamBus, "STALE_RECHECK_SECONDS", 0.2)
+    url = f"nats://{nats_server.url}"
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+
+    async def created() -> object | None:
+        try:
+            return (await js.consumer_info("EXPIRATION", "orders-expiration-complete")).created
+        except Exception:
+            return None
+
+    old = JetStreamBus(url, "orders")
+    old.subscribe(Subject.EXPIRATION_COMPLETE, Recorder())
+    new = JetStreamBus(url, "orders", contract=True)
+    for subject in CONSUMERS["orders"]:
+        new.subscribe(subject, Recorder())
+    try:
+        await started(old)
+        before = await eventually(created)
+        await started(new)
+        await eventually(lambda: any("left for now" in r.message for r in caplog.records))
+        assert await created() == before
+        await old.close()
+
+        async def gone() -> bool:
+            return await created() is None
+
+        await eventually(gone, timeout=10)
+    finally:
+        await old.close()
+        await new.close()
+        await nc.close()

@@ -166,6 +166,9 @@ class _JsDelivery(Delivery):
 
 
 class JetStreamBus(BusCore):
+    # How often a stale durable still in use (see `_drop_stale_durables`) is looked at again.
+    STALE_RECHECK_SECONDS = 60.0
+
     def __init__(
         self,
         url: str,
@@ -197,6 +200,7 @@ class JetStreamBus(BusCore):
         # Set while this connection's streams and durables are known to be declared: cleared on
         # a disconnect, set again once the reconnect's declare is done (see `publish_raw`).
         self._declared = asyncio.Event()
+        self._rechecking = False
         self._closing = False
         self.server_consumers: dict[str, ServerConsumer] = {}
         # One per consumer: set when its standing pull should be looked at again.
@@ -230,7 +234,14 @@ class JetStreamBus(BusCore):
     async def _drop_stale_durables(self, js: JetStreamContext) -> None:
         """Delete this service's durables that its registry entry no longer names: one left by
         the previous version (orders' expiration:complete) would keep interest in every such
-        message, and its stream would fill up."""
+        message, and its stream would fill up.
+
+        Not while a process still consumes it (pulls waiting, messages being handled): during a
+        rolling upgrade the old version's pods do, and a durable deleted under them would be
+        made again by them, from the first message. Such a one is looked at again every
+        `STALE_RECHECK_SECONDS` until it is idle, then deleted.
+        """
+        left = False
         wanted = set(self.consumers.get(self.service, ()))
         for subject in Subject:
             if subject in wanted:
@@ -238,6 +249,15 @@ class JetStreamBus(BusCore):
             durable = durable_name(self.service, subject)
             stream = stream_for(subject.wire)
             try:
+                info = await js.consumer_info(stream, durable)
+                if (info.num_waiting or 0) > 0 or (info.num_ack_pending or 0) > 0:
+                    left = True
+                    log.warning(
+                        "a durable this service no longer consumes is still in use (an older "
+                        "version's pods?): left for now",
+                        extra={"durable": durable, "stream": stream},
+                    )
+                    continue
                 await js.delete_consumer(stream, durable)
             except nats.js.errors.NotFoundError:
                 continue
@@ -245,6 +265,21 @@ class JetStreamBus(BusCore):
                 "deleted a durable this service no longer consumes",
                 extra={"durable": durable, "stream": stream},
             )
+        if left and not self._rechecking:
+            self._rechecking = True
+            task = asyncio.create_task(self._recheck_stale(), name="nats-stale-durables")
+            self._tasks.append(task)
+            task.add_done_callback(self._forget_task)
+
+    async def _recheck_stale(self) -> None:
+        try:
+            await asyncio.sleep(self.STALE_RECHECK_SECONDS)
+            self._rechecking = False
+            if self._js is not None:
+                with contextlib.suppress(*_NATS_ERRORS):
+                    await self._drop_stale_durables(self._js)
+        finally:
+            self._rechecking = False
 
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
