@@ -418,3 +418,19 @@ async def test_replicas_share_the_wait_per_email_and_the_known_addresses(
     assert any(b"/backoff/" in k for k in keys)
     assert any(b"/known/" in k for k in keys)
     assert not [k for k in keys if b"@" in k]
+
+
+async def test_the_addresses_of_one_ipv6_subscriber_count_as_one(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Found by review: a guesser given a /64 (as every IPv6 subscriber is) could take a new
+    address for each guess; its addresses count as one, another /64 apart."""
+    await signed_up_owner(app)
+    statuses = []
+    for n in range(3):
+        async with peer(app, f"2001:db8:1:2::{n + 1:x}") as guesser:
+            statuses.append((await signin(guesser)).status_code)
+    assert statuses[:2] == [400, 400]
+    assert statuses[2] == 429
+    async with peer(app, "2001:db8:1:3::1") as neighbour:
+        assert (await signin(neighbour)).status_code == 400
