@@ -106,6 +106,9 @@ async def test_twenty_orders_at_once_leave_at_most_ten_open(
     assert all(d["confirmed"] for d in still_open)
     reserved = await db["tickets"].count_documents({"reservedBy": {"$ne": None}})
     assert reserved == CAP
+    doc = await db[buyers.BUYERS].find_one({"_id": user_id})
+    assert sorted(doc["openOrders"]) == sorted(created)
+    assert doc["count"] == CAP
 
 
 async def test_places_left_by_crashed_or_ended_orders_do_not_lock_the_buyer_out(
@@ -118,7 +121,7 @@ async def test_places_left_by_crashed_or_ended_orders_do_not_lock_the_buyer_out(
     live = await place_order(headers=buyer)
     ghosts = [str(ObjectId()) for _ in range(CAP - 1)]
     await db[buyers.BUYERS].update_one(
-        {"_id": user_id}, {"$set": {"openOrders": [live["id"], *ghosts]}}
+        {"_id": user_id}, {"$set": {"openOrders": [live["id"], *ghosts], "count": CAP}}
     )
     for _ in range(CAP - 1):
         await place_order(headers=buyer)
@@ -126,6 +129,7 @@ async def test_places_left_by_crashed_or_ended_orders_do_not_lock_the_buyer_out(
     doc = await db[buyers.BUYERS].find_one({"_id": user_id})
     assert live["id"] in doc["openOrders"]
     assert not set(ghosts) & set(doc["openOrders"])
+    assert doc["count"] == len(doc["openOrders"]) == CAP
 
 
 async def test_an_order_refused_for_its_ticket_gives_its_place_back(
@@ -143,6 +147,6 @@ async def test_an_order_refused_for_its_ticket_gives_its_place_back(
         assert (await post_order(taken, buyer)).status_code == 400
     assert (await post_order("65f0a1b2c3d4e5f601234567", buyer)).status_code == 404
     doc = await db[buyers.BUYERS].find_one({"_id": user_id})
-    assert doc["openOrders"] == []
+    assert (doc["openOrders"], doc["count"]) == ([], 0)
     for _ in range(CAP):
         await place_order(headers=buyer)

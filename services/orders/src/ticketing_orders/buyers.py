@@ -3,13 +3,15 @@ cancelling one of them. Owner checks live here, so every route asks the same que
 
 Also the cap on a buyer's open orders (MAX_OPEN_ORDERS_PER_USER), so one account cannot hold
 every listing. Each buyer has a document in `buyers` naming the orders that hold its places
-(`openOrders`); an order takes a place with a compare-and-set on the list's size, a single
-document write that holds on every Mongo we run on, so of any number of concurrent orders at
-most the cap get one. The list heals itself rather than being kept exact: an order that ends
-(cancelled, expired, paid) or is withdrawn keeps its place until the buyer next finds the list
-full, when the places of orders no longer open are given back. A crash between any two steps
-therefore never locks a buyer out: an order that is gone, cancelled or complete never becomes
-open again, and an order takes its place only after it is inserted, so "gone" means withdrawn.
+(`openOrders`) and how many it names (`count`, changed in every write that changes the list);
+an order takes a place with one conditional write, `count` below the cap, which holds on every
+Mongo we run on, so of any number of concurrent orders at most the cap get one, and costs one
+round trip while places are free. The list heals itself rather than being kept exact: an order
+that ends (cancelled, expired, paid) or is withdrawn keeps its place until the buyer next finds
+the list full, when the places of orders no longer open are given back. A crash between any two
+steps therefore never locks a buyer out: an order that is gone, cancelled or complete never
+becomes open again, and an order takes its place only after it is inserted, so "gone" means
+withdrawn.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class BuyerDoc(TypedDict):
     # The orders (ids) holding the buyer's places: every open order is here, and maybe orders
     # that ended since (see the module's doc).
     openOrders: list[str]
+    # len(openOrders), kept in the same writes: the condition a place is taken on (nx-27017
+    # cannot test an array's size or index against a bound).
+    count: int
 
 
 class TooManyOpenOrdersError(Exception):
@@ -120,31 +125,45 @@ async def take_place(db: Database, *, user_id: str, order_id: ObjectId, limit: i
     # orders taking or giving back a place): a buyer has at most `limit` open orders, so a
     # bounded number of rounds always ends it.
     for _ in range(2 * limit + state.ATTEMPTS):
-        buyer = await buyers.find_one({"_id": user_id})
-        if buyer is None:
-            try:
-                await buyers.insert_one({"_id": user_id, "openOrders": [str(order_id)]})
-            except DuplicateKeyError:
-                continue  # their other order made it first
-            return
-        held = buyer["openOrders"]
-        if len(held) >= limit:
-            ended = await _ended(db, held)
-            if not ended:
-                raise TooManyOpenOrdersError(limit)
-            await buyers.update_one({"_id": user_id}, {"$pull": {"openOrders": {"$in": ended}}})
-            continue
-        # Conditioned on the size read, not on "fewer than `limit`" (nx-27017 cannot test an
-        # array index): whatever changed in between, the list holds at most `limit` after it.
         taken = await buyers.update_one(
-            {"_id": user_id, "openOrders": {"$size": len(held)}},
-            {"$push": {"openOrders": str(order_id)}},
+            {"_id": user_id, "count": {"$lt": limit}},
+            {"$push": {"openOrders": str(order_id)}, "$inc": {"count": 1}},
         )
         if taken.matched_count == 1:
             return
+        buyer = await buyers.find_one({"_id": user_id})
+        if buyer is None:
+            try:
+                await buyers.insert_one({"_id": user_id, "openOrders": [str(order_id)], "count": 1})
+            except DuplicateKeyError:
+                continue  # their other order made it first
+            return
+        held, count = buyer["openOrders"], buyer["count"]
+        if count < limit:
+            continue  # a place was given back since
+        ended = await _ended(db, held)
+        if not ended:
+            raise TooManyOpenOrdersError(limit)
+        # On the count read: the list is then the one read, so exactly these leave it.
+        await buyers.update_one(
+            {"_id": user_id, "count": count},
+            {"$pull": {"openOrders": {"$in": ended}}, "$set": {"count": count - len(ended)}},
+        )
     raise RuntimeError(f"the open orders of buyer {user_id} kept changing")
 
 
 async def give_back_place(db: Database, *, user_id: str, order_id: ObjectId) -> None:
     """The place of an order withdrawn before it showed (an optimization: healing would)."""
-    await _buyers(db).update_one({"_id": user_id}, {"$pull": {"openOrders": str(order_id)}})
+    buyers = _buyers(db)
+    for _ in range(state.ATTEMPTS):
+        buyer = await buyers.find_one({"_id": user_id})
+        if buyer is None or str(order_id) not in buyer["openOrders"]:
+            return
+        # On the count read, as healing: the count stays the list's length.
+        given = await buyers.update_one(
+            {"_id": user_id, "count": buyer["count"]},
+            {"$pull": {"openOrders": str(order_id)}, "$inc": {"count": -1}},
+        )
+        if given.matched_count == 1:
+            return
+    # Left to healing, which gives back the place of an order gone.
