@@ -21,6 +21,7 @@ from redis import Redis
 from ticketing_auth.main import create_app
 from ticketing_auth.passwords import Passwords
 from ticketing_auth.settings import Settings
+from ticketing_auth.throttle import KNOWN_PER_ACCOUNT, Throttle, _digest
 from ticketing_testing.apps import TEST_JWT_KEY, assert_error_shape, only_error, running
 from ticketing_testing.servers import ServerProcess, free_port, redis_process
 from ticketing_testing.waiting import eventually
@@ -434,3 +435,27 @@ async def test_the_addresses_of_one_ipv6_subscriber_count_as_one(
     assert statuses[2] == 429
     async with peer(app, "2001:db8:1:3::1") as neighbour:
         assert (await signin(neighbour)).status_code == 400
+
+
+@pytest.mark.connected
+async def test_an_account_keeps_a_bounded_set_of_known_addresses(
+    redis_server: ServerProcess, settings: Settings
+) -> None:
+    """Found by review: one key per successful sign-in from a new address let an account that
+    rotates addresses fill Redis (which holds the expiry jobs too). One sorted set per
+    account, its latest KNOWN_PER_ACCOUNT: the newest are known, the oldest forgotten."""
+    throttle = Throttle(settings.model_copy(update={"redis_url": redis_url(redis_server)}))
+    try:
+        addresses = [f"198.51.100.{n}" for n in range(KNOWN_PER_ACCOUNT + 5)]
+        for address in addresses:
+            await throttle.succeeded("signin", address=address, email="owner@test.com")
+        keys = Redis.from_url(redis_url(redis_server)).keys("ticketing-auth-limits/known/*")
+        assert len(keys) == 1
+        assert Redis.from_url(redis_url(redis_server)).zcard(keys[0]) == KNOWN_PER_ACCOUNT
+        # The latest address is still known (no wait), the first one is not.
+        assert throttle.shared is not None
+        account = _digest("owner@test.com")
+        assert await throttle.shared.known(account, _digest("owner@test.com", addresses[-1]))
+        assert not await throttle.shared.known(account, _digest("owner@test.com", addresses[0]))
+    finally:
+        await throttle.close()

@@ -61,6 +61,8 @@ IN_PROCESS = "memory://"
 # A limiter that cannot answer within this is treated as down: a sign-in waits no longer.
 REDIS_TIMEOUT_SECONDS = 0.25
 KEY_PREFIX = "ticketing-auth-limits"
+# Known addresses an account keeps (its latest): the owner's few homes and phones.
+KNOWN_PER_ACCOUNT = 20
 # Emails and known addresses counted in one process at most (the oldest go first): a bound on
 # its memory whatever a spray sends.
 LOCAL_ENTRIES = 100_000
@@ -151,9 +153,11 @@ class Store(Protocol):
     async def refund(self, key: str) -> None:
         """Take back one failure of `key` (the attempt succeeded)."""
 
-    async def known(self, key: str) -> bool: ...
+    async def known(self, account: str, key: str) -> bool:
+        """Whether the account (an email's digest) signed in from `key` (its pair's digest)."""
 
-    async def remember(self, key: str, seconds: int) -> None: ...
+    async def remember(self, account: str, key: str, seconds: int) -> None:
+        """Remember `key` for `seconds`; an account keeps its KNOWN_PER_ACCOUNT latest."""
 
 
 # Atomic in Redis, so that of parallel attempts on one email past its allowance one is let
@@ -220,11 +224,21 @@ class RedisStore:
     async def refund(self, key: str) -> None:
         await self._refund(keys=[f"{KEY_PREFIX}/backoff/{key}"])
 
-    async def known(self, key: str) -> bool:
-        return bool(await self.redis.exists(f"{KEY_PREFIX}/known/{key}"))
+    async def known(self, account: str, key: str) -> bool:
+        until = await self.redis.zscore(f"{KEY_PREFIX}/known/{account}", key)
+        return until is not None and until > time.time()
 
-    async def remember(self, key: str, seconds: int) -> None:
-        await self.redis.set(f"{KEY_PREFIX}/known/{key}", 1, ex=seconds)
+    async def remember(self, account: str, key: str, seconds: int) -> None:
+        # One sorted set per account (member: the address's pair, score: until when), trimmed
+        # to its latest KNOWN_PER_ACCOUNT: one key per successful sign-in from a new address
+        # (an account rotating addresses) would fill Redis, which holds the expiry jobs too.
+        name, now = f"{KEY_PREFIX}/known/{account}", time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(name, {key: now + seconds})
+            pipe.zremrangebyscore(name, "-inf", now)
+            pipe.zremrangebyrank(name, 0, -KNOWN_PER_ACCOUNT - 1)
+            pipe.expire(name, seconds)
+            await pipe.execute()
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -270,11 +284,11 @@ class LocalStore:
         if state is not None and state.failures > 0:
             state.failures -= 1
 
-    async def known(self, key: str) -> bool:
+    async def known(self, account: str, key: str) -> bool:
         return key in self._known
 
-    async def remember(self, key: str, seconds: int) -> None:
-        self._known[key] = True
+    async def remember(self, account: str, key: str, seconds: int) -> None:
+        self._known[key] = True  # bounded by LOCAL_ENTRIES altogether
 
 
 class Throttle:
@@ -310,7 +324,7 @@ class Throttle:
             retry_after = await self._on(partial(_test, item=item, identifiers=_pair(pair)))
             if retry_after is not None:
                 raise TooManyAttemptsError(retry_after)
-        known = await self._on(partial(_known, key=pair))
+        known = await self._on(partial(_known, account=_digest(email), key=pair))
         backoff = self.limits.signin_per_email
         now = self.clock()
         left = await self._on(
@@ -326,7 +340,9 @@ class Throttle:
         its one failure on the email alone taken back). The address's attempts stay counted:
         an attacker with an account of their own would otherwise reset them between guesses."""
         pair = _digest(email, address)
-        await self._on(partial(_remember, key=pair, seconds=self.limits.known_seconds))
+        await self._on(
+            partial(_remember, account=_digest(email), key=pair, seconds=self.limits.known_seconds)
+        )
         if action != "signin":
             return
         for item in self.limits.signin_per_pair:
@@ -389,12 +405,12 @@ async def _clear(store: Store, item: RateLimitItem, identifiers: tuple[str, ...]
 
 
 # The store's own operations, as functions of the store for `Throttle._on`.
-async def _known(store: Store, key: str) -> bool:
-    return await store.known(key)
+async def _known(store: Store, account: str, key: str) -> bool:
+    return await store.known(account, key)
 
 
-async def _remember(store: Store, key: str, seconds: int) -> None:
-    await store.remember(key, seconds)
+async def _remember(store: Store, account: str, key: str, seconds: int) -> None:
+    await store.remember(account, key, seconds)
 
 
 async def _backoff(store: Store, key: str, backoff: Backoff, now: float, wait: bool) -> float:
