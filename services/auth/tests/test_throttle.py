@@ -455,7 +455,9 @@ async def test_an_account_keeps_a_bounded_set_of_known_addresses(
         # The latest address is still known (no wait), the first one is not.
         assert throttle.shared is not None
         account = _digest("owner@test.com")
-        assert await throttle.shared.known(account, _digest("owner@test.com", addresses[-1]))
-        assert not await throttle.shared.known(account, _digest("owner@test.com", addresses[0]))
+        now = throttle.clock()
+        latest, first = (_digest("owner@test.com", a) for a in (addresses[-1], addresses[0]))
+        assert await throttle.shared.known(account, latest, now)
+        assert not await throttle.shared.known(account, first, now)
     finally:
         await throttle.close()

@@ -272,14 +272,12 @@ class JetStreamBus(BusCore):
             task.add_done_callback(self._forget_task)
 
     async def _recheck_stale(self) -> None:
-        try:
-            await asyncio.sleep(self.STALE_RECHECK_SECONDS)
-            self._rechecking = False
-            if self._js is not None:
-                with contextlib.suppress(*_NATS_ERRORS):
-                    await self._drop_stale_durables(self._js)
-        finally:
-            self._rechecking = False
+        await asyncio.sleep(self.STALE_RECHECK_SECONDS)
+        # Cleared before the look, which schedules the next one if a durable is still in use.
+        self._rechecking = False
+        if self._js is not None:
+            with contextlib.suppress(*_NATS_ERRORS):
+                await self._drop_stale_durables(self._js)
 
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)

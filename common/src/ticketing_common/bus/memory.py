@@ -79,6 +79,11 @@ class _Consumer:
         return 0 < self.max_deliver <= item.deliveries
 
 
+def _dead_size(letter: base.DeadLetter) -> int:
+    """About what a dead letter takes in DEADLETTER: its payload, its error and the headers."""
+    return len(letter.payload) + len(letter.error) + 64
+
+
 class InMemoryBroker:
     """The "server": the log of messages, the consumers' state, and the dead letters."""
 
@@ -212,8 +217,8 @@ class InMemoryBroker:
 
     def store_dead(self, letter: base.DeadLetter) -> base.DeadLetter:
         # Limits retention, discard new: a full DEADLETTER refuses (the dispatcher retries).
-        self._room(DEAD_LETTER_STREAM, len(letter.payload) + len(letter.error) + 64)
-        self.stored_bytes[DEAD_LETTER_STREAM] += len(letter.payload) + len(letter.error) + 64
+        self._room(DEAD_LETTER_STREAM, _dead_size(letter))
+        self.stored_bytes[DEAD_LETTER_STREAM] += _dead_size(letter)
         self._dead_seq += 1
         stored = dataclasses.replace(letter, seq=self._dead_seq)
         self.dead.append(stored)
@@ -230,7 +235,7 @@ class InMemoryBroker:
             msg_id=f"redrive:{letter.durable}:{letter.seq}",
         )
         self.dead.remove(letter)
-        self.stored_bytes[DEAD_LETTER_STREAM] -= len(letter.payload) + len(letter.error) + 64
+        self.stored_bytes[DEAD_LETTER_STREAM] -= _dead_size(letter)
         return letter
 
     def idle(self) -> bool:

@@ -153,10 +153,10 @@ class Store(Protocol):
     async def refund(self, key: str) -> None:
         """Take back one failure of `key` (the attempt succeeded)."""
 
-    async def known(self, account: str, key: str) -> bool:
+    async def known(self, account: str, key: str, now: float) -> bool:
         """Whether the account (an email's digest) signed in from `key` (its pair's digest)."""
 
-    async def remember(self, account: str, key: str, seconds: int) -> None:
+    async def remember(self, account: str, key: str, seconds: int, now: float) -> None:
         """Remember `key` for `seconds`; an account keeps its KNOWN_PER_ACCOUNT latest."""
 
 
@@ -224,15 +224,15 @@ class RedisStore:
     async def refund(self, key: str) -> None:
         await self._refund(keys=[f"{KEY_PREFIX}/backoff/{key}"])
 
-    async def known(self, account: str, key: str) -> bool:
+    async def known(self, account: str, key: str, now: float) -> bool:
         until = await self.redis.zscore(f"{KEY_PREFIX}/known/{account}", key)
-        return until is not None and until > time.time()
+        return until is not None and until > now
 
-    async def remember(self, account: str, key: str, seconds: int) -> None:
+    async def remember(self, account: str, key: str, seconds: int, now: float) -> None:
         # One sorted set per account (member: the address's pair, score: until when), trimmed
         # to its latest KNOWN_PER_ACCOUNT: one key per successful sign-in from a new address
         # (an account rotating addresses) would fill Redis, which holds the expiry jobs too.
-        name, now = f"{KEY_PREFIX}/known/{account}", time.time()
+        name = f"{KEY_PREFIX}/known/{account}"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(name, {key: now + seconds})
             pipe.zremrangebyscore(name, "-inf", now)
@@ -284,10 +284,10 @@ class LocalStore:
         if state is not None and state.failures > 0:
             state.failures -= 1
 
-    async def known(self, account: str, key: str) -> bool:
+    async def known(self, account: str, key: str, now: float) -> bool:
         return key in self._known
 
-    async def remember(self, account: str, key: str, seconds: int) -> None:
+    async def remember(self, account: str, key: str, seconds: int, now: float) -> None:
         self._known[key] = True  # bounded by LOCAL_ENTRIES altogether
 
 
@@ -324,9 +324,9 @@ class Throttle:
             retry_after = await self._on(partial(_test, item=item, identifiers=_pair(pair)))
             if retry_after is not None:
                 raise TooManyAttemptsError(retry_after)
-        known = await self._on(partial(_known, account=_digest(email), key=pair))
-        backoff = self.limits.signin_per_email
         now = self.clock()
+        known = await self._on(partial(_known, account=_digest(email), key=pair, now=now))
+        backoff = self.limits.signin_per_email
         left = await self._on(
             partial(_backoff, key=_digest(email), backoff=backoff, now=now, wait=not known)
         )
@@ -340,9 +340,14 @@ class Throttle:
         its one failure on the email alone taken back). The address's attempts stay counted:
         an attacker with an account of their own would otherwise reset them between guesses."""
         pair = _digest(email, address)
-        await self._on(
-            partial(_remember, account=_digest(email), key=pair, seconds=self.limits.known_seconds)
+        remember = partial(
+            _remember,
+            account=_digest(email),
+            key=pair,
+            seconds=self.limits.known_seconds,
+            now=self.clock(),
         )
+        await self._on(remember)
         if action != "signin":
             return
         for item in self.limits.signin_per_pair:
@@ -405,12 +410,12 @@ async def _clear(store: Store, item: RateLimitItem, identifiers: tuple[str, ...]
 
 
 # The store's own operations, as functions of the store for `Throttle._on`.
-async def _known(store: Store, account: str, key: str) -> bool:
-    return await store.known(account, key)
+async def _known(store: Store, account: str, key: str, now: float) -> bool:
+    return await store.known(account, key, now)
 
 
-async def _remember(store: Store, account: str, key: str, seconds: int) -> None:
-    await store.remember(account, key, seconds)
+async def _remember(store: Store, account: str, key: str, seconds: int, now: float) -> None:
+    await store.remember(account, key, seconds, now)
 
 
 async def _backoff(store: Store, key: str, backoff: Backoff, now: float, wait: bool) -> float:
