@@ -400,6 +400,20 @@ async def test_a_trickle_of_messages_is_pulled_by_few_requests(nats_server: Serv
         await watcher.close()
 
 
+async def publish_as_the_outbox_would(bus: Bus, event: Event[Any], *, timeout: float) -> None:
+    """Publish, trying again while the bus is unavailable (not reconnected, or not declared
+    again yet), as the outbox relay does with an event it keeps."""
+
+    async def published() -> bool:
+        try:
+            await bus.publish(event)
+        except BusUnavailable:
+            return False
+        return True
+
+    await eventually(published, timeout=timeout)
+
+
 async def one_event_through(
     nats_server: ServerProcess, **consumer_settings: Any
 ) -> tuple[JetStreamBus, Recorder, JetStreamBus]:
@@ -429,14 +443,7 @@ async def test_a_consumer_asks_again_at_once_when_its_server_comes_back(
         await eventually(lambda: consumer._nc is not None and consumer._nc.is_connected)
         await eventually(lambda: producer._nc is not None and producer._nc.is_connected)
 
-        async def published() -> bool:
-            try:  # refused until the reconnect's declare is done; the outbox would retry
-                await producer.publish(ticket(2))
-            except BusUnavailable:
-                return False
-            return True
-
-        await eventually(published, timeout=5)
+        await publish_as_the_outbox_would(producer, ticket(2), timeout=5)
         await eventually(lambda: len(rec.seen) == 2, timeout=5)
     finally:
         await consumer.close()
@@ -463,14 +470,7 @@ async def test_a_consumer_whose_durable_is_gone_sets_it_up_again(
         await eventually(lambda: producer._nc is not None and producer._nc.is_connected)
         await eventually(lambda: consumer._nc is not None and consumer._nc.is_connected)
 
-        async def published() -> bool:
-            try:
-                await producer.publish(ticket(2))
-            except Exception:
-                return False
-            return True
-
-        await eventually(published, timeout=10)
+        await publish_as_the_outbox_would(producer, ticket(2), timeout=10)
         await eventually(lambda: len(rec.seen) == 2, timeout=10)
     finally:
         await consumer.close()
@@ -681,14 +681,7 @@ async def test_nothing_is_published_after_a_reconnect_until_the_durables_exist_a
             await producer.publish(ticket(2))
         gate.set()
 
-        async def published() -> bool:
-            try:
-                await producer.publish(ticket(3))
-            except BusUnavailable:
-                return False
-            return True
-
-        await eventually(published, timeout=10)
+        await publish_as_the_outbox_would(producer, ticket(3), timeout=10)
         await eventually(lambda: len(rec.seen) == 2, timeout=10)
         assert [e.data.id for e in rec.seen] == [ticket(1).data.id, ticket(3).data.id]
     finally:
