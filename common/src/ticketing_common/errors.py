@@ -54,11 +54,23 @@ class NotAuthorizedError(AppError):
         super().__init__(message)
 
 
+class NotTheOwnerError(NotAuthorizedError):
+    """Signed in, but the record is someone else's (the SPEC answers 401, as the course app)."""
+
+
 class NotFoundError(AppError):
+    """No such record (a malformed id included); the message says nothing more than that."""
+
     status_code = 404
 
     def __init__(self, message: str = "Not Found") -> None:
         super().__init__(message)
+
+
+class ConflictError(AppError):
+    """A concurrent change won the race for the same record: nothing was written, try again."""
+
+    status_code = 409
 
 
 class TooManyRequestsError(AppError):
