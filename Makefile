@@ -16,7 +16,7 @@ MEMBERS := pyproject.toml uv.lock common/pyproject.toml $(wildcard services/*/py
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help up test lint typecheck pytest bootstrap bench trace clean
+.PHONY: help up test lint typecheck pytest bootstrap bench trace contracts clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -26,9 +26,10 @@ up: $(SYNCED) ## Run the whole system locally: http://127.0.0.1:8080
 
 test: lint typecheck pytest ## Lint, type-check and run every test (what CI runs)
 
-lint: $(SYNCED) ## ruff check and ruff format --check
+lint: $(SYNCED) ## ruff check, ruff format --check, and the import contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(SYNCED) ## mypy --strict over every member's sources
 	$(BIN)/mypy common/src $(wildcard services/*/src) $(wildcard tools/*/src) client/src
@@ -48,6 +49,11 @@ $(AXE): client/package.json client/package-lock.json
 trace: $(SYNCED) ## One order's timeline and SVG waterfall: make trace ORDER=<order id>
 	@test -n "$(ORDER)" || { echo "usage: make trace ORDER=<order id>"; exit 2; }
 	$(BIN)/python -m ticketing_devstack.timeline "$(ORDER)"
+
+# The event contracts as JSON Schema, generated from common's events.py and committed (a test fails
+# when they differ, so a change to an event shows in review).
+contracts: $(SYNCED) ## Regenerate common/events.schema.json from the event models
+	$(BIN)/python -m ticketing_testing.event_schema
 
 # Benchmarks, not timed tests: the whole stack on free ports; one table printed, bench/results.json
 # and bench/propagation.svg written. BENCH_ARGS=--help for the sizes; wrk is used when installed.

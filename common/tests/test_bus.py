@@ -12,8 +12,15 @@ from typing import Any
 import pytest
 from nats.js.api import StorageType
 
-from ticketing_common.bus import Bus, JetStreamBus, RetryLater, Unpublishable
-from ticketing_common.bus.base import BusUnavailable, PublishRefused
+from ticketing_common.bus import (
+    Bus,
+    BusUnavailable,
+    JetStreamBus,
+    OperatorBus,
+    PublishRefused,
+    RetryLater,
+    Unpublishable,
+)
 from ticketing_common.bus.jetstream import stream_config
 from ticketing_common.bus.memory import InMemoryBroker, InMemoryBus
 from ticketing_common.bus.streams import CONSUMERS, STREAMS, ContractMismatch, stream_for
@@ -22,7 +29,7 @@ from ticketing_testing.events import order_created
 from ticketing_testing.servers import ServerProcess
 from ticketing_testing.waiting import eventually, started
 
-BusFactory = Callable[..., Bus]
+BusFactory = Callable[..., OperatorBus]
 
 
 def ticket(n: int = 1, version: int = 0) -> Event[TicketCreated]:
@@ -287,7 +294,7 @@ async def test_published_events_survive_a_server_restart(nats_server: ServerProc
 
 def test_the_retry_rules() -> None:
     """Poison is counted, RetryLater is bounded by time, and the server's own limit wins."""
-    from ticketing_common.bus.base import MAX_RETRY_DELAY, Outcome, RetryPolicy, Verdict, decide
+    from ticketing_common.bus.policy import MAX_RETRY_DELAY, Outcome, RetryPolicy, Verdict, decide
 
     policy = RetryPolicy(max_deliver=10, retry_delay=0.5, horizon=3600)
 
@@ -313,6 +320,24 @@ def test_the_retry_rules() -> None:
     assert verdict(Outcome.RETRY_LATER, delivered=3, server_max_deliver=3) is Verdict.DEAD
     assert verdict(Outcome.FAILED, failures=1, delivered=3, server_max_deliver=3) is Verdict.DEAD
     assert verdict(Outcome.FAILED, failures=1, delivered=3, server_max_deliver=-1) is Verdict.NAK
+
+
+def test_the_settings_make_the_policy_and_its_poison_budget() -> None:
+    """The policy a service runs with is its settings'; a poison event's budget is the backoff
+    between its max_deliver failed deliveries."""
+    from ticketing_common.bus.policy import RetryPolicy
+    from ticketing_common.settings import ServiceSettings
+
+    settings = ServiceSettings(
+        environment="development",
+        nats_max_deliver=9,
+        nats_retry_delay_seconds=0.1,
+        nats_retry_horizon_seconds=600,
+    )
+    policy = RetryPolicy.from_settings(settings)
+    assert (policy.max_deliver, policy.retry_delay, policy.horizon) == (9, 0.1, 600)
+    # 0.1 + 0.2 + ... + 12.8: the waits between 9 failed deliveries.
+    assert policy.poison_budget == pytest.approx(25.5)
 
 
 async def test_a_message_no_stream_would_store_is_refused_as_unpublishable(

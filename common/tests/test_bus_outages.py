@@ -18,17 +18,23 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from pymongo.errors import ServerSelectionTimeoutError
 
-from ticketing_common.bus import Bus, DependencyUnavailable, RetryLater, durable_name
+from ticketing_common.bus import (
+    BusUnavailable,
+    DependencyUnavailable,
+    OperatorBus,
+    RetryLater,
+    dependency_of,
+    durable_name,
+)
 from ticketing_common.bus import Dependency as Needed
-from ticketing_common.bus.base import BusUnavailable, dependency_of
 from ticketing_common.bus.jetstream import declare_streams
 from ticketing_common.bus.streams import stream_for
 from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated, new_event
-from ticketing_common.service import ServiceSpec
+from ticketing_common.service import Handlers, ServiceSpec, handles
 from ticketing_testing.servers import ServerProcess
 from ticketing_testing.waiting import eventually, started
 
-BusFactory = Callable[..., Bus]
+BusFactory = Callable[..., OperatorBus]
 
 
 def ticket(n: int = 1) -> Event[TicketCreated]:
@@ -69,7 +75,7 @@ class Broken:
         raise RuntimeError("bug")
 
 
-async def the_dead_letter(bus: Bus) -> Any:
+async def the_dead_letter(bus: OperatorBus) -> Any:
     """The bus's one dead letter, once there is one."""
 
     async def dead() -> bool:
@@ -552,31 +558,26 @@ def test_a_failure_names_the_dependency_that_is_down() -> None:
 
 
 def test_a_service_declares_what_its_handlers_need_besides_its_database() -> None:
-    async def handle(runtime: Any, event: Event[Any]) -> None:
+    async def on_created(runtime: Any, event: Event[TicketCreated]) -> None:
         return None
 
-    handlers = {Subject.TICKET_CREATED: handle, Subject.TICKET_UPDATED: handle}
+    async def on_updated(runtime: Any, event: Event[TicketUpdated]) -> None:
+        return None
+
+    def handlers(needs: Needed) -> Handlers[Any]:
+        return Handlers(
+            handles(TicketCreated, on_created, needs={needs}), handles(TicketUpdated, on_updated)
+        )
+
     spec: ServiceSpec[Any, Any] = ServiceSpec(
-        name="svc",
-        routers=[],
-        handlers=handlers,
-        needs={Subject.TICKET_CREATED: frozenset({Needed.STRIPE})},
+        name="svc", routers=[], handlers=handlers(Needed.STRIPE)
     )
     assert spec.handler_needs(Subject.TICKET_CREATED) == {Needed.MONGO, Needed.STRIPE}
     assert spec.handler_needs(Subject.TICKET_UPDATED) == {Needed.MONGO}
     redis_only: ServiceSpec[Any, Any] = ServiceSpec(
-        name="svc",
-        routers=[],
-        handlers=handlers,
-        needs={Subject.TICKET_CREATED: frozenset({Needed.REDIS})},
-        uses_mongo=False,
+        name="svc", routers=[], handlers=handlers(Needed.REDIS), uses_mongo=False
     )
     assert redis_only.handler_needs(Subject.TICKET_CREATED) == {Needed.REDIS}
     assert redis_only.handler_needs(Subject.TICKET_UPDATED) == frozenset()
-    with pytest.raises(ValueError, match="does not handle"):
-        ServiceSpec(
-            name="svc",
-            routers=[],
-            handlers=handlers,
-            needs={Subject.ORDER_CREATED: frozenset({Needed.STRIPE})},
-        )
+    # What a handler needs is declared with it (`handles(..., needs=...)`): there is no
+    # declaring needs for a subject the service does not handle.

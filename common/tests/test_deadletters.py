@@ -11,7 +11,7 @@ from typing import Any
 import nats
 import pytest
 
-from ticketing_common import deadletters as command
+from ticketing_common import admin as command
 from ticketing_common.bus import Bus, JetStreamBus
 from ticketing_common.events import Event, Subject, TicketCreated, new_event
 from ticketing_testing.servers import ServerProcess
@@ -113,7 +113,7 @@ async def test_the_command_lists_shows_and_redrives(nats_server: ServerProcess) 
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "ticketing_common.deadletters",
+            "ticketing_common.admin",
             "list",
             "--consumer",
             "orders-ticket-created",

@@ -1,5 +1,6 @@
-"""The error shape (errors.py): every error is `{"errors": [{"message", "field"?}]}`, with our
-messages; an unexpected error is a logged 500 that tells nothing, an outage a 503."""
+"""The error shape (errors.py; answered by service/_errors.py): every error is
+`{"errors": [{"message", "field"?}]}`, with our messages; an unexpected error is a logged 500
+that tells nothing, an outage a 503."""
 
 import asyncio
 import json
@@ -12,7 +13,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from ticketing_common.errors import SERVER_ERROR, error_body
+from ticketing_common.errors import error_body
 from ticketing_common.settings import ServiceSettings
 from ticketing_testing.apps import running, sign_in
 from ticketing_testing.servers import free_port
@@ -125,7 +126,7 @@ async def test_a_500_is_logged_once_and_the_connection_stays_usable(
         await eventually(lambda: server.started)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         status, body = await _exchange(reader, writer, "/api/things/boom")
-        assert (status, json.loads(body)) == (500, error_body(SERVER_ERROR))
+        assert (status, json.loads(body)) == (500, error_body("Something went wrong on our side"))
         # The same connection answers the next request.
         assert (await _exchange(reader, writer, "/healthz"))[0] == 200
         writer.close()

@@ -11,8 +11,8 @@ from fastapi import APIRouter
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.errors import NotFoundError
-from ticketing_common.events import Event, Subject, TicketUpdated, new_event
-from ticketing_common.service import Runtime, ServiceSpec, create_service_app
+from ticketing_common.events import Event, TicketUpdated, new_event
+from ticketing_common.service import Handlers, Runtime, ServiceSpec, create_service_app, handles
 from ticketing_common.settings import ServiceSettings
 from ticketing_common.telemetry.stripe import operation, outcome_of
 from ticketing_testing.apps import TEST_JWT_KEY, running, selling_router
@@ -64,7 +64,7 @@ async def client(name: str, mongo: Any, bus: InMemoryBus, gate: Gate) -> Any:
     spec: ServiceSpec[ServiceSettings, Runtime[ServiceSettings]] = ServiceSpec(
         name=name,
         routers=[router, selling_router(THINGS)],
-        handlers={Subject.TICKET_UPDATED: gate},
+        handlers=Handlers(handles(TicketUpdated, gate)),
         outbox_collections=[THINGS],
     )
     settings = ServiceSettings(service_name=name, environment="test", jwt_key=TEST_JWT_KEY)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from ticketing_common.bus.base import BusUnavailable
+from ticketing_common.bus import BusUnavailable
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated, new_event
 from ticketing_common.mongo import Database, IndexSpec, ensure_indexes
@@ -319,7 +319,7 @@ async def test_the_sweep_stops_early_while_the_bus_is_down(any_db: Database) -> 
 async def test_the_command_lists_and_requeues_entries_set_aside(nx_mongo: Any) -> None:
     from pymongo import AsyncMongoClient
 
-    from ticketing_common.deadletters import main
+    from ticketing_common.admin import main
 
     url = f"mongodb://{nx_mongo.url}"
     client: AsyncMongoClient[Any] = AsyncMongoClient(url, tz_aware=True)

@@ -1,7 +1,9 @@
-"""The service factory: health, readiness, the bus it builds."""
+"""The service factory: health, readiness, the bus it builds, the handlers it subscribes, its
+documents, the direct routes, the heap it freezes."""
 
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -10,9 +12,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from ticketing_common.auth import CurrentUser
+from ticketing_common.bus import Dependency
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.errors import error_responses
-from ticketing_common.service import ServiceSpec, create_service_app, direct_routes
+from ticketing_common.events import Event, EventData, Subject, TicketCreated, TicketUpdated
+from ticketing_common.service import Handlers, ServiceSpec, create_service_app, handles
+from ticketing_common.service._direct import direct_routes
 from ticketing_common.settings import ServiceSettings
 from ticketing_testing.apps import TEST_JWT_KEY, running
 from ticketing_testing.servers import free_port
@@ -76,6 +81,98 @@ async def test_mongo_commands_are_counted_only_when_asked(mongo: Any) -> None:
         assert isinstance(res.json(), dict)
 
 
+# --- event handlers, registered from their payload class -------------------------------------
+
+
+async def on_created(runtime: Any, event: Event[TicketCreated]) -> None:
+    return None
+
+
+async def on_updated(runtime: Any, event: Event[TicketUpdated]) -> None:
+    return None
+
+
+def test_a_handler_is_filed_under_its_payloads_own_subject() -> None:
+    handlers = Handlers(
+        handles(TicketCreated, on_created),
+        handles(TicketUpdated, on_updated, needs={Dependency.STRIPE}),
+    )
+    assert dict(handlers) == {
+        Subject.TICKET_CREATED: on_created,
+        Subject.TICKET_UPDATED: on_updated,
+    }
+    assert [s.subject for s in handlers.subscriptions] == list(handlers)
+    assert handlers.needs(Subject.TICKET_UPDATED) == {"stripe"}
+    assert handlers.needs(Subject.TICKET_CREATED) == handlers.needs(Subject.ORDER_CREATED) == set()
+
+
+def test_a_handler_registered_for_another_payload_fails_at_start_up() -> None:
+    # mypy rejects this registration too: `handles` ties the payload class to the handler's
+    # Event[...] parameter, and Event[TicketCreated] is not Event[TicketUpdated] ([arg-type]);
+    # the ignore below would be reported unused if it stopped rejecting it.
+    with pytest.raises(TypeError, match=r"on_created is registered for ticket:updated"):
+        Handlers(handles(TicketUpdated, on_created))  # type: ignore[arg-type]
+
+
+def test_a_handler_typed_looser_than_its_payload_fails_at_start_up() -> None:
+    """What mypy lets through (a handler typed with `Any`, or not at all, or passed as any
+    callable) is refused when the handlers are registered, before any event arrives."""
+
+    async def of_anything(runtime: Any, event: Event[Any]) -> None:
+        return None
+
+    async def of_any_payload(runtime: Any, event: Event[EventData]) -> None:
+        return None
+
+    async def not_annotated(runtime, event):  # type: ignore[no-untyped-def]
+        return None
+
+    loose_ones: list[Callable[..., Awaitable[None]]] = [of_anything, of_any_payload, not_annotated]
+    for loose in loose_ones:
+        with pytest.raises(TypeError, match=f"{loose.__name__} is registered for ticket:created"):
+            Handlers(handles(TicketCreated, loose))
+
+
+def test_two_handlers_for_one_subject_fail_at_start_up() -> None:
+    async def again(runtime: Any, event: Event[TicketCreated]) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="two handlers for ticket:created"):
+        Handlers(handles(TicketCreated, on_created), handles(TicketCreated, again))
+
+
+def test_a_plain_table_of_handlers_by_subject_fails_at_start_up() -> None:
+    """The old `{Subject: handler}` table filed a handler under a subject written beside it,
+    unchecked."""
+    with pytest.raises(TypeError, match="handlers must be a Handlers table"):
+        ServiceSpec(
+            name="things",
+            routers=[],
+            handlers={Subject.TICKET_UPDATED: on_created},  # type: ignore[arg-type]
+        )
+
+
+async def test_each_handler_is_subscribed_under_its_subject_with_its_needs(mongo: Any) -> None:
+    seen: list[str] = []
+
+    async def record(runtime: Any, event: Event[TicketUpdated]) -> None:
+        seen.append(event.data.title)
+
+    bus = InMemoryBus("things")
+    spec: ServiceSpec[Any, Any] = ServiceSpec(
+        name="things",
+        routers=[],
+        handlers=Handlers(handles(TicketUpdated, record, needs={Dependency.STRIPE})),
+    )
+    assert spec.handler_needs(Subject.TICKET_UPDATED) == {"mongo", "stripe"}
+    settings = ServiceSettings(service_name="things", environment="test", jwt_key=TEST_JWT_KEY)
+    async with running(create_service_app(spec, settings, mongo=mongo, bus=bus)):
+        data = TicketUpdated(id="t1", version=1, title="seen", price=1.0, user_id="u")
+        await bus.publish(Event[TicketUpdated](subject=data.subject, data=data))
+        await bus.drain()
+    assert seen == ["seen"]
+
+
 # --- documentation ------------------------------------------------------------------------------
 
 
@@ -132,11 +229,15 @@ def test_declared_error_responses_are_documented_with_retry_after_where_it_is_se
     assert set(responses) == {"200", "401", "404", "429", "503"}
     assert responses["429"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
     assert "Retry-After" not in responses["404"].get("headers", {})
-    assert app.docs_url == "/api/gadgets/docs"
+    # The documentation page is the service's own (`_apidocs`; served in
+    # client/tests/test_apidocs_browser.py), not FastAPI's.
+    assert app.docs_url is None
 
 
 def test_a_service_under_two_prefixes_is_refused() -> None:
-    spec = ServiceSpec(name="odd", routers=[APIRouter(prefix="/api/a"), APIRouter(prefix="/api/b")])
+    spec: ServiceSpec[Any, Any] = ServiceSpec(
+        name="odd", routers=[APIRouter(prefix="/api/a"), APIRouter(prefix="/api/b")]
+    )
     with pytest.raises(ValueError, match="several prefixes"):
         _ = spec.prefix
 
@@ -162,7 +263,7 @@ async def test_a_direct_endpoint_is_served_ahead_of_fastapi_as_its_router_declar
     mongo: Any, bus: InMemoryBus
 ) -> None:
     router, count, _ = _gadgets()
-    spec = ServiceSpec(name="gadgets", routers=[router], direct=[count])
+    spec: ServiceSpec[Any, Any] = ServiceSpec(name="gadgets", routers=[router], direct=[count])
     settings = ServiceSettings(service_name="gadgets", environment="test", jwt_key=TEST_JWT_KEY)
     app = create_service_app(spec, settings, mongo=mongo, bus=bus)
     async with running(app) as client:
@@ -190,6 +291,7 @@ def test_only_an_endpoint_declared_once_that_takes_the_request_alone_is_served_d
 _STARTS_A_SERVICE = """
 import asyncio, gc, sys
 from mongomock_motor import AsyncMongoMockClient
+from ticketing_common.bus import Dependency
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.service import ServiceSpec, create_service_app
 from ticketing_common.settings import ServiceSettings

@@ -1,7 +1,16 @@
 import pytest
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
-from ticketing_common.settings import DEV_JWT_KEY, ServiceSettings
+from ticketing_common.bus.policy import RetryPolicy
+from ticketing_common.settings import (
+    DEV_JWT_KEY,
+    OTEL_VARIABLES,
+    ExpiryGraceKnobs,
+    Knobs,
+    ServiceSettings,
+    Tuning,
+)
 
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +79,7 @@ def test_the_poison_budget_is_the_backoff_of_max_deliver_failures() -> None:
         environment="development", nats_max_deliver=9, nats_retry_delay_seconds=0.1
     )
     # 0.1 + 0.2 + ... + 12.8: the waits between 9 failed deliveries.
-    assert settings.nats_retry_budget_seconds == pytest.approx(25.5)
+    assert RetryPolicy.from_settings(settings).poison_budget == pytest.approx(25.5)
 
 
 @pytest.mark.parametrize(
@@ -100,3 +109,41 @@ def test_streams_are_replicated_as_configured(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("NATS_STREAM_REPLICAS", "0")
     with pytest.raises(ValidationError):
         ServiceSettings(environment="development")
+
+
+def introduced_by(settings: type[BaseSettings], field: str) -> type[BaseSettings]:
+    """The class that declares `field` first (a subclass may change its default)."""
+    for cls in reversed(settings.__mro__):
+        if field in getattr(cls, "__annotations__", {}):
+            return cls
+    raise AssertionError(field)
+
+
+def test_every_field_is_a_deployer_s_knob_or_tuning_and_every_knob_says_what_it_is() -> None:
+    for field, info in ServiceSettings.model_fields.items():
+        origin = introduced_by(ServiceSettings, field)
+        assert issubclass(origin, Knobs) != issubclass(origin, Tuning), field
+        if issubclass(origin, Knobs):
+            assert info.description, field  # its docstring: docs/settings.md shows it
+    assert ServiceSettings.model_fields["mongo_url"].description
+    assert introduced_by(ServiceSettings, "http_concurrency").__name__ == "ServiceTuning"
+
+
+def test_the_opentelemetry_sdk_s_variables_are_not_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDK reads them itself (`telemetry.tracing.configure`); none is mirrored here."""
+    names = {v.name for v in OTEL_VARIABLES}
+    assert {"OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER_ARG"} <= names
+    assert not [f for f in ServiceSettings.model_fields if f.startswith("otel_")]
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "not a number")  # not read by the settings
+    ServiceSettings(environment="development")
+
+
+def test_the_expiry_grace_is_one_field_whoever_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ExpiryGraceKnobs().expiry_grace_seconds == 5
+    monkeypatch.setenv("EXPIRY_GRACE_SECONDS", "2.5")
+    assert ExpiryGraceKnobs().expiry_grace_seconds == 2.5
+    monkeypatch.setenv("EXPIRY_GRACE_SECONDS", "-1")
+    with pytest.raises(ValidationError):
+        ExpiryGraceKnobs()

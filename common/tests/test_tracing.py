@@ -20,10 +20,10 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.util._once import Once
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated, new_event
+from ticketing_common.events import Event, TicketCreated, TicketUpdated, new_event
 from ticketing_common.logs import configure_logging
 from ticketing_common.outbox import OUTBOX
-from ticketing_common.service import Runtime, ServiceSpec, create_service_app
+from ticketing_common.service import Handlers, Runtime, ServiceSpec, create_service_app, handles
 from ticketing_common.settings import ServiceSettings
 from ticketing_common.telemetry import tracing
 from ticketing_testing.apps import TEST_JWT_KEY, running, selling_router
@@ -51,7 +51,7 @@ def spec(name: str) -> ServiceSpec[ServiceSettings, Runtime[ServiceSettings]]:
     return ServiceSpec(
         name=name,
         routers=[selling_router(THINGS)],
-        handlers={Subject.TICKET_CREATED: on_created, Subject.TICKET_UPDATED: on_updated},
+        handlers=Handlers(handles(TicketCreated, on_created), handles(TicketUpdated, on_updated)),
         outbox_collections=[THINGS],
     )
 
@@ -159,11 +159,12 @@ def exported() -> Iterator[InMemorySpanExporter]:
     exporter.clear()
 
 
-async def test_with_tracing_off_nothing_is_traced_or_passed_on(mongo: Any, name: str) -> None:
+async def test_with_tracing_off_nothing_is_traced_or_passed_on(
+    mongo: Any, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # read by the SDK as tracing is set up
     bus = InMemoryBus(name)
-    app = create_service_app(
-        spec(name), settings_for(name, otel_sdk_disabled=True), mongo=mongo, bus=bus
-    )
+    app = create_service_app(spec(name), settings_for(name), mongo=mongo, bus=bus)
     async with running(app) as client:
         assert tracing.tracer(name) is None
         bus.broker.available = False
@@ -180,11 +181,11 @@ async def test_with_tracing_off_nothing_is_traced_or_passed_on(mongo: Any, name:
 def recorded(name: str, kept: float) -> Iterator[InMemorySpanExporter]:
     """`name`'s tracing with the share `kept` of new traces kept, its spans recorded."""
     exporter = InMemorySpanExporter()
-    traces = tracing.configure(
-        name,
-        settings_for(name, otel_traces_sampler_arg=kept),
-        processors=[SimpleSpanProcessor(exporter)],
-    )
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OTEL_TRACES_SAMPLER_ARG", str(kept))
+        traces = tracing.configure(
+            name, settings_for(name), processors=[SimpleSpanProcessor(exporter)]
+        )
     try:
         yield exporter
     finally:
@@ -305,7 +306,9 @@ async def test_a_global_tracer_provider_adds_no_second_set_of_request_spans(
     assert global_spans.get_finished_spans() == ()
 
 
-def test_spans_are_exported_over_otlp_when_an_endpoint_is_set(name: str) -> None:
+@contextlib.contextmanager
+def collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+    """An OTLP/HTTP collector on loopback: its address, and the (path, body) of each export."""
     received: list[tuple[str, bytes]] = []
 
     class Collector(http.server.BaseHTTPRequestHandler):
@@ -324,16 +327,66 @@ def test_spans_are_exported_over_otlp_when_an_endpoint_is_set(name: str) -> None
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-        traces = tracing.configure(name, settings_for(name, otel_exporter_otlp_endpoint=endpoint))
-        with tracing.span(name, "exported work"):
-            pass
-        traces.shutdown()  # exports what the batch holds
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
     finally:
         server.shutdown()
         thread.join()
         server.server_close()
-    ((path, body),) = received
-    assert path == "/v1/traces"
+
+
+@pytest.mark.parametrize(
+    ("variable", "path"),
+    [("OTEL_EXPORTER_OTLP_ENDPOINT", "/v1/traces"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "/in")],
+)
+def test_spans_are_exported_over_otlp_where_the_sdk_s_variables_say(
+    name: str, monkeypatch: pytest.MonkeyPatch, variable: str, path: str
+) -> None:
+    """The SDK reads its own variables: the base address (to which it adds /v1/traces) or the
+    traces' own URL, and the resource's attributes (the service's name stays its own)."""
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "not-the-service")
+    with collector() as (address, received):
+        base = address if variable == "OTEL_EXPORTER_OTLP_ENDPOINT" else f"{address}/in"
+        monkeypatch.setenv(variable, base)
+        traces = tracing.configure(name, settings_for(name))
+        with tracing.span(name, "exported work"):
+            pass
+        traces.shutdown()  # exports what the batch holds
+    ((got, body),) = received
+    assert got == path
     assert b"exported work" in body
     assert name.encode() in body  # the service.name resource attribute
+    assert b"not-the-service" not in body
+    assert b"staging" in body
+
+
+def test_without_an_otlp_endpoint_nothing_is_exported_but_spans_are_made(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not even to the SDK's default address (localhost:4318), which nothing answers."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+
+    def no_exporter() -> None:
+        raise AssertionError("an OTLP exporter was made without an endpoint")
+
+    monkeypatch.setattr(
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter.OTLPSpanExporter", no_exporter
+    )
+    traces = tracing.configure(name, settings_for(name))
+    try:
+        with tracing.span(name, "kept nowhere") as span:
+            assert span is not None
+            assert span.is_recording()
+    finally:
+        traces.shutdown()
+
+
+@pytest.mark.parametrize("share", ["1.5", "-0.1", "nan", "some"])
+def test_a_share_of_traces_that_is_not_from_0_to_1_stops_the_service(
+    name: str, monkeypatch: pytest.MonkeyPatch, share: str
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", share)
+    with pytest.raises(ValueError, match="OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1"):
+        tracing.configure(name, settings_for(name))
+    assert tracing.tracer(name) is None

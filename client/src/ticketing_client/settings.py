@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ticketing_common.settings import ProcessKnobs, Tuning
 
 # Only ever used when ENVIRONMENT=development (`make up`); anywhere else CLIENT_CSRF_KEY must be
 # set, so this public value cannot sign a production form token.
@@ -15,41 +15,47 @@ MIN_CSRF_KEY_BYTES = 32
 LOCAL_GATEWAY = "http://127.0.0.1:8080"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+class ClientKnobs(ProcessKnobs):
+    """What a deployer sets for the web client, beside what every process reads (ENVIRONMENT,
+    LOG_LEVEL, FORWARDED_ALLOW_IPS: the edge in front of it, whose address for a request it
+    forwards to the services as the browser's; COOKIE_NAME, to which a form token is bound;
+    COOKIE_SECURE, which makes the CSRF cookie `__Host-csrf`)."""
 
-    # Fail closed, as the services do: a deployment that forgets ENVIRONMENT is production.
-    environment: Literal["development", "test", "production"] = "production"
-    log_level: str = "INFO"
-    # Where each API service is (CLIENT_AUTH_URL, ...): the client calls them directly, in
-    # Kubernetes by their Services (http://auth-srv:8000), not back through the edge, which would
-    # replace the browser's address the client forwards with the client's own (every web sign-in
-    # counted against one pod). By default the gateway of `make up`, which routes every prefix
-    # (so a client started by hand works, but its peer, the client, is every browser's address).
+    # The client calls the services directly, in Kubernetes by their Services, not back through
+    # the edge, which would replace the browser's address the client forwards with the client's
+    # own (every web sign-in counted against one pod). By default the gateway of `make up`,
+    # which routes every prefix (so a client started by hand works, but its peer, the client,
+    # is every browser's address).
     client_auth_url: str = LOCAL_GATEWAY
+    """Where auth is (`http://auth-srv:8000` in Kubernetes)."""
     client_tickets_url: str = LOCAL_GATEWAY
+    """Where tickets is (`http://tickets-srv:8000` in Kubernetes)."""
     client_orders_url: str = LOCAL_GATEWAY
+    """Where orders is (`http://orders-srv:8000` in Kubernetes)."""
     client_payments_url: str = LOCAL_GATEWAY
-    # The proxies whose X-Forwarded-For the client believes (FORWARDED_ALLOW_IPS, as the services
-    # and uvicorn read it): the edge in front of it (ingress-nginx, the local gateway). The
-    # address it makes of a request is what it forwards to the services as the browser's.
-    forwarded_allow_ips: str = "127.0.0.1,::1"
+    """Where payments is (`http://payments-srv:8000` in Kubernetes)."""
+    client_csrf_key: SecretStr | None = None
+    """Signs the forms' CSRF tokens (32 bytes at least; every replica the same). Required
+    outside development. Make one with
+    `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`."""
+    stripe_publishable_key: str = ""
+    """Stripe's publishable key (pk_...): the order page takes the card with Stripe Elements.
+    Unset: the clearly marked test mode (Stripe's test card tokens)."""
+
+
+class ClientTuning(Tuning):
+    """How the web client runs."""
+
     client_api_timeout_seconds: float = Field(default=10.0, gt=0)
     # Tickets per page on the home page.
     client_page_size: int = Field(default=12, ge=1, le=100)
     # How long a purchase or payment waits for orders/payments to learn of a ticket or order
     # that was only just created (their replicas are fed by events): a 404 is retried meanwhile.
     client_replica_wait_seconds: float = Field(default=5.0, ge=0)
-    # Signs the forms' CSRF tokens (CLIENT_CSRF_KEY; every replica the same). Make one with
-    # python3 -c 'import secrets; print(secrets.token_urlsafe(48))'.
-    client_csrf_key: SecretStr | None = None
-    # The same variables as the services': the session cookie's name (a form token is bound to
-    # it) and whether cookies are Secure (then the CSRF cookie is `__Host-csrf`).
-    cookie_name: str = "session"
-    cookie_secure: bool = True
-    # Stripe's publishable key (pk_...): the order page takes the card with Stripe Elements.
-    # Unset: the clearly marked test mode (Stripe's test card tokens).
-    stripe_publishable_key: str = ""
+
+
+class Settings(ClientTuning, ClientKnobs):
+    """The web client's settings: its knobs and tuning."""
 
     @model_validator(mode="after")
     def _csrf_key_outside_development(self) -> Settings:

@@ -6,6 +6,11 @@ import abc
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+__all__ = [
+    "HttpMiddleware",
+    "TrackedSend",
+]
+
 
 class HttpMiddleware(abc.ABC):
     """A pure ASGI middleware (no BaseHTTPMiddleware: that costs a task and a stream per

@@ -23,6 +23,17 @@ from pydantic import BaseModel
 from ticketing_common.errors import NotAuthorizedError
 from ticketing_common.settings import ServiceSettings
 
+__all__ = [
+    "CurrentUser",
+    "OptionalUser",
+    "UserClaims",
+    "clear_session_cookie",
+    "issue_token",
+    "optional_user",
+    "set_session_cookie",
+    "verify_token",
+]
+
 ALGORITHM = "HS256"
 
 
@@ -123,11 +134,11 @@ async def optional_user(request: Request) -> UserClaims | None:
     return verify_token(token, settings=settings)
 
 
-async def require_user(user: Annotated[UserClaims | None, Depends(optional_user)]) -> UserClaims:
+async def _require_user(user: Annotated[UserClaims | None, Depends(optional_user)]) -> UserClaims:
     if user is None:
         raise NotAuthorizedError()
     return user
 
 
-CurrentUser = Annotated[UserClaims, Depends(require_user)]
+CurrentUser = Annotated[UserClaims, Depends(_require_user)]
 OptionalUser = Annotated[UserClaims | None, Depends(optional_user)]

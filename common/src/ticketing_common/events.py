@@ -17,6 +17,36 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+__all__ = [
+    "EVENT_TYPES",
+    "SCHEMA_VERSION",
+    "Event",
+    "EventData",
+    "EventDecodeError",
+    "ExpirationComplete",
+    "OrderCancelled",
+    "OrderCompleted",
+    "OrderCreated",
+    "OrderEnded",
+    "OrderStatus",
+    "OrderTicketRef",
+    "PaymentCreated",
+    "PaymentWindowClosed",
+    "Subject",
+    "TicketCreated",
+    "TicketData",
+    "TicketRef",
+    "TicketUpdated",
+    "UserCreated",
+    "UserUpdated",
+    "VersionedData",
+    "decode",
+    "encode",
+    "from_document",
+    "new_event",
+    "to_document",
+]
+
 SCHEMA_VERSION = 1
 
 

@@ -14,6 +14,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketing_common.asgi import HttpMiddleware, TrackedSend
 
+__all__ = [
+    "BodySizeLimit",
+    "ConcurrencyLimit",
+    "Line",
+]
+
 TOO_LARGE = "Request body too large"
 BUSY = "Service busy, try again"
 BUSY_RETRY_AFTER_SECONDS = 1
@@ -128,15 +134,15 @@ class ConcurrencyLimit(HttpMiddleware):
     Why: a process is one event loop, which also runs its event consumers and its outbox relay.
     Every request admitted adds its steps to each turn of that loop, so under a rush a
     consumer's next step, and the publish of an event just written, waited behind dozens of
-    requests' (the 50-buyer bench: propagation p50 67-88 ms, 29-35 ms with 8 in flight, at the same
-    orders a second). A request waiting here holds no place in the loop and no Mongo or
-    NATS work. `exempt` paths (the probes, the scrape) never wait: a probe stuck behind a rush
-    would have the orchestrator restart a busy but healthy process.
+    requests' (the propagation with and without the limit: BENCHMARKS.md, "The targets: met,
+    missed, and why"). A request waiting here holds no place in the loop and no Mongo or NATS
+    work. `exempt` paths (the probes, the scrape) never wait: a probe stuck behind a rush would
+    have the orchestrator restart a busy but healthy process.
 
     `lines` give some paths a line of their own (`Line`): requests that spend their time off
-    the loop (auth's password hashing, tens of ms of a core each) would otherwise fill the
-    main line under a burst, and the cheap reads every page makes (currentuser) would wait
-    behind them.
+    the loop (auth's password hashing, which holds a core a long while for each) would
+    otherwise fill the main line under a burst, and the cheap reads every page makes
+    (currentuser) would wait behind them.
     """
 
     def __init__(

@@ -9,6 +9,10 @@ from pythonjsonlogger.json import JsonFormatter
 
 from ticketing_common.telemetry.tracing import TraceContextFilter
 
+__all__ = [
+    "configure_logging",
+]
+
 
 class _ServiceFilter(logging.Filter):
     def __init__(self, service: str) -> None:

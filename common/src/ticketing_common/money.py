@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+__all__ = [
+    "CENT",
+    "MoneyError",
+    "to_cents",
+    "to_decimal",
+    "to_dollars",
+]
+
 CENT = Decimal("0.01")
 
 

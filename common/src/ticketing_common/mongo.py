@@ -18,6 +18,21 @@ from pymongo import AsyncMongoClient, ReturnDocument, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+__all__ = [
+    "CommandCounter",
+    "D",
+    "Database",
+    "Document",
+    "IndexSpec",
+    "as_utc",
+    "collection",
+    "connect",
+    "ensure_indexes",
+    "parse_object_id",
+    "versioned",
+    "versioned_update",
+]
+
 # A document as the driver hands it over when nothing more is known: queries, updates,
 # projections, and collections no repository owns.
 Document = dict[str, Any]

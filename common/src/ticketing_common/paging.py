@@ -16,6 +16,11 @@ from bson import ObjectId
 from ticketing_common.errors import BadRequestError
 from ticketing_common.mongo import parse_object_id
 
+__all__ = [
+    "Page",
+    "paging",
+]
+
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 LIMIT_MESSAGE = f"Limit must be a whole number between 1 and {MAX_LIMIT}"
@@ -31,7 +36,7 @@ class Page:
     before: ObjectId | None
 
 
-def parse_page(limit: str | None, before: str | None, *, item: str) -> Page:
+def _parse_page(limit: str | None, before: str | None, *, item: str) -> Page:
     """The page asked for; BadRequestError on `limit` or `before` (the id of `item`, e.g. "a
     ticket") when malformed."""
     if limit is None:
@@ -54,6 +59,6 @@ def paging(item: str) -> Callable[[str | None, str | None], Awaitable[Page]]:
     pool, a thread hop per request for no I/O at all."""
 
     async def page(limit: str | None = None, before: str | None = None) -> Page:
-        return parse_page(limit, before, item=item)
+        return _parse_page(limit, before, item=item)
 
     return page

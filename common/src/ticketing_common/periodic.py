@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("ticketing.periodic")
 
-__all__ = ["Periodic"]
+__all__ = [
+    "Periodic",
+]
 
 
 class Periodic:

@@ -23,6 +23,13 @@ from pydantic_core import PydanticCustomError
 
 from ticketing_common.money import MoneyError, to_decimal
 
+__all__ = [
+    "EmailField",
+    "RequestBody",
+    "money_check",
+    "text_check",
+]
+
 # Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is not knowable
 # at sign-up; this only rejects what is clearly not an address.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -32,7 +39,7 @@ def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("value_error", message)
 
 
-def is_unicode(text: str) -> bool:
+def _is_unicode(text: str) -> bool:
     """Encodable as UTF-8: no lone surrogates."""
     try:
         text.encode("utf-8")
@@ -52,7 +59,7 @@ def _holds_invalid_text(value: object) -> bool:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if not is_unicode(item):
+            if not _is_unicode(item):
                 return True
         elif isinstance(item, dict):
             stack.extend(item.keys())
@@ -62,12 +69,12 @@ def _holds_invalid_text(value: object) -> bool:
     return False
 
 
-def email_check(message: str) -> Callable[[Any], str]:
+def _email_check(message: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str):
             raise _fail(message)
         email = value.strip().lower()
-        if len(email) > 254 or not is_unicode(email) or _has_control_characters(email):
+        if len(email) > 254 or not _is_unicode(email) or _has_control_characters(email):
             raise _fail(message)
         if not _EMAIL.match(email):
             raise _fail(message)
@@ -91,7 +98,7 @@ def text_check(
         if not isinstance(value, str):
             raise _fail(message)
         text = value.strip() if strip else value
-        if not min_len <= len(text) <= max_len or not is_unicode(text):
+        if not min_len <= len(text) <= max_len or not _is_unicode(text):
             raise _fail(message)
         if not allow_control and _has_control_characters(text):
             raise _fail(message)
@@ -136,4 +143,4 @@ class RequestBody(BaseModel):
         }
 
 
-EmailField = Annotated[str, BeforeValidator(email_check("Email must be valid"))]
+EmailField = Annotated[str, BeforeValidator(_email_check("Email must be valid"))]

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from rq import Queue
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_expiration import repository
+from ticketing_expiration import job_guard
 from ticketing_expiration.main import create_app
 from ticketing_expiration.settings import Settings
 from ticketing_testing.apps import settings_fixture
@@ -28,7 +28,7 @@ def redis(redis_fake: fakeredis.FakeServer) -> Iterator[fakeredis.FakeRedis]:
 
 @pytest.fixture
 def queue(redis: fakeredis.FakeRedis, settings: Settings) -> Queue:
-    return repository.make_queue(redis, settings.queue_name)
+    return job_guard.make_queue(redis, settings.queue_name)
 
 
 @pytest.fixture

@@ -9,34 +9,34 @@ from rq import Callback, Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from ticketing_expiration import repository
+from ticketing_expiration import job_guard, repository
 
 
 def written(redis: fakeredis.FakeRedis, func: str, *args: object, **kwargs: object) -> Job:
     """A job as anyone who can write to Redis could put it there, read back as the worker does."""
     plain = Queue("expiration", connection=redis, serializer=JSONSerializer)
     job = plain.enqueue(func, *args, **kwargs)
-    found = repository.make_queue(redis, "expiration").fetch_job(job.id)
-    assert isinstance(found, repository.ExpiryJob)
+    found = job_guard.make_queue(redis, "expiration").fetch_job(job.id)
+    assert isinstance(found, job_guard.ExpiryJob)
     return found
 
 
 def test_an_expiry_job_as_scheduled_is_accepted(redis: fakeredis.FakeRedis) -> None:
-    queue = repository.make_queue(redis, "expiration")
+    queue = job_guard.make_queue(redis, "expiration")
     due = datetime.now(UTC)
     repository.schedule_expiry(queue, order_id="o1", due_at=due, trace={"traceparent": "00-x"})
     job = queue.fetch_job(repository.job_id_for("o1"))
     assert job is not None
-    assert repository.refusal(job) is None
+    assert job_guard.refusal(job) is None
 
 
 @pytest.mark.parametrize(
     ("func", "args", "kwargs", "reason"),
     [
         ("os.system", ("touch /tmp/owned",), {}, "'os.system', not the expiry job"),
-        (repository.EXPIRE_JOB, ("o1",), {}, "arguments"),
-        (repository.EXPIRE_JOB, ("o1", 5), {}, "arguments"),
-        (repository.EXPIRE_JOB, ("o1", "2030-01-01T00:00:00+00:00"), {"x": 1}, "keyword"),
+        (job_guard.EXPIRE_JOB, ("o1",), {}, "arguments"),
+        (job_guard.EXPIRE_JOB, ("o1", 5), {}, "arguments"),
+        (job_guard.EXPIRE_JOB, ("o1", "2030-01-01T00:00:00+00:00"), {"x": 1}, "keyword"),
     ],
 )
 def test_anything_else_is_refused(
@@ -47,19 +47,19 @@ def test_anything_else_is_refused(
     reason: str,
 ) -> None:
     job = written(redis, func, *args, **kwargs)
-    refused = repository.refusal(job)
+    refused = job_guard.refusal(job)
     assert refused is not None
     assert reason in refused
-    with pytest.raises(repository.RefusedJob):
+    with pytest.raises(job_guard.RefusedJob):
         job.perform()
 
 
 def test_data_that_is_not_json_is_refused(redis: fakeredis.FakeRedis) -> None:
-    job = written(redis, repository.EXPIRE_JOB, "o1", "2030-01-01T00:00:00+00:00")
+    job = written(redis, job_guard.EXPIRE_JOB, "o1", "2030-01-01T00:00:00+00:00")
     redis.hset(job.key, "data", b"\x80\x04not json")  # e.g. a pickle
-    again = repository.make_queue(redis, "expiration").fetch_job(job.id)
+    again = job_guard.make_queue(redis, "expiration").fetch_job(job.id)
     assert again is not None
-    assert repository.refusal(again) == "its data is not JSON this service wrote"
+    assert job_guard.refusal(again) == "its data is not JSON this service wrote"
 
 
 def test_a_callback_named_in_redis_is_never_imported(redis: fakeredis.FakeRedis) -> None:
@@ -67,7 +67,7 @@ def test_a_callback_named_in_redis_is_never_imported(redis: fakeredis.FakeRedis)
     abandoned: the expiry job has none, so none is ever looked up."""
     job = written(
         redis,
-        repository.EXPIRE_JOB,
+        job_guard.EXPIRE_JOB,
         "o1",
         "2030-01-01T00:00:00+00:00",
         on_success=Callback("os.system"),

@@ -17,11 +17,10 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.utils import current_timestamp, import_attribute
 
-from ticketing_common.bus import DependencyUnavailable
-from ticketing_common.bus.base import durable_name
+from ticketing_common.bus import DependencyUnavailable, durable_name
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Event, Subject, new_event
-from ticketing_expiration import jobs, listeners, repository
+from ticketing_expiration import job_guard, jobs, listeners, repository
 from ticketing_expiration.main import create_app
 from ticketing_expiration.settings import Settings
 from ticketing_testing.apps import running
@@ -53,7 +52,7 @@ async def test_order_created_schedules_a_job_at_expires_at_plus_the_grace(
     job = queue.fetch_job(f"expire-{order_id}")
     assert job is not None
     assert job.get_status() == JobStatus.SCHEDULED
-    assert job.func_name == repository.EXPIRE_JOB
+    assert job.func_name == job_guard.EXPIRE_JOB
     assert job.args == [order_id, (event.data.expires_at + GRACE).isoformat()]
 
 
@@ -67,7 +66,7 @@ async def test_the_grace_is_a_setting(
         event = order_created(expires_in=600)
         await bus.publish(event)
         await bus.drain()
-    queue = repository.make_queue(redis, settings.queue_name)
+    queue = job_guard.make_queue(redis, settings.queue_name)
     job = queue.fetch_job(repository.job_id_for(event.data.id))
     assert job is not None
     assert job.args[1] == (event.data.expires_at + timedelta(seconds=grace)).isoformat()
@@ -83,7 +82,7 @@ def test_the_grace_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_the_job_is_the_worker_importable_function() -> None:
-    assert import_attribute(repository.EXPIRE_JOB) is jobs.expire_order
+    assert import_attribute(job_guard.EXPIRE_JOB) is jobs.expire_order
 
 
 @pytest.mark.usefixtures("client")
@@ -240,7 +239,7 @@ async def test_redis_down_holds_the_event_and_spends_no_delivery(
         await bus.drain()
         assert await bus.dead_letters() == []
         assert not bus.dispatcher.holding
-    queue = repository.make_queue(redis, settings.queue_name)
+    queue = job_guard.make_queue(redis, settings.queue_name)
     if event.subject is Subject.ORDER_CREATED:
         assert scheduled_ids(queue) == [f"expire-{event.data.id}"]
     else:

@@ -25,7 +25,7 @@ from rq.serializers import JSONSerializer
 
 from ticketing_common.bus import JetStreamBus
 from ticketing_common.events import Event, Subject
-from ticketing_expiration import alive, repository
+from ticketing_expiration import alive, job_guard, repository
 from ticketing_expiration.main import create_app
 from ticketing_expiration.settings import Settings
 from ticketing_testing.apps import running
@@ -77,7 +77,7 @@ class Stack:
         return order_id, due_at
 
     async def wait_scheduled(self, order_id: str) -> None:
-        queue = repository.make_queue(self.redis, self.settings.queue_name)
+        queue = job_guard.make_queue(self.redis, self.settings.queue_name)
 
         async def scheduled() -> bool:
             found = await asyncio.to_thread(repository.scheduled_at, queue, order_id=order_id)

@@ -9,7 +9,8 @@ from bson import ObjectId
 
 from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.mongo import Database
-from ticketing_orders import reservations, state
+from ticketing_orders import repository, reservations
+from ticketing_orders.errors import TicketReservedError
 from ticketing_orders.main import create_app
 from ticketing_orders.settings import Settings
 from ticketing_testing.apps import app_fixture, outbox_on, settings_fixture
@@ -94,13 +95,13 @@ def buy() -> Callable[..., Awaitable[str]]:
     async def buy(db: Database, ticket_id: str, pause: reservations.Pause | None = None) -> str:
         try:
             order, _ = await reservations.create_order(
-                outbox_on(db, state.ORDERS),
+                outbox_on(db, repository.ORDERS),
                 user_id=str(ObjectId()),
                 ticket_id=ticket_id,
                 expires_in=timedelta(minutes=5),
                 **({"pause": pause} if pause else {}),
             )
-        except reservations.TicketReservedError:
+        except TicketReservedError:
             return "reserved"
         return str(order["_id"])
 

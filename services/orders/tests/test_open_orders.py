@@ -15,7 +15,7 @@ from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
 from ticketing_common.mongo import Database
 from ticketing_common.service import Runtime
-from ticketing_orders import buyers, state
+from ticketing_orders import repository, state
 from ticketing_testing.apps import only_error
 from ticketing_testing.mongo import EVERY_MONGO
 from ticketing_testing.plugin import UserHeaders
@@ -33,7 +33,7 @@ REFUSED = {"message": f"You already hold {CAP} open orders; pay for or cancel on
 
 async def open_orders(db: Database, user_id: str) -> list[dict[str, Any]]:
     docs = await db["orders"].find({"userId": user_id}).to_list()
-    return [d for d in docs if d["status"] in state.OPEN_STATUSES]
+    return [d for d in docs if d["status"] in repository.OPEN_STATUSES]
 
 
 async def test_the_order_past_the_cap_is_a_400_that_leaves_nothing_behind(
@@ -106,7 +106,7 @@ async def test_twenty_orders_at_once_leave_at_most_ten_open(
     assert all(d["confirmed"] for d in still_open)
     reserved = await db["tickets"].count_documents({"reservedBy": {"$ne": None}})
     assert reserved == CAP
-    doc = await db[buyers.BUYERS].find_one({"_id": user_id})
+    doc = await db[repository.BUYERS].find_one({"_id": user_id})
     assert sorted(doc["openOrders"]) == sorted(created)
     assert doc["count"] == CAP
 
@@ -120,13 +120,13 @@ async def test_places_left_by_crashed_or_ended_orders_do_not_lock_the_buyer_out(
     buyer = user_headers(user_id)
     live = await place_order(headers=buyer)
     ghosts = [str(ObjectId()) for _ in range(CAP - 1)]
-    await db[buyers.BUYERS].update_one(
+    await db[repository.BUYERS].update_one(
         {"_id": user_id}, {"$set": {"openOrders": [live["id"], *ghosts], "count": CAP}}
     )
     for _ in range(CAP - 1):
         await place_order(headers=buyer)
     assert (await post_order(headers=buyer)).status_code == 400
-    doc = await db[buyers.BUYERS].find_one({"_id": user_id})
+    doc = await db[repository.BUYERS].find_one({"_id": user_id})
     assert live["id"] in doc["openOrders"]
     assert not set(ghosts) & set(doc["openOrders"])
     assert doc["count"] == len(doc["openOrders"]) == CAP
@@ -146,7 +146,7 @@ async def test_an_order_refused_for_its_ticket_gives_its_place_back(
     for _ in range(3 * CAP):
         assert (await post_order(taken, buyer)).status_code == 400
     assert (await post_order("65f0a1b2c3d4e5f601234567", buyer)).status_code == 404
-    doc = await db[buyers.BUYERS].find_one({"_id": user_id})
+    doc = await db[repository.BUYERS].find_one({"_id": user_id})
     assert (doc["openOrders"], doc["count"]) == ([], 0)
     for _ in range(CAP):
         await place_order(headers=buyer)

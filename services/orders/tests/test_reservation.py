@@ -11,7 +11,7 @@ import pytest
 from bson import ObjectId
 
 from ticketing_common.mongo import Database
-from ticketing_orders import reservations, state
+from ticketing_orders import repository, reservations
 
 Buy = Callable[..., Awaitable[str]]
 BUYERS = ("A", "B")
@@ -72,7 +72,9 @@ class Interleaver:
 
 async def open_orders(db: Database, ticket_id: str) -> list[str]:
     docs = await db["orders"].find({"ticketId": ticket_id}).to_list()
-    return [str(d["_id"]) for d in docs if d["confirmed"] and d["status"] in state.OPEN_STATUSES]
+    return [
+        str(d["_id"]) for d in docs if d["confirmed"] and d["status"] in repository.OPEN_STATUSES
+    ]
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from ticketing_common.events import (
     Subject,
 )
 from ticketing_common.mongo import Database, as_utc
-from ticketing_payments import listeners, repository
+from ticketing_payments import listeners, replica, repository
 from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app
 from ticketing_payments.settings import Settings
@@ -27,8 +27,8 @@ def runtime_on(db: Database, charger: StripeCharger | None = None) -> Any:
     return SimpleNamespace(db=db, outbox=outbox_on(db, repository.PAYMENTS), charger=charger)
 
 
-async def replica(db: Database, order_id: str) -> dict[str, Any] | None:
-    doc: dict[str, Any] | None = await db[repository.ORDERS].find_one({"_id": order_id})
+async def replica_of(db: Database, order_id: str) -> dict[str, Any] | None:
+    doc: dict[str, Any] | None = await db[replica.ORDERS].find_one({"_id": order_id})
     return doc
 
 
@@ -36,7 +36,7 @@ async def test_order_created_replicates_the_order(db: Database) -> None:
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=15)
     event = order_created(price=19.99, user_id="buyer-1", expires_at=expires)
     await listeners.on_order_created(runtime_on(db), event)
-    doc = await replica(db, event.data.id)
+    doc = await replica_of(db, event.data.id)
     assert doc is not None
     assert doc["_id"] == event.data.id  # a string: a reference to another service's record
     assert (doc["userId"], doc["status"], doc["version"]) == ("buyer-1", "created", 0)
@@ -54,7 +54,7 @@ async def test_a_duplicate_order_created_changes_nothing(
         runtime_on(db, charger), order_cancelled(event.data.id, version=1)
     )
     await listeners.on_order_created(runtime_on(db), event)  # redelivered after the cancel
-    doc = await replica(db, event.data.id)
+    doc = await replica_of(db, event.data.id)
     assert doc is not None
     assert (doc["status"], doc["version"]) == ("cancelled", 1)
 
@@ -67,7 +67,7 @@ async def test_order_cancelled_updates_the_status_and_version(
     await listeners.on_order_cancelled(
         runtime_on(db, charger), order_cancelled(event.data.id, version=1)
     )
-    doc = await replica(db, event.data.id)
+    doc = await replica_of(db, event.data.id)
     assert doc is not None
     assert (doc["status"], doc["version"]) == ("cancelled", 1)
 
@@ -78,7 +78,7 @@ async def test_a_duplicate_order_cancelled_is_ignored(db: Database, charger: Str
     cancel = order_cancelled(event.data.id, version=1)
     await listeners.on_order_cancelled(runtime_on(db, charger), cancel)
     await listeners.on_order_cancelled(runtime_on(db, charger), cancel)  # returns normally: ack
-    doc = await replica(db, event.data.id)
+    doc = await replica_of(db, event.data.id)
     assert doc is not None
     assert doc["version"] == 1
 
@@ -101,7 +101,7 @@ async def test_order_cancelled_from_the_future_is_retried_later(
         await listeners.on_order_cancelled(
             runtime_on(db, charger), order_cancelled(event.data.id, version=2)
         )
-    doc = await replica(db, event.data.id)
+    doc = await replica_of(db, event.data.id)
     assert doc is not None
     assert (doc["status"], doc["version"]) == ("created", 0)
 
@@ -130,7 +130,7 @@ async def test_order_completed_updates_the_status_and_version(
     await listeners.on_order_cancelled(
         runtime_on(db, charger), order_cancelled(event.data.id, version=1)
     )
-    doc = await replica(db, event.data.id)
+    doc = await replica_of(db, event.data.id)
     assert doc is not None
     assert (doc["status"], doc["version"]) == ("complete", 1)
 
@@ -153,7 +153,7 @@ async def test_order_completed_from_the_future_is_retried_later(
         await listeners.on_order_completed(
             runtime_on(db, charger), order_completed(event.data.id, version=2)
         )
-    doc = await replica(db, event.data.id)
+    doc = await replica_of(db, event.data.id)
     assert doc is not None
     assert (doc["status"], doc["version"]) == ("created", 0)
 
@@ -162,7 +162,7 @@ async def test_a_price_that_is_not_whole_cents_is_refused(db: Database) -> None:
     event = order_created(price=19.999)
     with pytest.raises(ValueError, match="whole number of cents"):
         await listeners.on_order_created(runtime_on(db), event)
-    assert await replica(db, event.data.id) is None
+    assert await replica_of(db, event.data.id) is None
 
 
 async def test_every_event_twice_and_out_of_order_through_the_bus(
@@ -180,7 +180,7 @@ async def test_every_event_twice_and_out_of_order_through_the_bus(
             await bus.publish(event)
         await bus.drain()
         assert await bus.dead_letters() == []
-    doc = await replica(db, created.data.id)
+    doc = await replica_of(db, created.data.id)
     assert doc is not None
     assert (doc["status"], doc["version"], doc["priceCents"]) == ("cancelled", 1, 525)
 
@@ -203,6 +203,6 @@ async def test_the_service_subscribes_to_every_order_subject(
             Subject.ORDER_COMPLETED,
             Subject.EXPIRATION_COMPLETE,
         }
-    doc = await replica(db, event.data.id)
+    doc = await replica_of(db, event.data.id)
     assert doc is not None
     assert doc["status"] == "cancelled"

@@ -13,7 +13,7 @@ from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Event, OrderCreated, Subject
 from ticketing_common.mongo import Database
 from ticketing_fakestripe import FakeStripeServer
-from ticketing_payments import listeners, paying, repository
+from ticketing_payments import listeners, replica, repository
 from ticketing_payments.charges import StripeCharger
 from ticketing_payments.main import create_app
 from ticketing_payments.settings import Settings
@@ -46,16 +46,16 @@ async def authorized_order(
     """The order replicated and paid, as the route leaves it: its (authorized) payment."""
     await listeners.on_order_created(runtime_on(db), created)
     order_id = created.data.id
-    replica = await repository.get_order(db, order_id=order_id)
-    assert replica is not None
-    intent = await charger.order_intent(order_id=order_id, amount_cents=replica["priceCents"])
-    await paying.set_payment_intent(db, order_id=order_id, payment_intent_id=intent.id)
+    replicated = await replica.get_order(db, order_id=order_id)
+    assert replicated is not None
+    intent = await charger.order_intent(order_id=order_id, amount_cents=replicated["priceCents"])
+    await replica.set_payment_intent(db, order_id=order_id, payment_intent_id=intent.id)
     await charger.confirm(intent, order_id=order_id, token="tok_visa")
     payment: dict[str, Any] = await repository.create_payment(
         outbox_on(db, repository.PAYMENTS),
         order_id=order_id,
         stripe_id=intent.id,
-        amount_cents=replica["priceCents"],
+        amount_cents=replicated["priceCents"],
         currency="usd",
     )
     return payment
@@ -98,9 +98,9 @@ async def test_order_completed_captures_the_authorization_once(
     payment = await payment_of(db, order_id)
     assert (payment["status"], payment["stripeId"]) == ("captured", intent["id"])
     assert payment["capturedAt"] is not None
-    replica = await repository.get_order(db, order_id=order_id)
-    assert replica is not None
-    assert (replica["status"], replica["version"]) == ("complete", 1)
+    replicated = await replica.get_order(db, order_id=order_id)
+    assert replicated is not None
+    assert (replicated["status"], replicated["version"]) == ("complete", 1)
 
     # Redelivered (and republished under a new id): no second capture, not even a Stripe call.
     requests = fake_stripe.state.requests
@@ -252,9 +252,9 @@ async def test_a_void_failure_is_dependency_unavailable_and_a_later_delivery_voi
     with pytest.raises(DependencyUnavailable):
         await listeners.on_order_cancelled(runtime_on(db, quick_charger), cancel)
     assert intent_of(fake_stripe, created.data.id)["status"] == "requires_capture"
-    replica = await repository.get_order(db, order_id=created.data.id)
-    assert replica is not None
-    assert replica["status"] == "cancelled"  # applied: no new attempt can start
+    replicated = await replica.get_order(db, order_id=created.data.id)
+    assert replicated is not None
+    assert replicated["status"] == "cancelled"  # applied: no new attempt can start
 
     await listeners.on_order_cancelled(runtime_on(db, quick_charger), cancel)
     assert intent_of(fake_stripe, created.data.id)["status"] == "canceled"
@@ -287,14 +287,14 @@ async def test_a_cancellation_waits_for_a_running_payment_attempt(
     created = order_created()
     await listeners.on_order_created(runtime_on(db), created)
     order_id = created.data.id
-    leased = await paying.lease_order(db, order_id=order_id, seconds=60)
+    leased = await replica.lease_order(db, order_id=order_id, seconds=60)
     assert leased is not None
     cancel = order_cancelled(order_id)
     with pytest.raises(RetryLater, match="payment attempt"):
         await listeners.on_order_cancelled(runtime_on(db, charger), cancel)
-    replica = await repository.get_order(db, order_id=order_id)
-    assert replica is not None
-    assert replica["status"] == "cancelled"  # applied at once: no new attempt can start
+    replicated = await replica.get_order(db, order_id=order_id)
+    assert replicated is not None
+    assert replicated["status"] == "cancelled"  # applied at once: no new attempt can start
 
     # The attempt authorized the card, then stored its payment and let the order go.
     intent = await charger.order_intent(order_id=order_id, amount_cents=2000)
@@ -306,7 +306,7 @@ async def test_a_cancellation_waits_for_a_running_payment_attempt(
         amount_cents=2000,
         currency="usd",
     )
-    await paying.release_order(db, order_id=order_id, lease=leased[0])
+    await replica.release_order(db, order_id=order_id, lease=leased[0])
 
     await listeners.on_order_cancelled(runtime_on(db, charger), cancel)  # redelivered
     assert intent_of(fake_stripe, order_id)["status"] == "canceled"
@@ -329,9 +329,9 @@ async def test_an_authorization_whose_answer_was_lost_is_voided_on_cancellation(
 
     assert intent_of(fake_stripe, order_id)["status"] == "canceled"
     assert await repository.get_payment_for_order(db, order_id=order_id) is None
-    replica = await repository.get_order(db, order_id=order_id)
-    assert replica is not None
-    assert replica["paymentIntentCanceled"] is True
+    replicated = await replica.get_order(db, order_id=order_id)
+    assert replicated is not None
+    assert replicated["paymentIntentCanceled"] is True
     assert bus.published_on(Subject.PAYMENT_CREATED) == []  # nothing to complete the order
     requests = fake_stripe.state.requests
     await bus.publish(order_cancelled(order_id))  # a duplicate: Stripe is not asked again

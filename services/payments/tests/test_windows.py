@@ -13,7 +13,7 @@ from ticketing_common.bus.memory import InMemoryBus
 from ticketing_common.events import Subject
 from ticketing_common.mongo import Database, ensure_indexes
 from ticketing_fakestripe import FakeStripeServer
-from ticketing_payments import repository, windows
+from ticketing_payments import replica, windows
 from ticketing_payments.charges import StripeCharger
 from ticketing_payments.settings import Settings
 from ticketing_testing.apps import only_error
@@ -176,9 +176,9 @@ async def test_overdue_windows_are_found_by_an_indexed_range_earliest_first(
     ]
     async with recorded_nx_client(nx_mongo) as (client, queries):
         db = client["payments"]
-        await ensure_indexes(db, repository.INDEXES)
-        await db[repository.ORDERS].insert_many([later, *others, late])
-        found = await repository.overdue_orders(db, cutoff=now, limit=10)
+        await ensure_indexes(db, replica.INDEXES)
+        await db[replica.ORDERS].insert_many([later, *others, late])
+        found = await replica.overdue_orders(db, cutoff=now, limit=10)
         assert found == [late["_id"], later["_id"]]
-        assert await repository.overdue_orders(db, cutoff=now, limit=1) == [late["_id"]]
+        assert await replica.overdue_orders(db, cutoff=now, limit=1) == [late["_id"]]
         assert queries.filters

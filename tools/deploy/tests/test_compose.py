@@ -4,7 +4,7 @@ MongoDB, each process given only settings it has, and the e2e runner pointed at 
 import json
 import subprocess
 
-from ticketing_deploy import checks
+from ticketing_deploy import rules
 from ticketing_deploy.images import DOCKERFILE, compose_images
 from ticketing_deploy.manifests import COMPOSE, load_yaml, tool
 from ticketing_deploy.settings_env import build, env_names, processes
@@ -41,17 +41,17 @@ def test_each_process_is_given_only_its_own_settings() -> None:
     for name, process in {**procs, "worker": procs["expiration-worker"]}.items():
         if name not in SERVICES:
             continue
-        env = checks.compose_env(COMPOSE_DOC, name)
+        env = rules.compose_env(COMPOSE_DOC, name)
         unknown = set(env) - set(env_names(process.settings))
         assert unknown == set(), name
         build(process, env)  # and they are enough: the process would start (raises if not)
 
 
 def test_the_runner_drives_the_compose_system_through_the_gateway() -> None:
-    stack = checks.json_env(COMPOSE_DOC, "e2e", "E2E_STACK")
+    stack = rules.json_env(COMPOSE_DOC, "e2e", "E2E_STACK")
     assert stack["gateway"] == "http://gateway:8080"
     assert set(json.loads(stack["mongo"])) == {"auth", "tickets", "orders", "payments"}
-    upstreams = checks.json_env(COMPOSE_DOC, "gateway", "GATEWAY_UPSTREAMS")
+    upstreams = rules.json_env(COMPOSE_DOC, "gateway", "GATEWAY_UPSTREAMS")
     assert set(upstreams) == {"auth", "tickets", "orders", "payments", "client"}
     assert SERVICES["e2e"]["build"]["dockerfile"] == "tools/devstack/Dockerfile"
 
@@ -64,9 +64,9 @@ def test_redis_has_a_password_and_every_redis_url_gives_it() -> None:
     assert password.startswith("${REDIS_PASSWORD:-")  # from the environment, else a throwaway
     assert SERVICES["redis"]["environment"]["REDISCLI_AUTH"] == password  # the health check's
     urls = {
-        name: checks.compose_env(COMPOSE_DOC, name)["REDIS_URL"]
+        name: rules.compose_env(COMPOSE_DOC, name)["REDIS_URL"]
         for name in ("auth", "expiration", "worker")
     }
-    urls["e2e"] = checks.json_env(COMPOSE_DOC, "e2e", "E2E_STACK")["redis"]
+    urls["e2e"] = rules.json_env(COMPOSE_DOC, "e2e", "E2E_STACK")["redis"]
     for name, url in urls.items():
         assert url.startswith(f"redis://:{password}@redis:6379/"), name

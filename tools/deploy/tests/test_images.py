@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketing_deploy import checks
+from ticketing_deploy import rules
 from ticketing_deploy.images import (
     DOCKERFILE,
     Image,
@@ -57,11 +57,11 @@ def test_every_app_image_is_the_root_dockerfile_built_for_a_real_member() -> Non
     """skaffold's artifacts and compose's app services: the one recipe, its args naming a
     workspace member, that member's package and an app factory in its sources."""
     assert {i.name for i in SKAFFOLD_IMAGES} == {f"ticketing/{n}" for n in APPS}
-    assert checks.build_problems([*SKAFFOLD_IMAGES, *compose_app_images()], MEMBERS) == []
+    assert rules.build_problems([*SKAFFOLD_IMAGES, *compose_app_images()], MEMBERS) == []
 
 
 def test_skaffold_and_compose_build_the_same_app_images() -> None:
-    assert checks.build_agreement_problems(SKAFFOLD_IMAGES, COMPOSE_IMAGES) == []
+    assert rules.build_agreement_problems(SKAFFOLD_IMAGES, COMPOSE_IMAGES) == []
 
 
 def test_the_final_stage_serves_the_app_of_the_build_arg() -> None:
@@ -87,14 +87,14 @@ WRONG_ARGS: dict[str, tuple[dict[str, str], str]] = {
 @pytest.mark.parametrize("breakage", WRONG_ARGS)
 def test_a_wrong_build_arg_fails_the_check(breakage: str) -> None:
     wrong, expected = WRONG_ARGS[breakage]
-    (problem,) = checks.build_problems([with_args(AUTH, **wrong)], MEMBERS)
+    (problem,) = rules.build_problems([with_args(AUTH, **wrong)], MEMBERS)
     assert expected in problem, problem
 
 
 def test_an_arg_left_out_or_another_dockerfile_fails_the_check() -> None:
     no_app = replace(AUTH, args={k: v for k, v in AUTH.args.items() if k != "APP"})
     e2e_runner = replace(AUTH, dockerfile=ROOT / "tools" / "devstack" / "Dockerfile")
-    assert checks.build_problems([no_app, e2e_runner], MEMBERS) == [
+    assert rules.build_problems([no_app, e2e_runner], MEMBERS) == [
         "ticketing/auth: build args ['MEMBER', 'PACKAGE'], not ['MEMBER', 'PACKAGE', 'APP']",
         "ticketing/auth: built from tools/devstack/Dockerfile",
     ]
@@ -102,11 +102,11 @@ def test_an_arg_left_out_or_another_dockerfile_fails_the_check() -> None:
 
 def test_skaffold_and_compose_building_different_images_fails_the_check() -> None:
     (auth,) = [i for i in COMPOSE_IMAGES if i.name == "auth"]
-    assert checks.build_agreement_problems(
+    assert rules.build_agreement_problems(
         SKAFFOLD_IMAGES, [*COMPOSE_IMAGES, with_args(auth, PACKAGE="ticketing-tickets")]
     ) == ["auth: built by compose, not by skaffold"]
     without_auth = [i for i in COMPOSE_IMAGES if i.name != "auth"]
-    assert checks.build_agreement_problems(SKAFFOLD_IMAGES, without_auth) == [
+    assert rules.build_agreement_problems(SKAFFOLD_IMAGES, without_auth) == [
         "ticketing/auth: built by skaffold, not by compose"
     ]
 

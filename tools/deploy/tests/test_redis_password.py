@@ -4,7 +4,7 @@ from it, never a password in a manifest or on a command line."""
 
 import pytest
 
-from ticketing_deploy import checks
+from ticketing_deploy import rules
 from ticketing_deploy.manifests import OVERLAYS, Doc, load, named, pod_spec
 from ticketing_deploy.settings_env import processes
 
@@ -50,17 +50,17 @@ def test_every_redis_user_connects_with_the_secrets_password(overlay: str) -> No
         # Kubernetes expands it only from a variable defined before it.
         order = [item["name"] for item in container["env"]]
         assert order.index("REDIS_PASSWORD") < order.index("REDIS_URL"), name
-        env = checks.container_env(docs, container)
+        env = rules.container_env(docs, container)
         assert env["REDIS_URL"] == f"redis://:secret@redis:6379/{db}", name
     # No other process is given it.
     for name, container in found.items():
         if name not in REDIS_USERS and name != "redis":
-            assert "REDIS_PASSWORD" not in checks.container_env(docs, container), name
+            assert "REDIS_PASSWORD" not in rules.container_env(docs, container), name
 
 
 def test_a_reference_to_a_variable_not_defined_before_it_is_a_problem() -> None:
     docs = load("dev")
     container = pod_spec(named(docs, "Deployment", "auth"))["containers"][0]
     container["env"] = [i for i in container["env"] if i["name"] != "REDIS_PASSWORD"]
-    found = checks.env_problems(docs, processes())
+    found = rules.env_problems(docs, processes())
     assert "auth: $(REDIS_PASSWORD) is not defined before it is used" in found

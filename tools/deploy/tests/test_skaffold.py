@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketing_deploy import checks
+from ticketing_deploy import rules
 from ticketing_deploy.images import skaffold_images
 from ticketing_deploy.manifests import OVERLAYS, ROOT, SKAFFOLD, load, load_yaml, tool
 
@@ -44,11 +44,11 @@ def test_the_api_version_is_the_one_the_schema_is_for() -> None:
 def test_every_image_built_is_deployed_and_every_deployed_image_is_built(overlay: str) -> None:
     built = [i.name for i in skaffold_images()]
     assert len(built) == len(set(built))
-    assert checks.image_problems(load(overlay), built) == []
-    assert checks.image_problems(load(overlay), built[1:]) == [
+    assert rules.image_problems(load(overlay), built) == []
+    assert rules.image_problems(load(overlay), built[1:]) == [
         f"{built[0]}: used by a manifest, built by no skaffold artifact"
     ]
-    assert checks.image_problems(load(overlay), [*built, "ticketing/nothing"]) == [
+    assert rules.image_problems(load(overlay), [*built, "ticketing/nothing"]) == [
         "ticketing/nothing: built, used by no manifest"
     ]
 

@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from ticketing_devstack.client import User
 from ticketing_devstack.e2e import users_of
+from ticketing_devstack.people import User
 from ticketing_devstack.stack import Stack
 
 

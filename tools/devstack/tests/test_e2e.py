@@ -18,8 +18,6 @@ import httpx
 import nats
 import pytest
 
-from ticketing_devstack.checks import mongo_urls
-from ticketing_devstack.client import User
 from ticketing_devstack.e2e import (
     assert_consistent,
     buy_until_answered,
@@ -33,6 +31,8 @@ from ticketing_devstack.e2e import (
     stream_events,
     ticket_state,
 )
+from ticketing_devstack.invariants import mongo_urls
+from ticketing_devstack.people import User
 from ticketing_devstack.stack import Stack
 
 pytestmark = pytest.mark.connected

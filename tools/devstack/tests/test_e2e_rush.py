@@ -17,8 +17,6 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from ticketing_devstack.checks import mongo_urls
-from ticketing_devstack.client import User
 from ticketing_devstack.e2e import (
     assert_consistent,
     dead_letters,
@@ -26,6 +24,8 @@ from ticketing_devstack.e2e import (
     local_stack,
     ticket_state,
 )
+from ticketing_devstack.invariants import mongo_urls
+from ticketing_devstack.people import User
 from ticketing_devstack.stack import Stack
 
 pytestmark = [pytest.mark.connected, pytest.mark.local_processes]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from ticketing_common.bus import RetryPolicy
 from ticketing_common.settings import ServiceSettings
 from ticketing_devstack.e2e import (
     assert_consistent,
@@ -58,7 +59,7 @@ def retry_budget() -> float:
         nats_max_deliver=int(ENV["NATS_MAX_DELIVER"]),
         nats_retry_delay_seconds=float(ENV["NATS_RETRY_DELAY_SECONDS"]),
     )
-    return settings.nats_retry_budget_seconds
+    return RetryPolicy.from_settings(settings).poison_budget
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from ticketing_common.events import (
 )
 from ticketing_common.outbox import PENDING
 from ticketing_common.service import Runtime
-from ticketing_devstack.checks import payment_problems, stripe_problems
+from ticketing_devstack.invariants import payment_problems, stripe_problems
 from ticketing_fakestripe import FakeStripeServer
 from ticketing_orders.main import create_app as create_orders
 from ticketing_orders.settings import Settings as OrdersSettings

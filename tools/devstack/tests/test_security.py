@@ -275,9 +275,9 @@ async def test_a_bad_token_is_nobody_on_every_protected_route(world: World, kind
 
 
 async def test_the_session_of_a_deleted_account_is_nobody_to_auth(world: World) -> None:
-    """What the product does with a deleted account (see README, "Sessions"): auth, where the
-    accounts are, signs nobody in; the other services never call auth and accept the token
-    until it expires (at most JWT_TTL_SECONDS)."""
+    """What the product does with a deleted account (see docs/security.md, "Sessions"): auth,
+    where the accounts are, signs nobody in; the other services never call auth and accept the
+    token until it expires (at most JWT_TTL_SECONDS)."""
     auth = world.clients["auth"]
     res = await auth.post(
         "/api/users/signin", json={"email": "owner@test.com", "password": PASSWORD}

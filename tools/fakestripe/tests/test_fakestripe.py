@@ -12,8 +12,8 @@ import stripe
 
 from ticketing_fakestripe import FakeStripeServer
 from ticketing_fakestripe.__main__ import main
-from ticketing_fakestripe.app import decode_form
 from ticketing_fakestripe.server import require_loopback
+from ticketing_fakestripe.wire import decode_form
 
 NO_REDIRECTS = {"enabled": True, "allow_redirects": "never"}
 CONFIRMED: dict[str, Any] = {

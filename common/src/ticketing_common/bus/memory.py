@@ -21,233 +21,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Unpack
 
-from ticketing_common.bus import base
-from ticketing_common.bus.streams import (
-    CONSUMERS,
-    DEAD_LETTER_STREAM,
-    DEFAULT_MAX_BYTES,
-    check_contract,
-    redrive_subject,
-    stream_for,
-)
+from ticketing_common.bus._core import BusCore, BusTuning
+from ticketing_common.bus._memory_broker import Consumer, InMemoryBroker, Pending
+from ticketing_common.bus._observe import publish_refused, published
+from ticketing_common.bus.contract import DeadLetter, Delivery, Handler, PublishRefused
+from ticketing_common.bus.policy import UNLIMITED
+from ticketing_common.bus.streams import CONSUMERS, check_contract, durable_name, redrive_subject
 from ticketing_common.events import Event, EventDecodeError, Subject, decode, encode
 from ticketing_common.telemetry import tracing
-from ticketing_common.telemetry.bus import publish_refused, published
+
+__all__ = ["InMemoryBroker", "InMemoryBus"]
 
 log = logging.getLogger("ticketing.bus")
 
 
-@dataclass
-class _Pending:
-    seq: int
-    subject: str
-    payload: bytes
-    stored_at: float = 0.0  # wall clock, as a stream's timestamp
-    deliveries: int = 0
-    taken_by: int = 0  # the bus (id) its last delivery went to
-    available_at: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Consumer:
-    name: str
-    subject: str
-    filters: set[str] = field(default_factory=set)
-    ack_wait: float = 30.0
-    max_deliver: int = base.UNLIMITED
-    deliver_all: bool = True  # like deliver_policy, fixed once created
-    queue: list[_Pending] = field(default_factory=list)
-    in_flight: dict[int, tuple[float, int]] = field(default_factory=dict)  # seq -> (deadline, nth)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    asked_at: dict[int, float] = field(default_factory=dict)  # bus (id) -> when it last asked
-    consuming: int = 0  # buses pulling from it now (one created for the contract: none yet)
-
-    def __post_init__(self) -> None:
-        self.filters = self.filters or {self.subject}
-
-    def exhausted(self, item: _Pending) -> bool:
-        """JetStream stops offering a message once a finite max_deliver is reached."""
-        return 0 < self.max_deliver <= item.deliveries
-
-
-def _dead_size(letter: base.DeadLetter) -> int:
-    """About what a dead letter takes in DEADLETTER: its payload, its error and the headers."""
-    return len(letter.payload) + len(letter.error) + 64
-
-
-class InMemoryBroker:
-    """The "server": the log of messages, the consumers' state, and the dead letters."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self.stored_at: list[float] = []
-        self.headers: list[dict[str, str]] = []
-        self.dead: list[base.DeadLetter] = []
-        self.consumers: dict[str, _Consumer] = {}
-        self._seen_ids: set[str] = set()
-        self._dead_seq = 0
-        self.available = True
-        # What the streams keep: each message's stream and size, and how many durables still
-        # hold it (interest retention); bytes kept per stream, against each one's limit.
-        self.max_bytes: dict[str, int] = dict(DEFAULT_MAX_BYTES)
-        self.stored_bytes: Counter[str] = Counter()
-        self._kept: dict[int, tuple[str, int, int]] = {}  # seq -> (stream, size, holders)
-
-    def declare(self, max_bytes: Mapping[str, int]) -> None:
-        """Set the streams' byte limits, as a bus declaring its streams does."""
-        self.max_bytes.update(max_bytes)
-
-    def kept(self, stream: str) -> int:
-        """Messages stream `stream` still keeps (tests)."""
-        return sum(1 for kept_in, _, _ in self._kept.values() if kept_in == stream)
-
-    def _release(self, seq: int) -> None:
-        """A durable is done with message `seq`: removed once none holds it."""
-        kept = self._kept.get(seq)
-        if kept is None:
-            return
-        stream, size, holders = kept
-        if holders > 1:
-            self._kept[seq] = (stream, size, holders - 1)
-        else:
-            del self._kept[seq]
-            self.stored_bytes[stream] -= size
-
-    def _room(self, stream: str, size: int) -> None:
-        used, limit = self.stored_bytes[stream], self.max_bytes.get(stream, -1)
-        if 0 <= limit < used + size:
-            raise base.PublishRefused(
-                f"{stream} refused the message: maximum bytes exceeded",
-                stream=stream,
-                reason="stream_full",
-            )
-
-    def delete_consumer(self, name: str) -> bool:
-        """Delete durable `name`; the messages only it held go."""
-        consumer = self.consumers.pop(name, None)
-        if consumer is None:
-            return False
-        for item in consumer.queue:
-            self._release(item.seq)
-        return True
-
-    def consumer(
-        self,
-        name: str,
-        subject: str,
-        *,
-        ack_wait: float = 30.0,
-        max_deliver: int = base.UNLIMITED,
-        deliver_all: bool = True,
-        filters: set[str] | None = None,
-    ) -> _Consumer:
-        """The durable `name`, created with this config if it does not exist yet; an existing
-        one is returned as it is (as nats-py's pull_subscribe does). A new one gets what the
-        streams still keep (interest retention: not what nobody held)."""
-        existing = self.consumers.get(name)
-        if existing is None:
-            existing = _Consumer(
-                name=name,
-                subject=subject,
-                filters=set(filters or ()),
-                ack_wait=ack_wait,
-                max_deliver=max_deliver,
-                deliver_all=deliver_all,
-            )
-            if deliver_all:
-                for seq, (subj, payload) in enumerate(self.messages):
-                    if subj in existing.filters and seq in self._kept:
-                        stream, size, holders = self._kept[seq]
-                        self._kept[seq] = (stream, size, holders + 1)
-                        existing.queue.append(
-                            _Pending(
-                                seq,
-                                subj,
-                                payload,
-                                stored_at=self.stored_at[seq],
-                                headers=self.headers[seq],
-                            )
-                        )
-            self.consumers[name] = existing
-        return existing
-
-    def append(
-        self, subject: str, payload: bytes, msg_id: str, headers: dict[str, str] | None = None
-    ) -> None:
-        if not self.available:
-            raise base.BusUnavailable("in-memory broker is down")
-        try:
-            stream = stream_for(subject)
-        except KeyError as exc:
-            raise base.Unpublishable(str(exc)) from exc
-        if msg_id in self._seen_ids:
-            return  # JetStream's Nats-Msg-Id de-duplication
-        # About what the server counts: subject, headers, payload and a record's overhead.
-        size = (
-            len(subject) + len(payload) + sum(len(k) + len(v) for k, v in (headers or {}).items())
-        )
-        size += 32
-        self._room(stream, size)  # discard new: a full stream refuses, whoever is interested
-        self._seen_ids.add(msg_id)
-        seq = len(self.messages)
-        now = time.time()
-        self.messages.append((subject, payload))
-        self.stored_at.append(now)
-        self.headers.append(headers or {})
-        holders = 0
-        for consumer in self.consumers.values():
-            if subject in consumer.filters:
-                holders += 1
-                consumer.queue.append(
-                    _Pending(seq, subject, payload, stored_at=now, headers=headers or {})
-                )
-                consumer.wakeup.set()
-        if holders:  # interest retention: nobody interested, nothing kept
-            self._kept[seq] = (stream, size, holders)
-            self.stored_bytes[stream] += size
-
-    def store_dead(self, letter: base.DeadLetter) -> base.DeadLetter:
-        # Limits retention, discard new: a full DEADLETTER refuses (the dispatcher retries).
-        self._room(DEAD_LETTER_STREAM, _dead_size(letter))
-        self.stored_bytes[DEAD_LETTER_STREAM] += _dead_size(letter)
-        self._dead_seq += 1
-        stored = dataclasses.replace(letter, seq=self._dead_seq)
-        self.dead.append(stored)
-        return stored
-
-    def redrive(self, seq: int) -> base.DeadLetter | None:
-        """Send dead letter `seq` back to its one consumer, as the operator command does."""
-        letter = next((d for d in self.dead if d.seq == seq), None)
-        if letter is None:
-            return None
-        self.append(
-            redrive_subject(letter.subject, letter.durable),
-            letter.payload,
-            msg_id=f"redrive:{letter.durable}:{letter.seq}",
-        )
-        self.dead.remove(letter)
-        self.stored_bytes[DEAD_LETTER_STREAM] -= _dead_size(letter)
-        return letter
-
-    def idle(self) -> bool:
-        """Nothing queued or in flight for a durable being consumed (one created for the
-        contract that no bus consumes yet keeps its messages, as on the server)."""
-        return all(not c.queue and not c.in_flight for c in self.consumers.values() if c.consuming)
-
-
-class _MemoryDelivery(base.Delivery):
+class _MemoryDelivery(Delivery):
     """One delivery of a message by the fake server, as the dispatcher settles it."""
 
-    def __init__(self, bus: InMemoryBus, consumer: _Consumer, item: _Pending, nth: int) -> None:
+    def __init__(self, bus: InMemoryBus, consumer: Consumer, item: Pending, nth: int) -> None:
         super().__init__(
             payload=item.payload,
             subject=item.subject,
@@ -276,7 +72,7 @@ class _MemoryDelivery(base.Delivery):
         if self._current():
             del self._consumer.in_flight[self._item.seq]
             self._consumer.queue.remove(self._item)
-            self._bus.broker._release(self._item.seq)
+            self._bus.broker.release(self._item.seq)
 
     async def nak(self, delay: float) -> None:
         if not self._current():
@@ -293,10 +89,13 @@ class _MemoryDelivery(base.Delivery):
         self._bus.broker.store_dead(self.letter(error))
         del self._consumer.in_flight[self._item.seq]
         self._consumer.queue.remove(self._item)
-        self._bus.broker._release(self._item.seq)  # terminated: no longer held
+        self._bus.broker.release(self._item.seq)  # terminated: no longer held
 
 
-class InMemoryBus(base.BusCore):
+class InMemoryBus(BusCore):
+    """A bus on an `InMemoryBroker`: the same handling as `JetStreamBus` (the dispatcher is
+    shared), and the same promises, held to the real bus's tests."""
+
     ASKING_SECONDS = 0.05  # asked this recently: a process that is waiting for messages
 
     def __init__(
@@ -307,7 +106,7 @@ class InMemoryBus(base.BusCore):
         stream_max_bytes: Mapping[str, int] | None = None,
         consumers: Mapping[str, tuple[Subject, ...]] = CONSUMERS,
         contract: bool = False,
-        **tuning: Unpack[base.BusTuning],
+        **tuning: Unpack[BusTuning],
     ) -> None:
         """`stream_max_bytes`, `consumers`, `contract`: as JetStreamBus's (the byte limits are
         the broker's once this bus starts, given or not)."""
@@ -321,7 +120,7 @@ class InMemoryBus(base.BusCore):
         self.stream_max_bytes = stream_max_bytes
         self.consumers = consumers
         self.contract = contract
-        self._consuming: list[_Consumer] = []
+        self._consuming: list[Consumer] = []
 
     @property
     def published(self) -> list[Event[Any]]:
@@ -344,7 +143,7 @@ class InMemoryBus(base.BusCore):
             self.broker.declare(self.stream_max_bytes)
         for service, subjects in self.consumers.items():
             for subject in subjects:
-                durable = base.durable_name(service, subject)
+                durable = durable_name(service, subject)
                 self.broker.consumer(
                     durable,
                     subject.wire,
@@ -354,14 +153,14 @@ class InMemoryBus(base.BusCore):
         if self.contract:
             wanted = set(self.consumers.get(self.service, ()))
             for subject in set(Subject) - wanted:
-                durable = base.durable_name(self.service, subject)
+                durable = durable_name(self.service, subject)
                 if self.broker.delete_consumer(durable):
                     log.warning(
                         "deleted a durable this service no longer consumes",
                         extra={"durable": durable},
                     )
         for subject, handler, *_ in self._handlers:
-            durable = base.durable_name(self.service, subject)
+            durable = durable_name(self.service, subject)
             consumer = self.broker.consumer(
                 durable, subject.wire, ack_wait=self.ack_wait, deliver_all=True
             )
@@ -370,7 +169,7 @@ class InMemoryBus(base.BusCore):
             self._consuming.append(consumer)
             self._tasks.append(asyncio.create_task(self._consume(consumer, handler)))
 
-    def _reconcile(self, consumer: _Consumer, subject: Subject) -> None:
+    def _reconcile(self, consumer: Consumer, subject: Subject) -> None:
         """Bring an existing durable to this bus's settings, as JetStreamBus does on the server."""
         if not consumer.deliver_all:
             log.error(
@@ -380,7 +179,7 @@ class InMemoryBus(base.BusCore):
             return
         consumer.filters = {subject.wire, redrive_subject(subject.wire, consumer.name)}
         consumer.ack_wait = self.ack_wait
-        consumer.max_deliver = base.UNLIMITED
+        consumer.max_deliver = UNLIMITED
 
     async def close(self) -> None:
         await self._stop_tasks()
@@ -396,7 +195,7 @@ class InMemoryBus(base.BusCore):
     async def publish_raw(self, subject: str, payload: bytes, *, msg_id: str) -> None:
         try:
             self.broker.append(subject, payload, msg_id, tracing.headers())
-        except base.PublishRefused as refused:
+        except PublishRefused as refused:
             publish_refused(self.service, refused.stream, refused.reason)
             raise
         published(self.service, subject)
@@ -404,7 +203,7 @@ class InMemoryBus(base.BusCore):
     async def consumer_lag(self) -> dict[str, tuple[int, int]]:
         lag: dict[str, tuple[int, int]] = {}
         for subject, _ in self._handlers:
-            consumer = self.broker.consumers.get(base.durable_name(self.service, subject))
+            consumer = self.broker.consumers.get(durable_name(self.service, subject))
             if consumer is not None:
                 flying = len(consumer.in_flight)
                 lag[consumer.name] = (len(consumer.queue) - flying, flying)
@@ -413,10 +212,10 @@ class InMemoryBus(base.BusCore):
     async def ready(self) -> bool:
         return self.broker.available
 
-    async def dead_letters(self) -> list[base.DeadLetter]:
+    async def dead_letters(self) -> list[DeadLetter]:
         return [d for d in self.broker.dead if d.service == self.service]
 
-    async def redrive(self, seq: int) -> base.DeadLetter | None:
+    async def redrive(self, seq: int) -> DeadLetter | None:
         return self.broker.redrive(seq)
 
     async def drain(self, timeout: float = 5.0) -> None:
@@ -427,7 +226,7 @@ class InMemoryBus(base.BusCore):
                 raise TimeoutError("in-memory bus did not drain")
             await asyncio.sleep(0.001)
 
-    def _take(self, consumer: _Consumer) -> _Pending | None:
+    def _take(self, consumer: Consumer) -> Pending | None:
         now = time.monotonic()
         me = id(self)
         consumer.asked_at[me] = now
@@ -459,7 +258,7 @@ class InMemoryBus(base.BusCore):
         consumer.in_flight[item.seq] = (now + consumer.ack_wait, item.deliveries)
         return item
 
-    async def _consume(self, consumer: _Consumer, handler: base.Handler) -> None:
+    async def _consume(self, consumer: Consumer, handler: Handler) -> None:
         lanes = self._new_lanes()
         while True:
             await self.dispatcher.wait_open(consumer.name)

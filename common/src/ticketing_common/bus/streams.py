@@ -41,6 +41,26 @@ from typing import Literal
 
 from ticketing_common.events import Subject
 
+__all__ = [
+    "ALL_SUBJECTS",
+    "CONSUMERS",
+    "DEAD_LETTER_PREFIX",
+    "DEAD_LETTER_STREAM",
+    "DEFAULT_MAX_BYTES",
+    "REDRIVE_PREFIX",
+    "STORE_BYTES",
+    "STREAMS",
+    "ContractMismatch",
+    "Retention",
+    "StreamSpec",
+    "check_contract",
+    "durable_name",
+    "original_subject",
+    "redrive_subject",
+    "stream_for",
+    "stream_specs",
+]
+
 DEAD_LETTER_STREAM = "DEADLETTER"
 DEAD_LETTER_PREFIX = "deadletter"
 REDRIVE_PREFIX = "redrive"
@@ -157,6 +177,11 @@ def stream_for(subject: str) -> str:
             if subject.startswith(prefix) and len(subject) > len(prefix):
                 return spec.name
     raise KeyError(f"no stream holds subject {subject!r}")
+
+
+def durable_name(service: str, subject: Subject) -> str:
+    """One durable consumer per service and subject: `orders-ticket-created`."""
+    return f"{service}-{subject.wire.replace('.', '-')}"
 
 
 def redrive_subject(subject: str, durable: str) -> str:

@@ -17,6 +17,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ticketing_common.asgi import HttpMiddleware, TrackedSend
 from ticketing_common.telemetry import metrics, tracing
 
+__all__ = [
+    "METRICS_PATH",
+    "NOT_TRACED",
+    "HttpTelemetry",
+    "route_of",
+]
+
 NOT_TRACED = frozenset({"/healthz", "/readyz"})
 METRICS_PATH = "/metrics"
 # The route label of a request that matched no route (a 404): never the raw path, which would

@@ -25,6 +25,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
+__all__ = [
+    "JsonLinesExporter",
+]
+
 # Enum members' `.name` is a property lookup each time: named once here.
 _KINDS = {kind: kind.name for kind in SpanKind}
 _STATUSES = {code: code.name for code in StatusCode}
@@ -32,7 +36,7 @@ _STATUSES = {code: code.name for code in StatusCode}
 _ENCODER = json.JSONEncoder(default=str, check_circular=False)
 
 
-def span_record(span: ReadableSpan) -> dict[str, Any]:
+def _span_record(span: ReadableSpan) -> dict[str, Any]:
     """One span as its JSON line holds it."""
     context = span.get_span_context()
     parent = span.parent
@@ -60,7 +64,7 @@ class JsonLinesExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        text = "".join(_ENCODER.encode(span_record(s)) + "\n" for s in spans)
+        text = "".join(_ENCODER.encode(_span_record(s)) + "\n" for s in spans)
         try:
             with self._lock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

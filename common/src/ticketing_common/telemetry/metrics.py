@@ -28,6 +28,29 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+__all__ = [
+    "CONSUMER_ACK_PENDING",
+    "CONSUMER_PENDING",
+    "DELIVERIES_HELD",
+    "EVENTS_CONSUMED",
+    "EVENTS_DEAD_LETTERED",
+    "EVENTS_PUBLISHED",
+    "EVENTS_REDELIVERED",
+    "EXPIRY_FIRED",
+    "EXPIRY_FIRING_DELAY",
+    "EXPIRY_SCHEDULED",
+    "EXPIRY_WAITING",
+    "FIRING_BUCKETS",
+    "HANDLING_DURATION",
+    "HTTP_DURATION",
+    "HTTP_REQUESTS",
+    "OUTBOX_OLDEST_AGE",
+    "OUTBOX_PENDING",
+    "PUBLISH_REFUSED",
+    "STRIPE_DURATION",
+    "STRIPE_REQUESTS",
+]
+
 PREFIX = "ticketing_"
 
 # Latency buckets for requests and handlers: 2.5 ms to 10 s.

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ticketing_common.outbox import OUTBOX, PENDING
 from ticketing_common.telemetry import metrics
+
+__all__ = [
+    "ScrapeHook",
+    "metrics_router",
+]
 
 log = logging.getLogger("ticketing.telemetry")
 
@@ -33,35 +35,17 @@ RuntimeT = TypeVar("RuntimeT")
 ScrapeHook: TypeAlias = Callable[[RuntimeT], Awaitable[None]]
 
 SCRAPE_HOOK_TIMEOUT = 2.0
-# The oldest pending event is looked for among this many pending documents, oldest first.
-OLDEST_SCAN = 100
 
 
 async def outbox_state(runtime: Any) -> None:
-    """Per outbox collection: documents with events pending, and the oldest event's age."""
-    db, service = runtime.db, runtime.bus.service
-    if db is None:
+    """Per outbox collection: documents with events pending, and the oldest event's age (read
+    by the relay, which knows the outbox's fields: telemetry imports no outbox module)."""
+    if runtime.db is None:
         return
-    now = time.time()
-    for name in runtime.relay.collections:
-        coll = db[name]
-        pending = await coll.count_documents({PENDING: True})
-        oldest = now
-        if pending:
-            cursor = coll.find({PENDING: True}, {OUTBOX: 1}).sort("_id", 1).limit(OLDEST_SCAN)
-            async for doc in cursor:
-                for entry in doc.get(OUTBOX) or []:
-                    oldest = min(oldest, _occurred(entry, now))
+    service = runtime.bus.service
+    async for name, pending, age in runtime.relay.backlog():
         metrics.OUTBOX_PENDING.labels(service, name).set(pending)
-        metrics.OUTBOX_OLDEST_AGE.labels(service, name).set(max(now - oldest, 0.0))
-
-
-def _occurred(entry: Any, default: float) -> float:
-    when = entry.get("occurredAt") if isinstance(entry, dict) else None
-    try:
-        return datetime.fromisoformat(str(when)).timestamp() if when else default
-    except ValueError:
-        return default
+        metrics.OUTBOX_OLDEST_AGE.labels(service, name).set(age)
 
 
 async def consumer_lag(runtime: Any) -> None:
@@ -75,7 +59,7 @@ async def consumer_lag(runtime: Any) -> None:
 COMMON_HOOKS: tuple[ScrapeHook[Any], ...] = (outbox_state, consumer_lag)
 
 
-async def refresh(runtime: Any, hooks: Sequence[ScrapeHook[Any]]) -> None:
+async def _refresh(runtime: Any, hooks: Sequence[ScrapeHook[Any]]) -> None:
     for hook in (*COMMON_HOOKS, *hooks):
         try:
             await asyncio.wait_for(hook(runtime), SCRAPE_HOOK_TIMEOUT)
@@ -91,7 +75,7 @@ def metrics_router(hooks: Sequence[ScrapeHook[Any]] = ()) -> APIRouter:
         """The process's metrics in the Prometheus text format."""
         runtime = getattr(request.app.state, "runtime", None)
         if runtime is not None:
-            await refresh(runtime, hooks)
+            await _refresh(runtime, hooks)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -18,6 +18,13 @@ from opentelemetry.trace import SpanKind
 
 from ticketing_common.telemetry import metrics, tracing
 
+__all__ = [
+    "StripeCall",
+    "observe_stripe",
+    "operation",
+    "outcome_of",
+]
+
 # A Stripe object id in a path: `pi_3Mt...`, `ch_...`, `re_...`.
 _ID = re.compile(r"^[a-z]{2,6}_[A-Za-z0-9]+$")
 

@@ -1,13 +1,16 @@
 """Traces: OpenTelemetry spans that follow an order across the services.
 
 One tracer per service (a process is one service, but tests run several in one process), set up
-when the service starts (`configure`) from its settings:
+when the service starts (`configure`) from the OpenTelemetry SDK's own variables, which the SDK
+reads from the environment itself, and the service's TRACES_DIR:
 - OTEL_SDK_DISABLED=true: no tracer at all. Every helper here is then a no-op that costs a dict
   lookup, and no trace context is passed on (what `make bench` measures against).
-- OTEL_EXPORTER_OTLP_ENDPOINT: spans are exported over OTLP/HTTP, in batches.
+- OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT): spans are exported over
+  OTLP/HTTP, in batches.
 - TRACES_DIR: each span is also written as a JSON line (`jsonlines`); `make trace` reads them.
 - neither: spans are still made (logs carry their ids, the context travels) but kept nowhere.
 OTEL_TRACES_SAMPLER_ARG keeps that share of new traces (a continued trace follows its parent).
+docs/settings.md lists them with every other setting.
 
 How the W3C trace context (`traceparent`, `tracestate`) travels with an order:
 - HTTP: a request's `traceparent` header is the parent of its span (`http.py`).
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,22 +37,16 @@ from typing import Any, TypedDict
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_TRACES_SAMPLER_ARG,
+)
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
-from opentelemetry.trace import (
-    Link,
-    NonRecordingSpan,
-    Span,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    Tracer,
-)
+from opentelemetry.trace import Link, NoOpTracer, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -62,7 +60,29 @@ from ticketing_common.events import (
     TicketUpdated,
 )
 from ticketing_common.settings import ServiceSettings
+from ticketing_common.telemetry._unsampled import not_sampled
 from ticketing_common.telemetry.jsonlines import JsonLinesExporter
+
+__all__ = [
+    "ORDER_ID",
+    "TICKET_ID",
+    "TRACE_FIELD",
+    "TraceCarrier",
+    "TraceContextFilter",
+    "Tracing",
+    "annotate_event",
+    "carrier",
+    "configure",
+    "context_of",
+    "continued",
+    "headers",
+    "in_process",
+    "measured",
+    "outbox_entry",
+    "publishing",
+    "span",
+    "tracer",
+]
 
 # Where a stored trace context lives: in an outbox entry, a replica document, a job's kwargs.
 TRACE_FIELD = "_trace"
@@ -75,9 +95,6 @@ _providers: dict[str, TracerProvider] = {}
 # Per service: the share of new traces kept (OTEL_TRACES_SAMPLER_ARG), as the bound under which
 # a trace id's low 64 bits are kept (TraceIdRatioBased's rule).
 _kept: dict[str, int] = {}
-_IDS = RandomIdGenerator()
-# A span that is not sampled, as the SDK flags one: its trace id is random (W3C level 2).
-_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
 
 
 class TraceCarrier(TypedDict, total=False):
@@ -116,44 +133,77 @@ def configure(
     batch: bool = True,
     processors: Sequence[SpanProcessor] = (),
 ) -> Tracing:
-    """Set up `service`'s tracer from its settings (replacing an earlier one in this process).
+    """Set up `service`'s tracer (replacing an earlier one in this process).
+
+    The OpenTelemetry SDK reads its own variables from the environment as it is now (a test
+    sets them before this call): OTEL_SDK_DISABLED, OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT and
+    the exporter's other OTEL_EXPORTER_OTLP_* options, OTEL_RESOURCE_ATTRIBUTES. The share of new
+    traces kept is OTEL_TRACES_SAMPLER_ARG (`_kept_share`); the settings give TRACES_DIR.
 
     `process` names the JSON lines file when it is not the service (the expiration worker);
     `batch=False` exports each span as it ends (a short-lived process); `processors` are added
     as they are (tests).
     """
-    if settings.otel_sdk_disabled:
+    share = _kept_share()  # an invalid share stops the service here, whether tracing is on or not
+    provider = TracerProvider(
+        # The service's own name, whatever OTEL_SERVICE_NAME says: tests run several services in
+        # one process, and spans are told apart by it.
+        resource=Resource.create({SERVICE_NAME: service}),
+        # A new trace is kept or not by `span` (the share `_kept_share`) before the SDK sees it:
+        # what reaches the SDK without a parent is kept. A child follows its parent's choice,
+        # here and in `span`.
+        sampler=ParentBased(ALWAYS_ON),
+        shutdown_on_exit=False,
+    )
+    made = provider.get_tracer("ticketing")
+    if isinstance(made, NoOpTracer):  # OTEL_SDK_DISABLED=true, as the SDK read it
         _providers.pop(service, None)
         _tracers.pop(service, None)
         _kept.pop(service, None)
         return Tracing(service, None)
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service}),
-        # A new trace is kept or not by `span` (the share `otel_traces_sampler_arg`) before
-        # the SDK sees it: what reaches the SDK without a parent is kept. A child follows its
-        # parent's choice, here and in `span`.
-        sampler=ParentBased(ALWAYS_ON),
-        shutdown_on_exit=False,
-    )
-    exporters: list[SpanExporter] = []
-    if settings.otel_exporter_otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        base = settings.otel_exporter_otlp_endpoint.rstrip("/")
-        exporters.append(OTLPSpanExporter(endpoint=f"{base}/v1/traces"))
-    if settings.traces_dir:
-        path = Path(settings.traces_dir) / f"{process or service}.jsonl"
-        exporters.append(JsonLinesExporter(path))
-    for exporter in exporters:
+    for exporter in _exporters(settings, process or service):
         provider.add_span_processor(
             BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
         )
     for processor in processors:
         provider.add_span_processor(processor)
     _providers[service] = provider
-    _tracers[service] = provider.get_tracer("ticketing")
-    _kept[service] = TraceIdRatioBased.get_bound_for_rate(settings.otel_traces_sampler_arg)
+    _tracers[service] = made
+    _kept[service] = TraceIdRatioBased.get_bound_for_rate(share)
     return Tracing(service, provider)
+
+
+def _kept_share() -> float:
+    """The share of new traces kept, 0 to 1: OTEL_TRACES_SAMPLER_ARG (unset: every trace).
+
+    Read here rather than by the SDK, whose own sampler applies it only under
+    OTEL_TRACES_SAMPLER=traceidratio: the not-sampled short cut in `span` decides, whatever
+    OTEL_TRACES_SAMPLER says. Raises ValueError when it is not a number from 0 to 1.
+    """
+    raw = os.environ.get(OTEL_TRACES_SAMPLER_ARG, "").strip()
+    refused = ValueError(f"{OTEL_TRACES_SAMPLER_ARG} must be a number from 0 to 1, not {raw!r}")
+    try:
+        share = float(raw) if raw else 1.0
+    except ValueError:
+        raise refused from None
+    if not 0.0 <= share <= 1.0:  # NaN too
+        raise refused
+    return share
+
+
+def _exporters(settings: ServiceSettings, file_name: str) -> list[SpanExporter]:
+    """Where spans go: the OTLP collector the environment names (the SDK's exporter reads its
+    address and options itself), and TRACES_DIR's `<file_name>.jsonl`."""
+    exporters: list[SpanExporter] = []
+    if os.environ.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or os.environ.get(
+        OTEL_EXPORTER_OTLP_ENDPOINT
+    ):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporters.append(OTLPSpanExporter())
+    if settings.traces_dir:
+        exporters.append(JsonLinesExporter(Path(settings.traces_dir) / f"{file_name}.jsonl"))
+    return exporters
 
 
 @contextlib.contextmanager
@@ -284,7 +334,8 @@ def span(
     context = context_of(parent)
     if context is None and root:
         context = otel_context.Context()
-    dropped = _not_sampled(service, context)
+    # The not-sampled short cut (`_unsampled`): a span not sampled is made without the SDK.
+    dropped = not_sampled(service, context, _kept)
     if dropped is not None:
         token = otel_context.attach(trace.set_span_in_context(dropped, context))
         try:
@@ -296,33 +347,6 @@ def span(
         name, context=context, kind=kind, attributes=attributes, links=links
     ) as current:
         yield current
-
-
-def _not_sampled(service: str, context: otel_context.Context | None) -> Span | None:
-    """The span to make under `context` (None: the current one) if it is not sampled, made
-    here; None if it is, for the SDK to make.
-
-    A span that is not sampled records nothing, but the SDK still spent ~10 us on one (its
-    sampler, id generator, self-metrics, `use_span`): a third of what tracing added to every
-    request with no trace kept. This makes the same span, with the same ids and flags, for
-    the cost of two random numbers and a context switch.
-    """
-    parent = trace.get_current_span(context).get_span_context()
-    if parent.is_valid:
-        if parent.trace_flags.sampled:
-            return None
-        # ParentBased: the child of a span not sampled is not sampled either.
-        trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state
-    else:
-        # TraceIdRatioBased's rule, on a trace id of our own.
-        trace_id = _IDS.generate_trace_id()
-        if trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < _kept[service]:
-            return None  # a new trace kept: the SDK's sampler keeps what has no parent
-        flags, state = _NOT_SAMPLED, None
-    span_context = SpanContext(
-        trace_id, _IDS.generate_span_id(), is_remote=False, trace_flags=flags, trace_state=state
-    )
-    return NonRecordingSpan(span_context)
 
 
 @contextlib.contextmanager

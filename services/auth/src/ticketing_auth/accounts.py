@@ -9,30 +9,13 @@ from cachetools import TTLCache
 from pymongo.errors import DuplicateKeyError
 
 from ticketing_auth import repository
+from ticketing_auth.errors import EmailInUseError, InvalidCredentialsError
 from ticketing_auth.passwords import Passwords
 from ticketing_auth.repository import UserDoc
 from ticketing_auth.throttle import Throttle
 from ticketing_common.auth import UserClaims
 from ticketing_common.mongo import Database
 from ticketing_common.outbox import Outbox
-
-
-class AccountError(ValueError):
-    """A sign-up or sign-in refused, with the message the user sees."""
-
-    message = ""
-
-
-class EmailInUseError(AccountError):
-    """Someone already signed up with this email."""
-
-    message = "Email in use"
-
-
-class InvalidCredentialsError(AccountError):
-    """Unknown email or wrong password: deliberately one error, answered in the same time."""
-
-    message = "Invalid credentials"
 
 
 @dataclass(frozen=True)
@@ -47,8 +30,9 @@ class Credentials:
 async def sign_up(
     outbox: Outbox, passwords: Passwords, throttle: Throttle, credentials: Credentials
 ) -> UserDoc:
-    """A new account (user:created is published with it); TooManyAttemptsError before any
-    hashing when the address or the email has tried too often."""
+    """A new account (user:created is published with it); EmailInUseError, or
+    TooManyAttemptsError before any hashing when the address or the email has tried too
+    often."""
     email = credentials.email
     await throttle.attempt("signup", address=credentials.address, email=email)
     password_hash = await passwords.hash(credentials.password)
@@ -56,7 +40,7 @@ async def sign_up(
         user = await repository.create_user(outbox, email=email, password_hash=password_hash)
     except DuplicateKeyError:
         # The unique index decides: of two concurrent sign-ups of one email exactly one wins.
-        raise EmailInUseError(email) from None
+        raise EmailInUseError() from None
     await throttle.succeeded("signup", address=credentials.address, email=email)
     return user
 
@@ -74,7 +58,7 @@ async def sign_in(
     ok = await passwords.verify(credentials.password, repository.password_hash_of(user))
     if user is None or not ok:
         # Already counted as a failure (every attempt is, until it succeeds).
-        raise InvalidCredentialsError(email)
+        raise InvalidCredentialsError()
     await throttle.succeeded("signin", address=credentials.address, email=email)
     return user
 

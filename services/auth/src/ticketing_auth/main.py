@@ -9,7 +9,8 @@ from ticketing_auth.settings import Settings, get_settings
 from ticketing_common.limits import Line
 from ticketing_common.service import ServiceSpec
 
-# The routes that hash a password (Argon2id: tens of ms of a core each).
+# The routes that hash a password (Argon2id: a core's time each, see BENCHMARKS.md,
+# "currentuser during a sign-in burst (issue 21, item 4)").
 HASHING_PATHS = frozenset({"/api/users/signup", "/api/users/signin"})
 
 

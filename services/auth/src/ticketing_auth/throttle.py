@@ -1,6 +1,7 @@
 """Rate limits on signing in and signing up, so that a few clients cannot keep the service's
-cores busy hashing passwords (each Argon2id hash costs tens of ms of a core and
-`ARGON2_MEMORY_KIB` of memory), nor guess a password, nor lock its owner out.
+cores busy hashing passwords (each Argon2id hash costs a core's time and `ARGON2_MEMORY_KIB` of
+memory: see BENCHMARKS.md, "currentuser during a sign-in burst (issue 21, item 4)"), nor guess a
+password, nor lock its owner out.
 
 Every count is taken before any password is hashed. A sign-in is counted, in moving windows
 (`limits`, e.g. "10/minute;100/hour"):
@@ -52,6 +53,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from ticketing_auth.errors import TooManyAttemptsError
 from ticketing_auth.settings import Settings
 
 log = logging.getLogger("ticketing.auth.throttle")
@@ -67,14 +69,6 @@ KNOWN_PER_ACCOUNT = 20
 # its memory whatever a spray sends.
 LOCAL_ENTRIES = 100_000
 T = TypeVar("T")
-
-
-class TooManyAttemptsError(Exception):
-    """Over a limit: `retry_after` seconds until an attempt is let through again."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"retry after {retry_after} s")
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

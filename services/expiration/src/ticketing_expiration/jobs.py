@@ -6,10 +6,11 @@ duplicated job publishes the same id, which JetStream drops within its de-duplic
 raises, so RQ retries the job.
 
 The worker runs jobs in its own process (no fork per job: forking, setting up tracing and
-connecting to NATS cost ~30 ms a job, and a burst of 1,000 expiries queued behind each other), so
-one NATS connection serves every job of the process, on an event loop of its own that runs only
-while a job publishes. A connection that went stale meanwhile (the server closes one whose pings
-go unanswered while no job runs) fails the publish, which is tried once more on a new one.
+connecting to NATS for every job made a burst of expiries queue behind each other; see
+BENCHMARKS.md, "Between 1eddfd6 and PREVIOUS"), so one NATS connection serves every job of the
+process, on an event loop of its own that runs only while a job publishes. A connection that
+went stale meanwhile (the server closes one whose pings go unanswered while no job runs) fails
+the publish, which is tried once more on a new one.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def expire(
 
 
 def expire_order(order_id: str, due_at: str, trace: TraceCarrier | None = None) -> str:
-    """The RQ job (see `repository.EXPIRE_JOB`): arguments as JSON-serialised at scheduling.
+    """The RQ job (see `job_guard.EXPIRE_JOB`): arguments as JSON-serialised at scheduling.
 
     (Jobs scheduled before the grace existed carry the expiresAt itself: due then.) `trace` is
     the context of the handler that scheduled it: the job's span continues the order's trace.

@@ -25,9 +25,9 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ticketing_common.bus import Dependency, DependencyUnavailable
-from ticketing_common.events import Event, OrderCancelled, OrderCreated, Subject
+from ticketing_common.events import Event, OrderCancelled, OrderCreated
 from ticketing_common.mongo import as_utc
-from ticketing_common.service import EventHandler
+from ticketing_common.service import Handlers, handles
 from ticketing_common.telemetry import metrics, tracing
 from ticketing_expiration import repository
 from ticketing_expiration.runtime import ExpirationRuntime
@@ -86,7 +86,8 @@ async def on_order_cancelled(runtime: ExpirationRuntime, event: Event[OrderCance
     log.info("order cancelled", extra={"order": data.id, "job_dropped": dropped})
 
 
-HANDLERS: dict[Subject, EventHandler[ExpirationRuntime]] = {
-    Subject.ORDER_CREATED: on_order_created,
-    Subject.ORDER_CANCELLED: on_order_cancelled,
-}
+# Both keep their state in Redis: Redis down holds them (see the module's docstring).
+HANDLERS: Handlers[ExpirationRuntime] = Handlers(
+    handles(OrderCreated, on_order_created, needs={Dependency.REDIS}),
+    handles(OrderCancelled, on_order_cancelled, needs={Dependency.REDIS}),
+)

@@ -12,8 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from redis import Redis
 
-from ticketing_common.bus import Bus, Dependency
-from ticketing_common.events import Subject
+from ticketing_common.bus import Bus
 from ticketing_common.service import ServiceSpec
 from ticketing_expiration import firing, listeners
 from ticketing_expiration.runtime import ExpirationRuntime, opener
@@ -35,12 +34,8 @@ def build_spec(redis: Redis | None = None) -> ServiceSpec[Settings, ExpirationRu
         name="expiration",
         routers=[],
         open_runtime=opener(redis),
+        # Both need Redis, where they keep their state (see listeners).
         handlers=listeners.HANDLERS,
-        # Both handlers keep their state in Redis: Redis down holds them (see listeners).
-        needs={
-            Subject.ORDER_CREATED: frozenset({Dependency.REDIS}),
-            Subject.ORDER_CANCELLED: frozenset({Dependency.REDIS}),
-        },
         uses_mongo=False,
         readiness_checks=[redis_ready],
         scrape_hooks=[firing.refresh],

@@ -7,27 +7,23 @@ scheduling run as one optimistic transaction (WATCH/MULTI), so two processes han
 event concurrently still schedule one job. A cancelled order leaves a marker for a day: it stops
 an order:created that arrives after its order:cancelled (separate consumers, any order) and a job
 that was already on its way to a worker.
+
+What a worker may run of what it finds in Redis is `job_guard`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from redis import Redis
 from redis.exceptions import WatchError
 from rq import Queue, Retry
-from rq.exceptions import DeserializationError
-from rq.job import JOB_ID_PATTERN, Job
-from rq.serializers import JSONSerializer
-from rq.types import FailureCallbackType, SuccessCallbackType
+from rq.job import JOB_ID_PATTERN
 
 from ticketing_common.telemetry.tracing import TraceCarrier
+from ticketing_expiration.job_guard import EXPIRE_JOB
 
-# The job function, by name: what a worker imports (and no import cycle with jobs.py).
-EXPIRE_JOB = "ticketing_expiration.jobs.expire_order"
 JOB_PREFIX = "expire-"
 CANCELLED_PREFIX = "ticketing:expiration:cancelled:"
 CANCELLED_TTL_SECONDS = 24 * 3600
@@ -43,65 +39,6 @@ RETRY_MAX = 24 * 60
 
 def connect(url: str) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
-
-
-class RefusedJob(Exception):
-    """A job in Redis that is not an expiry job as this service writes it: never run."""
-
-
-def refusal(job: Job) -> str | None:
-    """Why a worker must not run `job`, or None if it is an expiry job as `schedule_expiry`
-    writes it: the expiry function, by name, with (order id, due time) and at most a trace.
-
-    RQ imports and calls whatever function a job's hash names: whoever can write to Redis could
-    otherwise run any code in the worker (`os.system`...). Read from the job's data only:
-    nothing is imported to decide.
-    """
-    try:
-        func_name, instance, args, kwargs = job.func_name, job.instance, job.args, job.kwargs
-    except DeserializationError:
-        return "its data is not JSON this service wrote"
-    if func_name != EXPIRE_JOB or instance is not None:
-        return f"it names {func_name!r}, not the expiry job"
-    if len(args) != 2 or not all(isinstance(a, str) for a in args):
-        return "its arguments are not an order id and a due time"
-    if not isinstance(kwargs, dict) or not set(kwargs) <= {"trace"}:
-        return "its keyword arguments are not the expiry job's"
-    if job.webhooks:
-        return "it names webhooks"
-    return None
-
-
-class ExpiryJob(Job):
-    """RQ's job, running nothing but the expiry job (see `refusal`) and never a callback: the
-    expiry job has none, so a callback named in Redis is never imported, wherever RQ would call
-    it (after a run, or when its maintenance finds a job abandoned)."""
-
-    @property
-    def func(self) -> Callable[..., Any] | None:
-        reason = refusal(self)
-        if reason is not None:
-            raise RefusedJob(f"job {self.id} refused: {reason}")
-        found: Callable[..., Any] | None = super().func
-        return found
-
-    @property
-    def success_callback(self) -> SuccessCallbackType | None:
-        return None
-
-    @property
-    def failure_callback(self) -> FailureCallbackType | None:
-        return None
-
-    @property
-    def stopped_callback(self) -> Callable[[Job, Redis], Any] | None:
-        return None
-
-
-def make_queue(redis: Redis, name: str) -> Queue:
-    # JSON, not RQ's default pickle: what a worker loads from Redis is data, never code; and
-    # jobs as ExpiryJob, which runs nothing but the expiry job.
-    return Queue(name, connection=redis, serializer=JSONSerializer, job_class=ExpiryJob)
 
 
 def _key_part(order_id: str) -> str:

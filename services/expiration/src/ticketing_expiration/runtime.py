@@ -12,7 +12,7 @@ from redis import Redis
 from rq import Queue
 
 from ticketing_common.service import OpenRuntime, Runtime
-from ticketing_expiration import repository
+from ticketing_expiration import job_guard, repository
 from ticketing_expiration.settings import Settings
 
 
@@ -30,7 +30,7 @@ def opener(redis: Redis | None = None) -> OpenRuntime[Settings, ExpirationRuntim
     @contextlib.asynccontextmanager
     async def open_runtime(shared: Runtime[Settings]) -> AsyncIterator[ExpirationRuntime]:
         client = redis if redis is not None else repository.connect(shared.settings.redis_url)
-        queue = repository.make_queue(client, shared.settings.queue_name)
+        queue = job_guard.make_queue(client, shared.settings.queue_name)
         try:
             yield ExpirationRuntime(**shared.shared(), redis=client, queue=queue)
         finally:

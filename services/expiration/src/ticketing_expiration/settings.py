@@ -1,29 +1,36 @@
-"""Expiration settings: the common ones plus Redis, the RQ queue and the worker's timings."""
+"""Expiration settings: the common ones plus Redis, the RQ queue, when an expiry fires and the
+worker's timings."""
 
 from __future__ import annotations
 
 from functools import cache
 
-from pydantic import NonNegativeFloat
+from ticketing_common.settings import (
+    ExpiryGraceKnobs,
+    RedisKnobs,
+    ServiceSettings,
+    Tuning,
+)
 
-from ticketing_common.settings import ServiceSettings
 
+class ExpirationKnobs(RedisKnobs, ExpiryGraceKnobs):
+    """What a deployer sets for expiration (its service and its worker alike): REDIS_URL, where
+    the expiry jobs wait; EXPIRY_GRACE_SECONDS (shared with orders), how long after an order's
+    expiresAt its expiry fires."""
 
-class Settings(ServiceSettings):
-    service_name: str = "expiration"
-
-    redis_url: str = "redis://127.0.0.1:6379/0"
     queue_name: str = "expiration"
+    """The RQ queue the service schedules expiries on and the worker takes them from (the same
+    for both)."""
+    worker_alive_file: str = ""
+    """A file the worker touches while its loop turns, for a liveness probe
+    (`python -m ticketing_expiration.alive FILE SECONDS`); unset: none."""
 
-    # An order's expiry fires this long after its expiresAt (EXPIRY_GRACE_SECONDS): a buyer may
-    # pay up to expiresAt, and the payment:created of a payment accepted at the last moment must
-    # reach orders before expiration:complete does, or orders cancels a paid-for order (whose
-    # authorization is then voided: no money taken, but no sale either).
-    expiry_grace_seconds: NonNegativeFloat = 5.0
+
+class ExpirationTuning(Tuning):
+    """How the expiry job and the worker run."""
 
     # How long the job waits for NATS before failing; a failed job is retried by RQ.
     nats_connect_timeout_seconds: float = 5.0
-
     # RQ's scheduler dies with its Redis connection (a Redis restart) and the worker revives it
     # only from its maintenance tasks, which it runs at most every `maintenance_interval` and
     # only between two blocking dequeues (each `worker_ttl - 15` s long): both kept short so
@@ -32,9 +39,12 @@ class Settings(ServiceSettings):
     worker_dequeue_timeout_seconds: int = 1
     # RQ logs every job and every maintenance run at INFO; ours logs each expiry itself.
     worker_log_level: str = "WARNING"
-    # A file the worker touches while its loop turns, for a liveness probe
-    # (`python -m ticketing_expiration.alive FILE SECONDS`); empty: none.
-    worker_alive_file: str = ""
+
+
+class Settings(ExpirationTuning, ExpirationKnobs, ServiceSettings):
+    """Expiration's settings (the service's and the worker's)."""
+
+    service_name: str = "expiration"
 
 
 @cache

@@ -25,7 +25,7 @@ from rq.worker import WorkerStatus
 
 from ticketing_common.logs import configure_logging
 from ticketing_common.telemetry import tracing
-from ticketing_expiration import alive, repository
+from ticketing_expiration import alive, job_guard, repository
 from ticketing_expiration.settings import Settings, get_settings
 
 log = logging.getLogger("ticketing.expiration")
@@ -56,9 +56,9 @@ class ExpirationWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run the job if it is an expiry job; drop anything else, unrun (see
-        `repository.refusal`): logged, and deleted rather than failed, so no retry or failed
+        `job_guard.refusal`): logged, and deleted rather than failed, so no retry or failed
         registry keeps it around to be run by another worker or re-queued by hand."""
-        reason = repository.refusal(job)
+        reason = job_guard.refusal(job)
         if reason is None:
             super().execute_job(job, queue)
             return
@@ -75,10 +75,10 @@ class ExpirationWorker(SimpleWorker):
 
 def build_worker(redis: Redis, settings: Settings) -> ExpirationWorker:
     worker = ExpirationWorker(
-        [repository.make_queue(redis, settings.queue_name)],
+        [job_guard.make_queue(redis, settings.queue_name)],
         connection=redis,
         serializer=JSONSerializer,
-        job_class=repository.ExpiryJob,
+        job_class=job_guard.ExpiryJob,
         maintenance_interval=settings.worker_maintenance_interval_seconds,
         worker_ttl=_RQ_TTL_MARGIN + settings.worker_dequeue_timeout_seconds,
         job_monitoring_interval=5,
@@ -150,7 +150,7 @@ def main() -> None:
     logging.getLogger("ticketing.bus").setLevel(logging.ERROR)
     # The job's module, imported once here (with its tracing and NATS libraries), and tracing
     # set up once for every job this process runs.
-    importlib.import_module(repository.EXPIRE_JOB.rpartition(".")[0])
+    importlib.import_module(job_guard.EXPIRE_JOB.rpartition(".")[0])
     traces = tracing.configure("expiration", settings, process="expiration-worker")
     try:
         run(settings)

@@ -14,12 +14,11 @@ from ticketing_common.events import (
     Event,
     PaymentCreated,
     PaymentWindowClosed,
-    Subject,
     TicketCreated,
     TicketUpdated,
 )
 from ticketing_common.mongo import parse_object_id
-from ticketing_common.service import EventHandler
+from ticketing_common.service import Handlers, handles
 from ticketing_orders import replica, state
 from ticketing_orders.runtime import OrdersRuntime
 
@@ -88,9 +87,9 @@ async def on_payment_created(runtime: OrdersRuntime, event: Event[PaymentCreated
         )
 
 
-HANDLERS: dict[Subject, EventHandler[OrdersRuntime]] = {
-    Subject.TICKET_CREATED: on_ticket_created,
-    Subject.TICKET_UPDATED: on_ticket_updated,
-    Subject.PAYMENT_CREATED: on_payment_created,
-    Subject.PAYMENT_WINDOW_CLOSED: on_payment_window_closed,
-}
+HANDLERS: Handlers[OrdersRuntime] = Handlers(
+    handles(TicketCreated, on_ticket_created),
+    handles(TicketUpdated, on_ticket_updated),
+    handles(PaymentCreated, on_payment_created),
+    handles(PaymentWindowClosed, on_payment_window_closed),
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ticketing_common.service import ServiceSpec
-from ticketing_orders import listeners, state
+from ticketing_orders import listeners, repository
 from ticketing_orders.api.routes import orders
 from ticketing_orders.runtime import open_runtime
 from ticketing_orders.settings import get_settings
@@ -13,9 +13,9 @@ SPEC = ServiceSpec(
     routers=[orders.router],
     open_runtime=open_runtime,
     handlers=listeners.HANDLERS,
-    indexes=state.INDEXES,
+    indexes=repository.INDEXES,
     settings=get_settings,
-    outbox_collections=[state.ORDERS],
+    outbox_collections=[repository.ORDERS],
 )
 
 create_app = SPEC.create_app

@@ -18,13 +18,18 @@ from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
 
-from ticketing_common.events import OrderCreated, OrderStatus, OrderTicketRef, new_event
-from ticketing_common.money import to_dollars
+from ticketing_common.events import OrderStatus
 from ticketing_common.mongo import Database, parse_object_id
-from ticketing_common.outbox import Outbox, strip_outbox
-from ticketing_orders import buyers, replica
+from ticketing_common.outbox import Outbox
+from ticketing_orders import buyers, replica, repository
+from ticketing_orders.errors import (
+    TicketNotFoundError,
+    TicketReservedError,
+    TooManyOpenOrdersError,
+)
 from ticketing_orders.replica import TicketReplicaDoc
-from ticketing_orders.state import ATTEMPTS, SWEEP_PAGE, OrderDoc, orders_of, outboxed_orders
+from ticketing_orders.repository import OrderDoc
+from ticketing_orders.state import ATTEMPTS
 
 log = logging.getLogger("ticketing.orders")
 
@@ -33,16 +38,11 @@ log = logging.getLogger("ticketing.orders")
 CONFIRM_PATIENCE_SECONDS = 0.25
 CONFIRM_POLL_SECONDS = 0.01
 
+# Unconfirmed orders the sweep drops per run.
+SWEEP_PAGE = 100
+
 # A pause point between the steps of a reservation: tests interleave two buyers through it.
 Pause = Callable[[str], Awaitable[None]]
-
-
-class TicketNotFoundError(Exception):
-    pass
-
-
-class TicketReservedError(Exception):
-    pass
 
 
 def _to_millis(value: datetime) -> datetime:
@@ -53,16 +53,6 @@ def _to_millis(value: datetime) -> datetime:
 
 async def _no_pause(step: str) -> None:
     return None
-
-
-async def withdraw_unconfirmed(db: Database, *, order_id: ObjectId) -> bool:
-    """Delete an order that has not confirmed its reservation; False if it confirmed first.
-
-    The compare-and-set that decides a race between a buyer confirming and another taking the
-    ticket over: one of `confirmed: False -> True` and this delete matches, never both.
-    """
-    result = await orders_of(db).delete_one({"_id": order_id, "confirmed": False})
-    return bool(result.deleted_count == 1)
 
 
 async def _holder_stands(db: Database, *, holder: str, pause: Pause) -> bool:
@@ -79,19 +69,19 @@ async def _holder_stands(db: Database, *, holder: str, pause: Pause) -> bool:
         return False
     waited_since = time.monotonic()
     for _ in range(ATTEMPTS):
-        order = await orders_of(db).find_one({"_id": order_id})
+        order = await repository.get_holder(db, order_id=order_id)
         while (
             order is not None
             and order.get("confirmed") is False
             and time.monotonic() - waited_since < CONFIRM_PATIENCE_SECONDS
         ):
             await asyncio.sleep(CONFIRM_POLL_SECONDS)
-            order = await orders_of(db).find_one({"_id": order_id})
+            order = await repository.get_holder(db, order_id=order_id)
         if order is None:
             return False
         if order.get("confirmed") is False:
             await pause("withdraw")
-            if await withdraw_unconfirmed(db, order_id=order_id):
+            if await repository.withdraw_unconfirmed(db, order_id=order_id):
                 return False
             continue  # it confirmed in the meantime: read it again
         return bool(order["status"] != OrderStatus.CANCELLED)
@@ -101,21 +91,21 @@ async def _holder_stands(db: Database, *, holder: str, pause: Pause) -> bool:
 async def reserve_ticket(
     db: Database, *, ticket_id: str, order_id: str, pause: Pause = _no_pause
 ) -> TicketReplicaDoc:
-    """Reserve the ticket for the (inserted, unconfirmed) order `order_id` and return it; raise
-    TicketReservedError if a holder that stands has it."""
+    """Reserve the ticket for the (inserted, unconfirmed) order `order_id` (`replica.take`) and
+    return it; raise TicketReservedError if a holder that stands has it."""
     for _ in range(ATTEMPTS):
         ticket = await replica.take(db, ticket_id=ticket_id, holder=None, order_id=order_id)
         if ticket is not None:
             return ticket
         current = await replica.get_ticket(db, ticket_id=ticket_id)
         if current is None:
-            raise TicketNotFoundError(ticket_id)
+            raise TicketNotFoundError()
         holder = current.get("reservedBy")
         if holder is None:
             continue  # released in the meantime: try again
         await pause("check holder")
         if await _holder_stands(db, holder=holder, pause=pause):
-            raise TicketReservedError(ticket_id)
+            raise TicketReservedError()
         await pause("take over")
         ticket = await replica.take(db, ticket_id=ticket_id, holder=holder, order_id=order_id)
         if ticket is not None:
@@ -124,7 +114,7 @@ async def reserve_ticket(
                 extra={"ticket_id": ticket_id, "from_order": holder, "order_id": order_id},
             )
             return ticket
-    raise TicketReservedError(ticket_id)
+    raise TicketReservedError()
 
 
 async def create_order(
@@ -145,9 +135,11 @@ async def create_order(
        buyer that dies from here on is given back when the buyer next finds their list full;
     3. the ticket is reserved naming it (or taken over from a holder that does not stand);
     4. the order confirms with a compare-and-set (`confirmed: False -> True`) that also writes
-       order:created to its outbox. Another buyer may withdraw an unconfirmed holder (delete it
-       with the opposite compare-and-set) and take the ticket; exactly one of the two matches.
-    A buyer that dies after 3 leaves a holder any later buyer may take over at once.
+       order:created to its outbox (`repository.confirm`). Another buyer may withdraw an
+       unconfirmed holder (delete it with the opposite compare-and-set,
+       `repository.withdraw_unconfirmed`) and take the ticket; exactly one of the two matches.
+    A buyer that dies after 3 leaves a holder any later buyer may take over at once. Each
+    write is the repository's (or the replica's) function named for its step.
     """
     db = outbox.db
     # No read of the ticket first (a round trip on every purchase): an unknown ticket is found
@@ -155,67 +147,43 @@ async def create_order(
     order_id = ObjectId()
     expires_at = _to_millis(datetime.now(UTC) + expires_in)
     await pause("insert")
-    # With an empty outbox (the outbox adds it): the confirmation appends order:created to it.
-    await outboxed_orders(outbox).insert_one(
-        {
-            "_id": order_id,
-            "userId": user_id,
-            "status": OrderStatus.CREATED.value,
-            "expiresAt": expires_at,
-            "version": 0,
-            "ticketId": ticket_id,
-            "confirmed": False,
-        }
+    await repository.insert_unconfirmed(
+        outbox, order_id=order_id, user_id=user_id, ticket_id=ticket_id, expires_at=expires_at
     )
     try:
         await buyers.take_place(db, user_id=user_id, order_id=order_id, limit=max_open)
-    except buyers.TooManyOpenOrdersError:
-        await withdraw_unconfirmed(db, order_id=order_id)
+    except TooManyOpenOrdersError:
+        await repository.withdraw_unconfirmed(db, order_id=order_id)
         raise
     try:
         await pause("reserve")
         ticket = await reserve_ticket(db, ticket_id=ticket_id, order_id=str(order_id), pause=pause)
         await pause("confirm")
-        event = new_event(
-            OrderCreated(
-                id=str(order_id),
-                version=0,
-                status=OrderStatus.CREATED,
-                user_id=user_id,
-                expires_at=expires_at,
-                ticket=OrderTicketRef(id=ticket_id, price=to_dollars(ticket["priceCents"])),
-            )
-        )
-        # The price the buyer was shown when the ticket was reserved.
-        order = await outboxed_orders(outbox).find_one_and_update(
-            {"_id": order_id, "confirmed": False},
-            {"$set": {"confirmed": True, "priceCents": ticket["priceCents"]}},
-            event,
+        order = await repository.confirm(
+            outbox,
+            order_id=order_id,
+            user_id=user_id,
+            ticket_id=ticket_id,
+            expires_at=expires_at,
+            price_cents=ticket["priceCents"],
         )
         if order is None:
             # Withdrawn by a buyer who found the reservation unconfirmed and took it over.
             log.info("reservation taken over before confirmation", extra={"order": str(order_id)})
-            raise TicketReservedError(ticket_id)
+            raise TicketReservedError()
     except (TicketReservedError, TicketNotFoundError):
-        await withdraw_unconfirmed(db, order_id=order_id)
+        await repository.withdraw_unconfirmed(db, order_id=order_id)
         await replica.release_ticket(db, ticket_id=ticket_id, order_id=str(order_id))
         await buyers.give_back_place(db, user_id=user_id, order_id=order_id)
         raise
-    return strip_outbox(order), ticket
+    return order, ticket
 
 
 async def sweep_unconfirmed(db: Database, *, older_than: datetime, limit: int = SWEEP_PAGE) -> int:
     """Delete orders that never confirmed (their buyer died mid-way) and free what they hold."""
-    # An unconfirmed order is always `created` (it is never cancelled, only withdrawn): the
-    # status makes this the same indexed (status, expiresAt) range as the expiry sweep's.
-    query = {
-        "status": OrderStatus.CREATED.value,
-        "expiresAt": {"$lt": older_than},
-        "confirmed": False,
-    }
     removed = 0
-    async for doc in orders_of(db).find(query, {"ticketId": 1}).limit(limit):
-        if await withdraw_unconfirmed(db, order_id=doc["_id"]):
+    for doc in await repository.unconfirmed_before(db, older_than=older_than, limit=limit):
+        if await repository.withdraw_unconfirmed(db, order_id=doc["_id"]):
             await replica.release_ticket(db, ticket_id=doc["ticketId"], order_id=str(doc["_id"]))
             removed += 1
     return removed

@@ -12,7 +12,7 @@ from ticketing_common.money import to_dollars
 from ticketing_common.mongo import as_utc
 from ticketing_common.validation import RequestBody, text_check
 from ticketing_orders.replica import TicketReplicaDoc
-from ticketing_orders.state import OrderDoc
+from ticketing_orders.repository import OrderDoc
 
 TicketIdField = Annotated[str, BeforeValidator(text_check("TicketId must be provided"))]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from ticketing_common.bus import RetryLater
+from ticketing_common.bus import Dependency, RetryLater
 from ticketing_common.events import (
     Event,
     ExpirationComplete,
@@ -25,9 +25,9 @@ from ticketing_common.events import (
 )
 from ticketing_common.money import to_cents
 from ticketing_common.mongo import Database, as_utc
-from ticketing_common.service import EventHandler
-from ticketing_payments import repository, settle, windows
-from ticketing_payments.repository import OrderReplicaDoc
+from ticketing_common.service import Handlers, handles
+from ticketing_payments import replica, settle, windows
+from ticketing_payments.replica import OrderReplicaDoc
 from ticketing_payments.runtime import PaymentsRuntime
 
 log = logging.getLogger("ticketing.payments.listeners")
@@ -38,7 +38,7 @@ VersionedChange = Callable[..., Awaitable[OrderReplicaDoc | None]]
 
 async def on_order_created(runtime: PaymentsRuntime, event: Event[OrderCreated]) -> None:
     data = event.data
-    inserted = await repository.insert_order(
+    inserted = await replica.insert_order(
         runtime.db,
         order_id=data.id,
         user_id=data.user_id,
@@ -54,15 +54,15 @@ async def on_order_created(runtime: PaymentsRuntime, event: Event[OrderCreated])
 
 
 async def on_order_cancelled(runtime: PaymentsRuntime, event: Event[OrderCancelled]) -> None:
-    replica = await _apply(runtime.db, event.subject, event.data, repository.cancel_order)
-    if replica["status"] == OrderStatus.CANCELLED:
-        await settle.void_cancelled_order(runtime.db, runtime.charger, replica)
+    order = await _apply(runtime.db, event.subject, event.data, replica.cancel_order)
+    if order["status"] == OrderStatus.CANCELLED:
+        await settle.void_cancelled_order(runtime.db, runtime.charger, order)
 
 
 async def on_order_completed(runtime: PaymentsRuntime, event: Event[OrderCompleted]) -> None:
-    replica = await _apply(runtime.db, event.subject, event.data, repository.complete_order)
-    if replica["status"] == OrderStatus.COMPLETE:
-        await settle.capture_completed_order(runtime.db, runtime.charger, replica)
+    order = await _apply(runtime.db, event.subject, event.data, replica.complete_order)
+    if order["status"] == OrderStatus.COMPLETE:
+        await settle.capture_completed_order(runtime.db, runtime.charger, order)
 
 
 async def on_expiration_complete(
@@ -76,25 +76,27 @@ async def _apply(
     db: Database, subject: Subject, data: OrderCancelled | OrderCompleted, change: VersionedChange
 ) -> OrderReplicaDoc:
     """The replica once the event's version is applied to it (now, or by an earlier delivery)."""
-    replica = await change(db, order_id=data.id, version=data.version)
-    if replica is not None:
-        return replica
-    replica = await repository.get_order(db, order_id=data.id)
-    if replica is None:
+    order = await change(db, order_id=data.id, version=data.version)
+    if order is not None:
+        return order
+    order = await replica.get_order(db, order_id=data.id)
+    if order is None:
         raise RetryLater(f"order {data.id} not replicated yet")
-    if replica["version"] < data.version:
+    if order["version"] < data.version:
         raise RetryLater(
-            f"order {data.id} is at version {replica['version']}, event is {data.version}"
+            f"order {data.id} is at version {order['version']}, event is {data.version}"
         )
     # A duplicate, or this event again after a RetryLater or failure while settling: settling
     # is idempotent, so it runs every time.
     log.info(f"{subject} already applied", extra={"order_id": data.id})
-    return replica
+    return order
 
 
-HANDLERS: dict[Subject, EventHandler[PaymentsRuntime]] = {
-    Subject.ORDER_CREATED: on_order_created,
-    Subject.ORDER_CANCELLED: on_order_cancelled,
-    Subject.ORDER_COMPLETED: on_order_completed,
-    Subject.EXPIRATION_COMPLETE: on_expiration_complete,
-}
+HANDLERS: Handlers[PaymentsRuntime] = Handlers(
+    handles(OrderCreated, on_order_created),
+    # Capture and void call Stripe: while it fails, they wait, and the replica of new orders
+    # (which a buyer's payment needs) goes on.
+    handles(OrderCancelled, on_order_cancelled, needs={Dependency.STRIPE}),
+    handles(OrderCompleted, on_order_completed, needs={Dependency.STRIPE}),
+    handles(ExpirationComplete, on_expiration_complete),
+)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from ticketing_common.bus import Dependency
-from ticketing_common.events import Subject
 from ticketing_common.service import ServiceSpec
-from ticketing_payments import listeners, repository
+from ticketing_payments import listeners, replica, repository
 from ticketing_payments.api.routes import payments
 from ticketing_payments.runtime import open_runtime
 from ticketing_payments.settings import get_settings
@@ -14,14 +12,9 @@ SPEC = ServiceSpec(
     name="payments",
     routers=[payments.router],
     open_runtime=open_runtime,
+    # Each with what it needs besides Mongo (Stripe, for capture and void).
     handlers=listeners.HANDLERS,
-    # Capture and void call Stripe: while it fails, they wait, and the replica of new orders
-    # (which a buyer's payment needs) goes on.
-    needs={
-        Subject.ORDER_COMPLETED: frozenset({Dependency.STRIPE}),
-        Subject.ORDER_CANCELLED: frozenset({Dependency.STRIPE}),
-    },
-    indexes=repository.INDEXES,
+    indexes=[*repository.INDEXES, *replica.INDEXES],
     settings=get_settings,
     outbox_collections=[repository.PAYMENTS],
 )

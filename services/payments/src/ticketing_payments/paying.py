@@ -3,29 +3,30 @@ on the order, and store the payment with its payment:created, unless the order's
 closed meanwhile (see `windows`): then the authorization is voided and the buyer told.
 
 Paying authorizes the card only; the money moves when orders completes the order (see `settle`).
-One attempt at a time per order: the lease (`lease_order`) keeps a second, concurrent attempt (a
-double click) from authorizing too, and holds back the void on cancellation, which must see how
-the attempt ended. An attempt that crashed loses its lease when it expires.
+One attempt at a time per order: the lease (`replica.lease_order`) keeps a second, concurrent
+attempt (a double click) from authorizing too, and holds back the void on cancellation, which
+must see how the attempt ended. An attempt that crashed loses its lease when it expires.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import UTC, datetime
 
 import stripe
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ticketing_common.bus import DependencyUnavailable, RetryLater
+from ticketing_common.errors import NotTheOwnerError
 from ticketing_common.events import OrderStatus
 from ticketing_common.mongo import Database, as_utc
 from ticketing_common.outbox import Outbox
 from ticketing_common.telemetry import tracing
-from ticketing_payments import repository, settle
+from ticketing_payments import replica, repository, settle
 from ticketing_payments.charges import AUTHORIZED, CURRENCY, StripeCharger
-from ticketing_payments.repository import OrderReplicaDoc, PaymentDoc, orders_replica
+from ticketing_payments.errors import NotPayableError, OrderNotFoundError
+from ticketing_payments.replica import OrderReplicaDoc
+from ticketing_payments.repository import PaymentDoc
 
 log = logging.getLogger("ticketing.payments")
 
@@ -33,18 +34,6 @@ ALREADY_PAID = "Order has already been paid"
 CANCELLED_WHILE_PAYING = "Order was cancelled during payment; your card has not been charged"
 EXPIRED = "Order has expired"
 EXPIRED_WHILE_PAYING = "Order expired during payment; your card has not been charged"
-
-
-class OrderNotFoundError(LookupError):
-    pass
-
-
-class NotTheBuyerError(Exception):
-    pass
-
-
-class NotPayableError(Exception):
-    """The order cannot be paid (now); the message is what the buyer is shown."""
 
 
 async def pay(
@@ -61,15 +50,15 @@ async def pay(
 
     Orders then completes the order (and payments captures) or, if it cancelled the order
     meanwhile, keeps it cancelled (and payments voids the authorization). Raises
-    OrderNotFoundError, NotTheBuyerError, NotPayableError; Stripe's refusals and outages come
-    as charges' errors for the buyer.
+    OrderNotFoundError, NotTheOwnerError (not the buyer), NotPayableError; Stripe's refusals
+    and outages come as charges' errors for the buyer.
     """
     db = outbox.db
-    order = await repository.get_order(db, order_id=order_id)
+    order = await replica.get_order(db, order_id=order_id)
     if order is None:
-        raise OrderNotFoundError(order_id)
+        raise OrderNotFoundError()
     if order["userId"] != user_id:
-        raise NotTheBuyerError(order_id)
+        raise NotTheOwnerError()
     await _check_payable(db, order)
     # Paying is a step of the order's story: in the order's trace, linked to this request's.
     with tracing.continued(
@@ -88,7 +77,7 @@ async def _authorize(
 ) -> PaymentDoc:
     """Authorize the card under a lease on the order, and store the payment."""
     db = outbox.db
-    leased = await lease_order(db, order_id=order["_id"], seconds=lease_seconds)
+    leased = await replica.lease_order(db, order_id=order["_id"], seconds=lease_seconds)
     if leased is None:
         # A double click: the first attempt is still authorizing; this one must not too.
         raise NotPayableError("Payment already in progress")
@@ -99,7 +88,7 @@ async def _authorize(
         # now on waits for the lease: see settle.void_cancelled_order).
         await _check_payable(db, order)
         intent = await charger.order_intent(order_id=order["_id"], amount_cents=order["priceCents"])
-        await set_payment_intent(db, order_id=order["_id"], payment_intent_id=intent.id)
+        await replica.set_payment_intent(db, order_id=order["_id"], payment_intent_id=intent.id)
         if intent.status in AUTHORIZED:
             # An earlier attempt authorized the card and its answer was lost (Stripe
             # unreachable, or storing the payment failed): record that one, never make another.
@@ -122,10 +111,10 @@ async def _authorize(
                 raise NotPayableError(EXPIRED_WHILE_PAYING) from None
             # Stored by an attempt that outlived its lease: the same PaymentIntent, one charge.
             raise NotPayableError(ALREADY_PAID) from None
-        await repository.mark_window(db, order_id=order["_id"], window="paid")
+        await replica.mark_window(db, order_id=order["_id"], window="paid")
         await _void_if_cancelled_meanwhile(db, charger, payment)
     finally:
-        await release_order(db, order_id=order["_id"], lease=lease)
+        await replica.release_order(db, order_id=order["_id"], lease=lease)
     return payment
 
 
@@ -151,7 +140,7 @@ async def _void_if_cancelled_meanwhile(
     sees the other's write, even should this attempt have outlived its lease. Orders keeps the
     order cancelled whatever payment:created says, so nothing will ever capture this.
     """
-    order = await repository.get_order(db, order_id=payment["orderId"])
+    order = await replica.get_order(db, order_id=payment["orderId"])
     if order is None or order["status"] != OrderStatus.CANCELLED:
         return
     await _void_now(db, charger, order, payment)
@@ -166,7 +155,7 @@ async def _void_after_the_window_closed(
     Orders cancels the order on payment:window-closed, and payments' order:cancelled handler
     voids the PaymentIntent too (it waits for this attempt's lease): this is only sooner.
     """
-    order = await repository.get_order(db, order_id=order_id)  # with its paymentIntentId
+    order = await replica.get_order(db, order_id=order_id)  # with its paymentIntentId
     if order is not None:
         await _void_now(db, charger, order, None)
 
@@ -183,47 +172,3 @@ async def _void_now(
             "void deferred to the cancellation handler",
             extra={"order_id": order["_id"], "error": repr(exc)},
         )
-
-
-# --- the lease ----------------------------------------------------------------------------------
-
-
-async def lease_order(
-    db: Database, *, order_id: str, seconds: float, now: datetime | None = None
-) -> tuple[str, OrderReplicaDoc] | None:
-    """Hold the order for one payment attempt: (lease id, order), or None if another holds it.
-
-    One atomic conditional update, so of two concurrent attempts (a double click) exactly one
-    gets the lease. It expires on its own, so a crashed attempt cannot block the order forever.
-    """
-    now = now or datetime.now(UTC)
-    lease = uuid.uuid4().hex
-    # Epoch seconds, not a datetime: nx-27017 stores a datetime written by $set as a string,
-    # which a range query would never match, so a crashed attempt's lease would never expire.
-    doc = await orders_replica(db).find_one_and_update(
-        {
-            "_id": order_id,
-            "$or": [{"payingUntil": None}, {"payingUntil": {"$lte": now.timestamp()}}],
-        },
-        {"$set": {"payingUntil": now.timestamp() + seconds, "payingLease": lease}},
-        return_document=ReturnDocument.AFTER,
-    )
-    return (lease, doc) if doc is not None else None
-
-
-async def set_payment_intent(db: Database, *, order_id: str, payment_intent_id: str) -> None:
-    """Remember the order's PaymentIntent before confirming it.
-
-    So that a cancellation finds, and voids, an authorization whose answer never reached us.
-    """
-    await orders_replica(db).update_one(
-        {"_id": order_id}, {"$set": {"paymentIntentId": payment_intent_id}}
-    )
-
-
-async def release_order(db: Database, *, order_id: str, lease: str) -> None:
-    # Matched on the lease id, so an attempt that outlived its lease cannot free another's.
-    await orders_replica(db).update_one(
-        {"_id": order_id, "payingLease": lease},
-        {"$set": {"payingUntil": None, "payingLease": None}},
-    )

@@ -11,7 +11,7 @@ from functools import cache
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from ticketing_common.settings import ServiceSettings
+from ticketing_common.settings import ExpirySweepTuning, Knobs, ServiceSettings
 
 # The key sent to the fake; it accepts any `sk_test_` key, Stripe accepts none of these.
 PLACEHOLDER_STRIPE_KEY = "sk_test_local"
@@ -24,11 +24,25 @@ DEV_STRIPE_API_BASE = "http://127.0.0.1:12111"
 STRIPE_CALLS_PER_ATTEMPT = 3
 
 
-class Settings(ServiceSettings):
-    service_name: str = "payments"
+class PaymentsKnobs(Knobs):
+    """What a deployer sets for payments: Stripe, and when an order nobody paid is closed."""
 
     stripe_key: SecretStr | None = None
+    """Stripe's secret key (sk_...). Required outside development unless STRIPE_API_BASE names
+    a fake (then a test key, never a live one)."""
     stripe_api_base: str | None = None
+    """A Stripe fake's URL instead of Stripe's (`python -m ticketing_fakestripe`); unset: Stripe
+    itself, or in development without a key the local fake (http://127.0.0.1:12111)."""
+    # Minutes: expiration's own event (EXPIRY_GRACE_SECONDS after expiresAt) normally does it;
+    # this is the safety net for a lost one (`windows`), the SPEC's longer grace.
+    expiry_sweep_grace_seconds: float = Field(default=300.0, ge=0)
+    """How long after an open order's expiresAt payments closes its window to pay by itself,
+    should expiration's event never come."""
+
+
+class PaymentsTuning(ExpirySweepTuning):
+    """How payments runs (EXPIRY_SWEEP_SECONDS: how often it looks for overdue windows)."""
+
     # One Stripe call: timeout per attempt and retries of connection errors, 409s and 5xx (the
     # SDK resends with the same idempotency key, so a retry never charges twice).
     stripe_timeout_seconds: float = 15.0
@@ -42,11 +56,12 @@ class Settings(ServiceSettings):
     # the other services (HTTP_CONCURRENCY), or a few slow Stripe answers would hold back the
     # payments behind them.
     http_concurrency: int = Field(default=64, ge=0)
-    # The safety net for a lost expiry event (`windows`): every EXPIRY_SWEEP_SECONDS, the
-    # window of an open order past its expiresAt plus EXPIRY_SWEEP_GRACE_SECONDS is closed.
-    # Minutes: expiration's own event (EXPIRY_GRACE_SECONDS after expiresAt) normally does it.
-    expiry_sweep_seconds: float = Field(default=1.0, gt=0)
-    expiry_sweep_grace_seconds: float = Field(default=300.0, ge=0)
+
+
+class Settings(PaymentsTuning, PaymentsKnobs, ServiceSettings):
+    """Payments' settings: its knobs and tuning on top of every service's."""
+
+    service_name: str = "payments"
 
     @field_validator("stripe_api_base")
     @classmethod

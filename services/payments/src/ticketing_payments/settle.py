@@ -21,9 +21,10 @@ import logging
 
 from ticketing_common.bus import RetryLater
 from ticketing_common.mongo import Database
-from ticketing_payments import repository
+from ticketing_payments import replica, repository
 from ticketing_payments.charges import CANCELED, PROCESSING, SUCCEEDED, StripeCharger
-from ticketing_payments.repository import OrderReplicaDoc, PaymentDoc, PaymentStatus
+from ticketing_payments.replica import OrderReplicaDoc
+from ticketing_payments.repository import PaymentDoc, PaymentStatus
 
 log = logging.getLogger("ticketing.payments.settle")
 
@@ -71,7 +72,7 @@ async def void_cancelled_order(
     Raises RetryLater while a payment attempt holds the order: until it ends, whether (and
     with which PaymentIntent) it authorized the card is not known.
     """
-    if repository.lease_held(order):
+    if replica.lease_held(order):
         raise RetryLater(f"a payment attempt on order {order['_id']} is still running")
     payment = await repository.get_payment_for_order(db, order_id=order["_id"])
     await void(db, charger, order, payment)
@@ -84,7 +85,10 @@ async def void(
 
     The PaymentIntent is canceled whatever it holds: an authorization is released, and one
     never confirmed (declined, or its attempt's answer lost) can no longer be confirmed by an
-    attempt that outlived its lease.
+    attempt that outlived its lease. Then its payment (if it got that far) is marked voided,
+    and the replica remembers, so a redelivered order:cancelled asks Stripe nothing: the
+    payment first, so a crash between the two writes leaves the replica unmarked, and the next
+    delivery voids (a replay at Stripe) and marks again.
     """
     order_id = order["_id"]
     intent_id = payment["stripeId"] if payment is not None else order.get("paymentIntentId")
@@ -105,4 +109,5 @@ async def void(
         )
         raise SettlementError(f"order {order_id} is cancelled; its PaymentIntent is {status}")
     await repository.mark_voided(db, order_id=order_id)
+    await replica.mark_intent_canceled(db, order_id=order_id)
     log.info("authorization voided", extra={"order_id": order_id, "payment_intent": intent_id})

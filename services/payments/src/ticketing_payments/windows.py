@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from ticketing_common.events import OrderStatus
 from ticketing_common.outbox import Outbox
 from ticketing_common.periodic import Periodic
-from ticketing_payments import repository
+from ticketing_payments import replica, repository
 from ticketing_payments.settings import Settings
 
 log = logging.getLogger("ticketing.payments.windows")
@@ -41,13 +41,13 @@ async def close(outbox: Outbox, *, order_id: str, reason: str) -> bool:
     hold the order open for ever should that event never reach payments (dead-lettered here).
     """
     db = outbox.db
-    order = await repository.get_order(db, order_id=order_id)
+    order = await replica.get_order(db, order_id=order_id)
     if order is not None and order["status"] not in OPEN:
         return False  # orders has decided already (the buyer cancelled, or it was paid)
     closed = await repository.close_window(outbox, order_id=order_id, reason=reason)
     # Decided either way now; the mark only spares the sweep a question it would ask again.
     paid = not closed and await repository.window_of(db, order_id=order_id) == "paid"
-    await repository.mark_window(db, order_id=order_id, window="paid" if paid else "closed")
+    await replica.mark_window(db, order_id=order_id, window="paid" if paid else "closed")
     if closed:
         log.info("payment window closed", extra={"order_id": order_id, "reason": reason})
     elif paid:
@@ -61,7 +61,7 @@ async def sweep_once(outbox: Outbox, settings: Settings, *, now: datetime | None
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=settings.expiry_sweep_grace_seconds)
     closed = 0
     while True:
-        overdue = await repository.overdue_orders(outbox.db, cutoff=cutoff, limit=SWEEP_PAGE)
+        overdue = await replica.overdue_orders(outbox.db, cutoff=cutoff, limit=SWEEP_PAGE)
         for order_id in overdue:
             if await close(outbox, order_id=order_id, reason="overdue"):
                 log.warning(

@@ -17,7 +17,7 @@ from datetime import timedelta
 from ticketing_common.bus import RetryLater
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, Subject
 from ticketing_common.mongo import Database
-from ticketing_common.service import EventHandler
+from ticketing_common.service import Handlers, handles
 from ticketing_tickets import repository
 from ticketing_tickets.runtime import TicketsRuntime
 
@@ -117,7 +117,7 @@ async def on_order_cancelled(runtime: TicketsRuntime, event: Event[OrderCancelle
     await release(runtime, event.data)
 
 
-HANDLERS: dict[Subject, EventHandler[TicketsRuntime]] = {
-    Subject.ORDER_CREATED: on_order_created,
-    Subject.ORDER_CANCELLED: on_order_cancelled,
-}
+HANDLERS: Handlers[TicketsRuntime] = Handlers(
+    handles(OrderCreated, on_order_created),
+    handles(OrderCancelled, on_order_cancelled),
+)

@@ -1,8 +1,10 @@
-"""The tickets collection.
+"""The tickets collection: its documents, its index, and every read and write of it.
 
-Every change is one conditional single-document write that also stores its event (the outbox),
-conditioned on the version read, so two writers can never both apply a change to the same
-version and the event always describes exactly the state it was written with.
+Nothing here decides: the owner's edit (`edits`) and the reservations from order events
+(`listeners`) decide, and call one of these functions for each write. Every change is one
+conditional single-document write that also stores its event (the outbox), conditioned on the
+version read, so two writers can never both apply a change to the same version and the event
+always describes exactly the state it was written with.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ TICKETS = "tickets"
 # Each is kept with the time it was released, and only for twice NATS_RETRY_HORIZON_SECONDS: orders
 # publishes an order:created before its order:cancelled, and the bus gives up on (dead-letters)
 # an event kept waiting longer than the horizon, so an older entry has nothing left to stop.
-# Every write that adds an entry drops those in the same write (before, the list only grew:
-# ~450k order/cancel cycles made a ticket's document reach 16 MB, and it stayed reserved).
+# Every write that adds an entry drops those in the same write (before, the list only grew, and
+# a ticket cancelled over and over reached Mongo's document size limit and stayed reserved: see
+# BENCHMARKS.md, "Figures behind the code").
 RELEASED: Final = "releasedOrderIds"
 # How many writes changed RELEASED: the compare-and-set token of the list, which each write
 # replaces whole (pruning makes it shrink, so its size no longer tells whether it changed).
@@ -71,8 +74,9 @@ class TicketDoc(Outboxed):
     createdAt: datetime
     # The id as a string (hex: ordered as the ids are): the listing's sort key and cursor.
     # Not `_id` itself because nx-27017 (the local stack's Mongo) cannot put `_id` in a compound
-    # index: sorting 100,000 unreserved tickets by `_id` took 80 ms there, by this field 2 ms.
-    # Real MongoDB serves both alike. Absent from tickets stored before it (`add_list_keys`).
+    # index, so sorting unreserved tickets by `_id` read them all there (see BENCHMARKS.md,
+    # "Between 1eddfd6 and PREVIOUS"). Real MongoDB serves both alike. Absent from tickets
+    # stored before it (`add_list_keys`).
     listKey: NotRequired[str]
 
 
@@ -98,26 +102,6 @@ INDEXES = [IndexSpec(TICKETS, [("orderId", 1), ("listKey", -1)], {"name": "unres
 # `$eq`, not a bare None: nx-27017 matches nothing for `{"orderId": None}` next to a range on
 # another field; `$eq: None` means the same on every backend and uses the same index.
 UNRESERVED: Document = {"orderId": {"$eq": None}}
-
-# An edit that keeps losing to concurrent changes (reservations, other edits) gives up rather
-# than loop; each lost round means someone else's change went through.
-EDIT_ATTEMPTS = 5
-
-
-class TicketNotFoundError(LookupError):
-    pass
-
-
-class NotTheOwnerError(Exception):
-    pass
-
-
-class TicketReservedError(Exception):
-    pass
-
-
-class TicketBusyError(Exception):
-    """The ticket changed under every one of EDIT_ATTEMPTS edits."""
 
 
 def _price(doc: TicketDoc) -> float:
@@ -188,35 +172,11 @@ async def add_list_keys(db: Database) -> int:
     return added
 
 
-async def update_ticket(
-    outbox: Outbox, *, ticket_id: str, user_id: str, title: str, price_cents: int
-) -> TicketDoc:
-    """The owner's edit of an unreserved ticket, applied to its latest version; the ticket.
-
-    Raises TicketNotFoundError, NotTheOwnerError, TicketReservedError, or TicketBusyError when
-    every attempt lost to a concurrent change.
-    """
-    for _ in range(EDIT_ATTEMPTS):
-        ticket = await get_ticket(outbox.db, ticket_id=ticket_id)
-        if ticket is None:
-            raise TicketNotFoundError(ticket_id)
-        if ticket["userId"] != user_id:
-            raise NotTheOwnerError(ticket_id)
-        if ticket["orderId"] is not None:
-            raise TicketReservedError(ticket_id)
-        updated = await edit_ticket(outbox, ticket=ticket, title=title, price_cents=price_cents)
-        if updated is not None:
-            return updated
-        # Changed since read (an edit, a reservation): the edit replaces title and price
-        # wholesale, so re-applying it to the fresh state is what the user asked for, unless
-        # the ticket is now reserved, which the next round reports.
-    raise TicketBusyError(ticket_id)
-
-
 async def edit_ticket(
     outbox: Outbox, *, ticket: TicketDoc, title: str, price_cents: int
 ) -> TicketDoc | None:
-    """Set title and price if the ticket is still at the version read and unreserved; else None."""
+    """The owner's edit (`edits.update_ticket`): set title and price if the ticket is still at
+    the version read and unreserved, with ticket:updated in the same write; else None."""
     event = _updated_event(ticket, title=title, priceCents=price_cents)
     return await _outboxed(outbox).versioned_update(
         event,

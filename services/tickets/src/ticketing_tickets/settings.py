@@ -8,6 +8,8 @@ from ticketing_common.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
+    """Tickets' settings: every service's, nothing of its own."""
+
     service_name: str = "tickets"
 
 

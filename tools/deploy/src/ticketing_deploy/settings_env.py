@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings
 from ticketing_auth.settings import Settings as AuthSettings
 from ticketing_client.settings import Settings as ClientSettings
 from ticketing_common.service import ServiceSpec
+from ticketing_common.settings import OTEL_VARIABLES, ServiceSettings
 from ticketing_expiration.settings import Settings as ExpirationSettings
 from ticketing_orders.settings import Settings as OrdersSettings
 from ticketing_payments.settings import Settings as PaymentsSettings
@@ -48,10 +49,14 @@ def processes() -> dict[str, Process]:
     }
 
 
-def env_names(settings: type[BaseSettings]) -> dict[str, str]:
-    """Environment variable -> field, as pydantic-settings reads them (prefix, aliases)."""
+def env_names(settings: type[BaseSettings]) -> dict[str, str | None]:
+    """Environment variable -> field, as pydantic-settings reads them (prefix, aliases); for a
+    service, also the OpenTelemetry SDK's variables it honours -> None (no field: the SDK reads
+    them itself)."""
     prefix = str(settings.model_config.get("env_prefix", ""))
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
+    if issubclass(settings, ServiceSettings):
+        out.update(dict.fromkeys((variable.name for variable in OTEL_VARIABLES), None))
     for name, field in settings.model_fields.items():
         alias = field.validation_alias or field.alias
         if isinstance(alias, str):
@@ -72,6 +77,8 @@ def required(process: Process) -> set[str]:
     fields = process.settings.model_fields
     needed: set[str] = set()
     for env, field in names.items():
+        if field is None:
+            continue  # the SDK's: never required
         info = fields[field]
         if info.is_required():
             needed.add(env)
@@ -86,5 +93,5 @@ def build(process: Process, env: dict[str, str]) -> BaseSettings:
     """The settings the process would start with, from exactly `env`, whatever this process's
     own environment holds (validated as the class validates; raises when invalid)."""
     names = env_names(process.settings)
-    values = {names[k]: v for k, v in env.items() if k in names}
+    values = {field: v for k, v in env.items() if (field := names.get(k)) is not None}
     return process.settings.model_validate(values)

@@ -19,8 +19,8 @@ import nats.js.api
 import redis.asyncio
 from pymongo import AsyncMongoClient
 
-from ticketing_devstack.checks import mongo_urls, problems, snapshot
-from ticketing_devstack.client import User
+from ticketing_devstack.invariants import mongo_urls, problems, snapshot
+from ticketing_devstack.people import User
 from ticketing_devstack.stack import Stack
 from ticketing_testing import waiting
 from ticketing_testing.servers import free_port

@@ -11,10 +11,8 @@ a client's jar, shared by every browser, once handed the last signed-in user's s
 browser that sent none of its own.
 
 Why aiohttp and not httpx: httpcore's pool checked every pooled connection with a select() on
-every request, so the gateway's CPU per request grew with the number of connections (3.5-5 ms a
-request, ~15% of the machine's CPU per purchase in `make bench`); aiohttp's pool does not. Through
-to a bare Starlette app under wrk, 10 and 50 connections: 1.4-2.7 ms of CPU a request before,
-~0.4 ms after.
+every request, so the gateway's CPU per request grew with the number of connections; aiohttp's
+pool does not (the figures before and after: BENCHMARKS.md, "Between 1eddfd6 and PREVIOUS").
 """
 
 from __future__ import annotations

@@ -108,6 +108,48 @@ def gateway_command(python: str, port: int) -> list[str]:
     ]
 
 
+def _uvicorn(python: str, factory: str, port: int) -> list[str]:
+    """How the local stack runs a service or the web client: uvicorn, its app from `factory`."""
+    return [
+        python,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+
+
+def _store(
+    procs: list[Proc],
+    name: str,
+    folder: Path,
+    args: Callable[[int, Path], list[str]],
+    url: str,
+) -> str:
+    """A data store of our own on a free port with its data in `folder`, added to `procs`; its
+    URL (`url` with the port filled in)."""
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    procs.append(Proc(name, args(port, folder), port=port))
+    return url.format(port=port)
+
+
+@dataclass(frozen=True)
+class DataServers:
+    """The servers the services keep their data in and talk through: ours (`procs`, in start
+    order) or those the environment named; where each service finds them."""
+
+    procs: list[Proc]
+    mongo_urls: dict[str, str]  # by service
+    nats_url: str
+    redis_url: str
+
+
 class Stack:
     def __init__(
         self,
@@ -137,22 +179,37 @@ class Stack:
         return [*nats_args(port, folder), "-c", str(config)]
 
     def plan(self) -> list[Proc]:
+        """Every process of the stack in the order it starts (the data servers, the fake Stripe,
+        the services and the worker, the web client, the gateway); `urls` says where each is."""
         python = sys.executable
-        procs: list[Proc] = []
+        data = self._data_servers()
+        stripe, stripe_env = self._fake_stripe(python)
+        common = self._common_env(data.nats_url, data.redis_url)
+        services, upstreams = self._services(python, common, data.mongo_urls, stripe_env)
+        client = self._client(python, common, upstreams)
+        upstreams["client"] = f"http://127.0.0.1:{client.port}"
+        gateway = self._gateway(python, upstreams)
+        self.urls = {
+            "gateway": f"http://127.0.0.1:{self.gateway_port}",
+            **upstreams,
+            "mongo": json.dumps(data.mongo_urls),
+            "nats": data.nats_url,
+            "redis": data.redis_url,
+            **({"stripe": stripe_env["STRIPE_API_BASE"]} if stripe_env else {}),
+        }
+        return [*data.procs, *stripe, *services, client, gateway]
+
+    def _data_servers(self) -> DataServers:
+        """Our own nx-27017 (one per service), nats-server and redis-server, each unless the
+        environment names one to use instead."""
         env = self.env
-
-        def store(name: str, folder: Path, args: Callable[[int, Path], list[str]], url: str) -> str:
-            """A data store of our own on a free port with its data in `folder`; its URL."""
-            port = free_port()
-            folder.mkdir(parents=True, exist_ok=True)
-            procs.append(Proc(name, args(port, folder), port=port))
-            return url.format(port=port)
-
+        procs: list[Proc] = []
         if env.get("MONGO_URL"):
             mongo_urls = dict.fromkeys(MONGO_SERVICES, env["MONGO_URL"])
         else:
             mongo_urls = {
-                svc: store(
+                svc: _store(
+                    procs,
                     f"mongo-{svc}",
                     self.data_dir / "mongo" / svc,
                     nx_args,
@@ -160,33 +217,46 @@ class Stack:
                 )
                 for svc in MONGO_SERVICES
             }
-        nats_url = env.get("NATS_URL") or store(
-            "nats", self.data_dir / "nats", self._nats_args, "nats://127.0.0.1:{port}"
+        nats_url = env.get("NATS_URL") or _store(
+            procs, "nats", self.data_dir / "nats", self._nats_args, "nats://127.0.0.1:{port}"
         )
-        redis_url = env.get("REDIS_URL") or self._own_redis(store)
-        stripe_env: dict[str, str] = {}
-        if not env.get("STRIPE_KEY"):
-            port = free_port()
-            procs.append(
-                Proc(
-                    "stripe",
-                    [
-                        python,
-                        "-m",
-                        "ticketing_fakestripe",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                    ],
-                    port=port,
-                )
-            )
-            stripe_env = {
-                "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
-                "STRIPE_KEY": "sk_test_local",
-            }
-        common = {
+        redis_url = env.get("REDIS_URL") or self._own_redis(procs)
+        return DataServers(procs, mongo_urls, nats_url, redis_url)
+
+    def _own_redis(self, procs: list[Proc]) -> str:
+        """Our redis-server, with a password (kept in its data folder) as in every topology:
+        REDIS_URL carries it to auth, expiration and the worker."""
+        folder = self.data_dir / "redis"
+        password = redis_password(folder)
+        return _store(
+            procs,
+            "redis",
+            folder,
+            lambda port, data: redis_args(port, data, password),
+            f"redis://:{password}@127.0.0.1:{{port}}/0",
+        )
+
+    def _fake_stripe(self, python: str) -> tuple[list[Proc], dict[str, str]]:
+        """The local fake of Stripe unless STRIPE_KEY names a real account: its process (or
+        none) and what payments needs to use it."""
+        if self.env.get("STRIPE_KEY"):
+            return [], {}
+        port = free_port()
+        fake = Proc(
+            "stripe",
+            [python, "-m", "ticketing_fakestripe", "--host", "127.0.0.1", "--port", str(port)],
+            port=port,
+        )
+        stripe_env = {
+            "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
+            "STRIPE_KEY": "sk_test_local",
+        }
+        return [fake], stripe_env
+
+    def _common_env(self, nats_url: str, redis_url: str) -> dict[str, str]:
+        """The environment every service and the worker share."""
+        env = self.env
+        return {
             "ENVIRONMENT": env.get("ENVIRONMENT", "development"),
             # Plain http on localhost: a Secure cookie would never come back.
             "COOKIE_SECURE": env.get("COOKIE_SECURE", "false"),
@@ -197,6 +267,16 @@ class Stack:
             "OTEL_BSP_SCHEDULE_DELAY": env.get("OTEL_BSP_SCHEDULE_DELAY", "200"),
             **{k: env[k] for k in PASSTHROUGH if env.get(k)},
         }
+
+    def _services(
+        self,
+        python: str,
+        common: dict[str, str],
+        mongo_urls: dict[str, str],
+        stripe_env: dict[str, str],
+    ) -> tuple[list[Proc], dict[str, str]]:
+        """The five services and expiration's worker; each service's URL, by name."""
+        procs: list[Proc] = []
         upstreams: dict[str, str] = {}
         for svc in SERVICES:
             port = free_port()
@@ -206,18 +286,7 @@ class Stack:
             procs.append(
                 Proc(
                     svc,
-                    [
-                        python,
-                        "-m",
-                        "uvicorn",
-                        "--factory",
-                        f"ticketing_{svc}.main:create_app",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--no-access-log",
-                    ],
+                    _uvicorn(python, f"ticketing_{svc}.main:create_app", port),
                     env=svc_env,
                     port=port,
                     ready_path="/readyz",
@@ -225,74 +294,43 @@ class Stack:
             )
             upstreams[svc] = f"http://127.0.0.1:{port}"
         procs.append(Proc("worker", [python, "-m", "ticketing_expiration.worker"], env=common))
-        # The web client (the gateway's `/`): it calls each service directly, as it calls their
-        # Services in Kubernetes, with the browser's address the gateway gave it.
-        port = free_port()
-        procs.append(
-            Proc(
-                "client",
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "ticketing_client.main:create_app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--no-access-log",
-                ],
-                env={
-                    "CLIENT_AUTH_URL": upstreams["auth"],
-                    "CLIENT_TICKETS_URL": upstreams["tickets"],
-                    "CLIENT_ORDERS_URL": upstreams["orders"],
-                    "CLIENT_PAYMENTS_URL": upstreams["payments"],
-                    # Its CSRF cookie is Secure as the session's is; outside development it
-                    # needs CLIENT_CSRF_KEY. A STRIPE_PUBLISHABLE_KEY turns on Stripe Elements.
-                    "ENVIRONMENT": common["ENVIRONMENT"],
-                    "COOKIE_SECURE": common["COOKIE_SECURE"],
-                    **{k: env[k] for k in CLIENT_PASSTHROUGH if env.get(k)},
-                },
-                port=port,
-                ready_path="/readyz",
-            )
-        )
-        upstreams["client"] = f"http://127.0.0.1:{port}"
-        procs.append(
-            Proc(
-                "gateway",
-                gateway_command(python, self.gateway_port),
-                env={
-                    "GATEWAY_UPSTREAMS": json.dumps(
-                        {k: v for k, v in upstreams.items() if k != "expiration"}
-                    )
-                },
-                port=self.gateway_port,
-            )
-        )
-        self.urls = {
-            "gateway": f"http://127.0.0.1:{self.gateway_port}",
-            **upstreams,
-            "mongo": json.dumps(mongo_urls),
-            "nats": nats_url,
-            "redis": redis_url,
-            **({"stripe": stripe_env["STRIPE_API_BASE"]} if stripe_env else {}),
-        }
-        return procs
+        return procs, upstreams
 
-    def _own_redis(
-        self, store: Callable[[str, Path, Callable[[int, Path], list[str]], str], str]
-    ) -> str:
-        """Our redis-server, with a password (kept in its data folder) as in every topology:
-        REDIS_URL carries it to auth, expiration and the worker."""
-        folder = self.data_dir / "redis"
-        password = redis_password(folder)
-        return store(
-            "redis",
-            folder,
-            lambda port, data: redis_args(port, data, password),
-            f"redis://:{password}@127.0.0.1:{{port}}/0",
+    def _client(self, python: str, common: dict[str, str], upstreams: dict[str, str]) -> Proc:
+        """The web client (the gateway's `/`): it calls each service directly, as it calls their
+        Services in Kubernetes, with the browser's address the gateway gave it."""
+        env = self.env
+        port = free_port()
+        client_env = {
+            "CLIENT_AUTH_URL": upstreams["auth"],
+            "CLIENT_TICKETS_URL": upstreams["tickets"],
+            "CLIENT_ORDERS_URL": upstreams["orders"],
+            "CLIENT_PAYMENTS_URL": upstreams["payments"],
+            # Its CSRF cookie is Secure as the session's is; outside development it
+            # needs CLIENT_CSRF_KEY. A STRIPE_PUBLISHABLE_KEY turns on Stripe Elements.
+            "ENVIRONMENT": common["ENVIRONMENT"],
+            "COOKIE_SECURE": common["COOKIE_SECURE"],
+            **{k: env[k] for k in CLIENT_PASSTHROUGH if env.get(k)},
+        }
+        return Proc(
+            "client",
+            _uvicorn(python, "ticketing_client.main:create_app", port),
+            env=client_env,
+            port=port,
+            ready_path="/readyz",
+        )
+
+    def _gateway(self, python: str, upstreams: dict[str, str]) -> Proc:
+        """The gateway on the stack's own port, routing to every upstream but expiration."""
+        return Proc(
+            "gateway",
+            gateway_command(python, self.gateway_port),
+            env={
+                "GATEWAY_UPSTREAMS": json.dumps(
+                    {k: v for k, v in upstreams.items() if k != "expiration"}
+                )
+            },
+            port=self.gateway_port,
         )
 
     # --- running ----------------------------------------------------------------------------------

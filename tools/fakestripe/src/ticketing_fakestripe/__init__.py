@@ -4,7 +4,8 @@ The payments service points the official Stripe SDK at it with STRIPE_API_BASE, 
 no local run needs the internet or a Stripe account (flaw 9 of the app this replaces).
 """
 
-from ticketing_fakestripe.app import FakeState, create_app
+from ticketing_fakestripe.app import create_app
 from ticketing_fakestripe.server import FakeStripeServer
+from ticketing_fakestripe.state import FakeState
 
 __all__ = ["FakeState", "FakeStripeServer", "create_app"]

@@ -13,7 +13,8 @@ import time
 
 import uvicorn
 
-from ticketing_fakestripe.app import FakeState, create_app
+from ticketing_fakestripe.app import create_app
+from ticketing_fakestripe.state import FakeState
 
 
 def require_loopback(host: str) -> str:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import tempfile
 import time
+from collections.abc import Iterator
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -42,15 +45,30 @@ async def _send(message: Message) -> None:
     pass
 
 
+@contextlib.contextmanager
+def _tracing_env(kept: float | None) -> Iterator[None]:
+    """The OpenTelemetry variables for tracing off (`kept` None) or on with the share `kept` of
+    new traces kept, while tracing is set up (the SDK reads them from the environment)."""
+    wanted = {
+        "OTEL_SDK_DISABLED": str(kept is None).lower(),
+        "OTEL_TRACES_SAMPLER_ARG": str(1.0 if kept is None else kept),
+    }
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 async def per_request_us(kept: float | None, requests: int) -> float:
     """Process CPU per request, in us, after a warm-up of a tenth as many."""
-    with tempfile.TemporaryDirectory() as traces:
-        settings = ServiceSettings(
-            environment="development",
-            otel_sdk_disabled=kept is None,
-            otel_traces_sampler_arg=1.0 if kept is None else kept,
-            traces_dir=traces,
-        )
+    with tempfile.TemporaryDirectory() as traces, _tracing_env(kept):
+        settings = ServiceSettings(environment="development", traces_dir=traces)
         setup = tracing.configure("bench", settings)
         app = HttpTelemetry(_answer, service="bench")
         try:

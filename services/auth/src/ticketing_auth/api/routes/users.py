@@ -1,4 +1,8 @@
-"""/api/users: sign up, sign in, sign out, current user."""
+"""/api/users: sign up, sign in, sign out, current user.
+
+Refusals are raised as they are decided, already the shared kinds (`ticketing_auth.errors`), and
+rendered by the one error handler.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,13 @@ from ticketing_auth.deps import ClientAddress, RuntimeDep
 from ticketing_auth.repository import UserDoc
 from ticketing_auth.runtime import AuthRuntime
 from ticketing_auth.schemas import CurrentUserResponse, UserCreate, UserPublic, UserSignin
-from ticketing_auth.throttle import TooManyAttemptsError
 from ticketing_common.auth import (
     clear_session_cookie,
     issue_token,
     optional_user,
     set_session_cookie,
 )
-from ticketing_common.errors import BadRequestError, TooManyRequestsError, error_responses
+from ticketing_common.errors import error_responses
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -34,14 +37,8 @@ def _signed_in(user: UserDoc, runtime: RuntimeDep, response: Response) -> UserPu
 async def _session(
     attempt: Awaitable[UserDoc], runtime: RuntimeDep, response: Response
 ) -> UserPublic:
-    """The user `attempt` signs up or in, with their session cookie; its refusals as HTTP."""
-    try:
-        user = await attempt
-    except accounts.AccountError as exc:
-        raise BadRequestError(exc.message) from None
-    except TooManyAttemptsError as exc:
-        raise TooManyRequestsError(exc.retry_after) from None
-    return _signed_in(user, runtime, response)
+    """The user `attempt` signs up or in, with their session cookie."""
+    return _signed_in(await attempt, runtime, response)
 
 
 @router.post("/signup", status_code=status.HTTP_201_CREATED, responses=error_responses(429))

@@ -1,4 +1,8 @@
-"""/api/orders: order a ticket, list and show one's orders, cancel one."""
+"""/api/orders: order a ticket, list and show one's orders, cancel one.
+
+Refusals are raised as they are decided, already the shared kinds (`ticketing_orders.errors`,
+common's NotTheOwnerError), and rendered by the one error handler.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Response, status
 
-from ticketing_common.errors import (
-    BadRequestError,
-    NotAuthorizedError,
-    NotFoundError,
-    error_responses,
-)
+from ticketing_common.errors import error_responses
 from ticketing_orders import buyers, reservations
 from ticketing_orders.deps import CurrentUser, PageDep, RuntimeDep
 from ticketing_orders.schemas import OrderCreate, OrderPublic
@@ -25,21 +24,13 @@ async def create_order(body: OrderCreate, user: CurrentUser, runtime: RuntimeDep
 
     400 when the ticket is already reserved, or when the caller already holds
     MAX_OPEN_ORDERS_PER_USER open orders (pay for or cancel one, or let it expire, first)."""
-    try:
-        order, ticket = await reservations.create_order(
-            runtime.outbox,
-            user_id=user.id,
-            ticket_id=body.ticketId,
-            expires_in=timedelta(seconds=runtime.settings.order_expiration_seconds),
-            max_open=runtime.settings.max_open_orders_per_user,
-        )
-    except reservations.TicketNotFoundError:
-        raise NotFoundError() from None
-    except reservations.TicketReservedError:
-        raise BadRequestError("Ticket is already reserved") from None
-    except buyers.TooManyOpenOrdersError as exc:
-        message = f"You already hold {exc.limit} open orders; pay for or cancel one first"
-        raise BadRequestError(message) from None
+    order, ticket = await reservations.create_order(
+        runtime.outbox,
+        user_id=user.id,
+        ticket_id=body.ticketId,
+        expires_in=timedelta(seconds=runtime.settings.order_expiration_seconds),
+        max_open=runtime.settings.max_open_orders_per_user,
+    )
     return OrderPublic.from_docs(order, ticket)
 
 
@@ -55,12 +46,7 @@ async def list_orders(user: CurrentUser, runtime: RuntimeDep, page: PageDep) -> 
 @router.get("/{order_id}", responses=error_responses(401, 404))
 async def show_order(order_id: str, user: CurrentUser, runtime: RuntimeDep) -> OrderPublic:
     """One of the caller's orders."""
-    try:
-        order, ticket = await buyers.show_order(runtime.db, order_id=order_id, user_id=user.id)
-    except buyers.OrderNotFoundError:
-        raise NotFoundError() from None
-    except buyers.NotOwnerError:
-        raise NotAuthorizedError() from None
+    order, ticket = await buyers.show_order(runtime.db, order_id=order_id, user_id=user.id)
     return OrderPublic.from_docs(order, ticket)
 
 
@@ -72,12 +58,5 @@ async def show_order(order_id: str, user: CurrentUser, runtime: RuntimeDep) -> O
 )
 async def cancel_order(order_id: str, user: CurrentUser, runtime: RuntimeDep) -> Response:
     """Cancel one of the caller's orders and release its ticket."""
-    try:
-        await buyers.cancel_order(runtime.outbox, order_id=order_id, user_id=user.id)
-    except buyers.OrderNotFoundError:
-        raise NotFoundError() from None
-    except buyers.NotOwnerError:
-        raise NotAuthorizedError() from None
-    except buyers.OrderCompleteError:
-        raise BadRequestError("Cannot cancel a completed order") from None
+    await buyers.cancel_order(runtime.outbox, order_id=order_id, user_id=user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

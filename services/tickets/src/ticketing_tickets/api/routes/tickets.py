@@ -1,26 +1,21 @@
-"""/api/tickets: sell, list, show and edit tickets."""
+"""/api/tickets: sell, list, show and edit tickets.
+
+Refusals are raised as they are decided, already the shared kinds (`ticketing_tickets.errors`,
+common's NotTheOwnerError), and rendered by the one error handler.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from ticketing_common.errors import (
-    AppError,
-    BadRequestError,
-    NotAuthorizedError,
-    NotFoundError,
-    error_responses,
-)
+from ticketing_common.errors import error_responses
 from ticketing_common.money import to_cents
-from ticketing_tickets import repository
+from ticketing_tickets import edits, repository
 from ticketing_tickets.deps import CurrentUser, PageDep, RuntimeDep
+from ticketing_tickets.errors import TicketNotFoundError
 from ticketing_tickets.schemas import TicketCreate, TicketPublic, TicketUpdate
 
 router = APIRouter(prefix="/api/tickets", tags=["tickets"])
-
-
-class ConflictError(AppError):
-    status_code = 409
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(401))
@@ -44,7 +39,7 @@ async def show_ticket(ticket_id: str, runtime: RuntimeDep) -> TicketPublic:
     """One ticket, reserved or not."""
     ticket = await repository.get_ticket(runtime.db, ticket_id=ticket_id)
     if ticket is None:
-        raise NotFoundError()
+        raise TicketNotFoundError()
     return TicketPublic.from_doc(ticket)
 
 
@@ -53,20 +48,11 @@ async def update_ticket(
     ticket_id: str, body: TicketUpdate, user: CurrentUser, runtime: RuntimeDep
 ) -> TicketPublic:
     """Edit the title and price of one's own unreserved ticket."""
-    try:
-        updated = await repository.update_ticket(
-            runtime.outbox,
-            ticket_id=ticket_id,
-            user_id=user.id,
-            title=body.title,
-            price_cents=to_cents(body.price),
-        )
-    except repository.TicketNotFoundError:
-        raise NotFoundError() from None
-    except repository.NotTheOwnerError:
-        raise NotAuthorizedError() from None
-    except repository.TicketReservedError:
-        raise BadRequestError("Cannot edit a reserved ticket") from None
-    except repository.TicketBusyError:
-        raise ConflictError("The ticket is changing too often, try again") from None
+    updated = await edits.update_ticket(
+        runtime.outbox,
+        ticket_id=ticket_id,
+        user_id=user.id,
+        title=body.title,
+        price_cents=to_cents(body.price),
+    )
     return TicketPublic.from_doc(updated)
