@@ -24,7 +24,10 @@ help: ## List the targets
 up: $(SYNCED) ## Run the whole system locally: http://127.0.0.1:8080
 	$(BIN)/python -m ticketing_devstack up
 
-test: lint typecheck pytest ## Lint, type-check and run every test (what CI runs)
+# `make test` also measures line coverage and fails under the floor in pyproject.toml
+# ([tool.coverage.report] fail_under); `make pytest` alone (a part of the suite) does not.
+test: lint typecheck ## Lint, type-check and run every test with the coverage gate (what CI runs)
+	$(MAKE) pytest PYTEST_COV="--cov --cov-report=term:skip-covered"
 
 lint: $(SYNCED) ## ruff check, ruff format --check, and the import contracts (pyproject.toml)
 	$(BIN)/ruff check .
@@ -37,7 +40,7 @@ typecheck: $(SYNCED) ## mypy --strict over every member's sources
 # One worker per core; a test module stays on one worker (the e2e stack is per module).
 PYTEST_WORKERS ?= auto
 pytest: $(SYNCED) $(AXE) ## pytest on every core (PYTEST_ARGS=..., PYTEST_WORKERS=0 for one process)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_COV) $(PYTEST_ARGS)
 
 bootstrap: $(SYNCED) ## Install uv and the locked workspace into .venv
 
@@ -50,10 +53,11 @@ trace: $(SYNCED) ## One order's timeline and SVG waterfall: make trace ORDER=<or
 	@test -n "$(ORDER)" || { echo "usage: make trace ORDER=<order id>"; exit 2; }
 	$(BIN)/python -m ticketing_devstack.timeline "$(ORDER)"
 
-# The event contracts as JSON Schema, generated from common's events.py and committed (a test fails
-# when they differ, so a change to an event shows in review).
-contracts: $(SYNCED) ## Regenerate common/events.schema.json from the event models
-	$(BIN)/python -m ticketing_testing.event_schema
+# Files generated from the code and committed (a test fails when they differ, so a change shows in
+# review): the event contracts as JSON Schema, and the deployer's table of settings.
+contracts: $(SYNCED) ## Regenerate common/events.schema.json and docs/settings.md
+	$(BIN)/python -m ticketing_deploy.event_schema
+	$(BIN)/python -m ticketing_deploy.settings_doc
 
 # Benchmarks, not timed tests: the whole stack on free ports; one table printed, bench/results.json
 # and bench/propagation.svg written. BENCH_ARGS=--help for the sizes; wrk is used when installed.

@@ -36,7 +36,7 @@ TICKETS = "tickets"
 # an event kept waiting longer than the horizon, so an older entry has nothing left to stop.
 # Every write that adds an entry drops those in the same write (before, the list only grew, and
 # a ticket cancelled over and over reached Mongo's document size limit and stayed reserved: see
-# BENCHMARKS.md, "Figures behind the code").
+# BENCHMARKS.md, "Figures once quoted in the code").
 RELEASED: Final = "releasedOrderIds"
 # How many writes changed RELEASED: the compare-and-set token of the list, which each write
 # replaces whole (pruning makes it shrink, so its size no longer tells whether it changed).

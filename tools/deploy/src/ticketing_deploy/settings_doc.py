@@ -15,17 +15,16 @@ processes read is one field (declared once, in common), not one per process.
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import ByteSize
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from ticketing_common.settings import OTEL_VARIABLES, Knobs, MiB, ServiceSettings, Tuning
+from ticketing_deploy.generated import write_or_check
 from ticketing_deploy.manifests import ROOT
 from ticketing_deploy.settings_env import env_names, processes
 
@@ -234,19 +233,13 @@ def render(classes: Classes | None = None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    parser.add_argument("--out", type=Path, default=DOC, help=f"default: {DOC}")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is stale: run {GENERATOR}")
-            return 1
-        return 0
-    args.out.write_text(text)
-    return 0
+    return write_or_check(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        default=DOC,
+        render=render,
+        regenerate=GENERATOR,
+    )
 
 
 if __name__ == "__main__":

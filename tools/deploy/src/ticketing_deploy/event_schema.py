@@ -12,9 +12,7 @@ per event, so the document's `oneOf` picks one event by its subject.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +20,12 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ticketing_common.events import EVENT_TYPES, SCHEMA_VERSION, Event, Subject
+from ticketing_deploy.generated import write_or_check
 
 __all__ = ["DEFAULT_PATH", "document", "main", "render"]
 
-DEFAULT_PATH = Path("common/events.schema.json")
+# The repository root: the file is where it is, whatever the working directory.
+DEFAULT_PATH = Path(__file__).resolve().parents[4] / "common" / "events.schema.json"
 _ID = "https://ticketing.dev/schemas/events.schema.json"
 
 
@@ -76,21 +76,13 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ticketing_testing.event_schema", description=__doc__.splitlines()[0]
+    return write_or_check(
+        argv,
+        description=__doc__.splitlines()[0],
+        default=DEFAULT_PATH,
+        render=render,
+        regenerate="make contracts",
     )
-    parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
-    parser.add_argument("--check", action="store_true", help="fail if the file is not current")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.path.read_text() if args.path.exists() else ""
-        if current != text:
-            print(f"{args.path} is stale: run `make contracts`", file=sys.stderr)
-            return 1
-        return 0
-    args.path.write_text(text)
-    return 0
 
 
 if __name__ == "__main__":
