@@ -10,13 +10,10 @@ error in the console and no failed request. A missing browser is a failure, neve
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import (
     Browser,
@@ -29,9 +26,8 @@ from playwright.sync_api import (
 )
 
 from ticketing_common.bus.memory import InMemoryBus
-from ticketing_testing.apps import TEST_JWT_KEY
+from ticketing_testing.apps import TEST_JWT_KEY, serving_in_thread
 from ticketing_testing.mongo import in_memory_mongo
-from ticketing_testing.servers import free_port
 from ticketing_tickets.main import create_app
 from ticketing_tickets.settings import Settings
 
@@ -63,23 +59,8 @@ def tickets_app() -> FastAPI:
 @pytest.fixture(scope="module")
 def service() -> Iterator[str]:
     """Tickets under uvicorn, in a thread, on a free port of 127.0.0.1: its URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        tickets_app(), host="127.0.0.1", port=port, log_level="warning", ws="none"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="tickets-docs", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("tickets did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
+    with serving_in_thread(tickets_app(), name="tickets-docs") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

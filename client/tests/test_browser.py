@@ -13,8 +13,6 @@ import json
 import os
 import re
 import shutil
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,14 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from ticketing_client.main import create_app
 from ticketing_client.settings import Settings
 from ticketing_devstack.e2e import local_stack
 from ticketing_devstack.stack import Stack
-from ticketing_testing.servers import free_port
+from ticketing_testing.apps import serving_in_thread
 
 pytestmark = pytest.mark.connected
 
@@ -454,22 +451,8 @@ def client_alone(
         ),
         transport=httpx.MockTransport(handler),
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", ws="none")
-    )
-    thread = threading.Thread(target=server.run, name="client-alone", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the client did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
+    with serving_in_thread(app, name="client-alone") as url:
+        yield url
 
 
 def garbage_api(request: httpx.Request) -> httpx.Response:

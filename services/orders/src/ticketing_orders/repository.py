@@ -206,41 +206,40 @@ async def withdraw_unconfirmed(db: Database, *, order_id: ObjectId) -> bool:
 async def mark_cancelled(outbox: Outbox, *, order: OrderDoc) -> OrderDoc | None:
     """`state.cancel_order`'s write: the open order, at the version read, becomes cancelled,
     with order:cancelled in the same write; the order after, or None if it changed since."""
-    event = new_event(
-        OrderCancelled(
-            id=str(order["_id"]),
-            version=order["version"] + 1,
-            ticket=TicketRef(id=order["ticketId"]),
-        )
-    )
-    updated = await _outboxed(outbox).versioned_update(
-        event,
-        id=order["_id"],
-        version=order["version"],
-        update={"$set": {"status": OrderStatus.CANCELLED.value}},
-        extra_filter={"status": {"$in": OPEN_STATUSES}},
-    )
+    updated = await _end(outbox, order=order, ended=OrderCancelled, status=OrderStatus.CANCELLED)
     return strip_outbox(updated) if updated is not None else None
 
 
 async def mark_complete(outbox: Outbox, *, order: OrderDoc) -> bool:
     """`state.complete_order`'s write: the open order, at the version read, becomes complete,
     with order:completed in the same write; False if it changed since."""
+    updated = await _end(outbox, order=order, ended=OrderCompleted, status=OrderStatus.COMPLETE)
+    return updated is not None
+
+
+async def _end(
+    outbox: Outbox,
+    *,
+    order: OrderDoc,
+    ended: type[OrderCancelled] | type[OrderCompleted],
+    status: OrderStatus,
+) -> OrderDoc | None:
+    """The open order, at the version read, ends in `status`, with its `ended` event in the
+    same write (once and one way: only an open order ends)."""
     event = new_event(
-        OrderCompleted(
+        ended(
             id=str(order["_id"]),
             version=order["version"] + 1,
             ticket=TicketRef(id=order["ticketId"]),
         )
     )
-    updated = await _outboxed(outbox).versioned_update(
+    return await _outboxed(outbox).versioned_update(
         event,
         id=order["_id"],
         version=order["version"],
-        update={"$set": {"status": OrderStatus.COMPLETE.value}},
+        update={"$set": {"status": status.value}},
         extra_filter={"status": {"$in": OPEN_STATUSES}},
     )
-    return updated is not None
 
 
 # --- buyers: the places of their open orders (see `buyers`) ---------------------------------
