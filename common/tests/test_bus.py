@@ -188,6 +188,36 @@ async def test_a_durable_consumer_gets_what_was_published_while_it_was_away(
     await eventually(lambda: [e.data.id for e in rec_after.seen] == ["t2"])
 
 
+async def hang_on_a_ticket(
+    bus: OperatorBus, producer: OperatorBus, name: str, release: asyncio.Event
+) -> list[str]:
+    """`bus` takes a ticket:created `producer` publishes and hangs on it until `release` is
+    set. Returns, once it hangs, the list of the processes that handled it (`name` so far),
+    which `start_helper` adds to."""
+    handled_by: list[str] = []
+
+    async def hangs(event: Event[Any]) -> None:
+        handled_by.append(name)
+        await release.wait()
+
+    bus.subscribe(ticket().subject, hangs)
+    await started(bus)
+    await started(producer)
+    await producer.publish(ticket())
+    await eventually(lambda: handled_by == [name])
+    return handled_by
+
+
+async def start_helper(bus: OperatorBus, handled_by: list[str]) -> None:
+    """Another process of the same service, whose handler adds "helper" to `handled_by`."""
+
+    async def works(event: Event[Any]) -> None:
+        handled_by.append("helper")
+
+    bus.subscribe(ticket().subject, works)
+    await started(bus)
+
+
 async def test_the_message_of_a_process_that_died_is_redelivered_after_ack_wait(
     make_bus: BusFactory,
 ) -> None:
@@ -196,23 +226,9 @@ async def test_the_message_of_a_process_that_died_is_redelivered_after_ack_wait(
         make_bus("orders", ack_wait=1.0),
         make_bus("tickets"),
     )
-    handled_by: list[str] = []
-
-    async def hangs(event: Event[Any]) -> None:
-        handled_by.append("dying")
-        await asyncio.Event().wait()
-
-    async def works(event: Event[Any]) -> None:
-        handled_by.append("helper")
-
-    dying_bus.subscribe(ticket().subject, hangs)
-    await started(dying_bus)
-    await started(producer)
-    await producer.publish(ticket())
-    await eventually(lambda: handled_by == ["dying"])
+    handled_by = await hang_on_a_ticket(dying_bus, producer, "dying", asyncio.Event())
     await dying_bus.close()  # killed mid-handler: no ack, and no more progress signals
-    helper_bus.subscribe(ticket().subject, works)
-    await started(helper_bus)
+    await start_helper(helper_bus, handled_by)
     # Not acked within ack_wait: JetStream hands it to the other subscriber.
     await eventually(lambda: handled_by == ["dying", "helper"], timeout=10)
 
@@ -228,22 +244,8 @@ async def test_a_hung_handler_lets_another_process_take_its_message(
         make_bus("tickets"),
     )
     release = asyncio.Event()
-    handled_by: list[str] = []
-
-    async def hangs(event: Event[Any]) -> None:
-        handled_by.append("stuck")
-        await release.wait()
-
-    async def works(event: Event[Any]) -> None:
-        handled_by.append("helper")
-
-    stuck_bus.subscribe(ticket().subject, hangs)
-    await started(stuck_bus)
-    await started(producer)
-    await producer.publish(ticket())
-    await eventually(lambda: handled_by == ["stuck"])
-    helper_bus.subscribe(ticket().subject, works)
-    await started(helper_bus)
+    handled_by = await hang_on_a_ticket(stuck_bus, producer, "stuck", release)
+    await start_helper(helper_bus, handled_by)
     await eventually(lambda: "helper" in handled_by, timeout=10)
     release.set()
 
@@ -454,6 +456,17 @@ async def one_event_through(
     return consumer, rec, producer
 
 
+async def a_second_event_through(
+    consumer: JetStreamBus, rec: Recorder, producer: JetStreamBus, *, timeout: float
+) -> None:
+    """After `one_event_through` and an outage: once both buses are connected again, a second
+    event, published as the outbox would, reaches the consumer."""
+    await eventually(lambda: consumer._nc is not None and consumer._nc.is_connected)
+    await eventually(lambda: producer._nc is not None and producer._nc.is_connected)
+    await publish_as_the_outbox_would(producer, ticket(2), timeout=timeout)
+    await eventually(lambda: len(rec.seen) == 2, timeout=timeout)
+
+
 @pytest.mark.connected
 async def test_a_consumer_asks_again_at_once_when_its_server_comes_back(
     nats_server: ServerProcess,
@@ -465,11 +478,7 @@ async def test_a_consumer_asks_again_at_once_when_its_server_comes_back(
     try:
         nats_server.restart()
         await producer.wait_connected(10)
-        await eventually(lambda: consumer._nc is not None and consumer._nc.is_connected)
-        await eventually(lambda: producer._nc is not None and producer._nc.is_connected)
-
-        await publish_as_the_outbox_would(producer, ticket(2), timeout=5)
-        await eventually(lambda: len(rec.seen) == 2, timeout=5)
+        await a_second_event_through(consumer, rec, producer, timeout=5)
     finally:
         await consumer.close()
         await producer.close()
@@ -492,11 +501,7 @@ async def test_a_consumer_whose_durable_is_gone_sets_it_up_again(
         shutil.rmtree(store)
         nats_server.start()
         # The producer re-declares the streams when it reconnects.
-        await eventually(lambda: producer._nc is not None and producer._nc.is_connected)
-        await eventually(lambda: consumer._nc is not None and consumer._nc.is_connected)
-
-        await publish_as_the_outbox_would(producer, ticket(2), timeout=10)
-        await eventually(lambda: len(rec.seen) == 2, timeout=10)
+        await a_second_event_through(consumer, rec, producer, timeout=10)
     finally:
         await consumer.close()
         await producer.close()

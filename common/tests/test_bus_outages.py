@@ -10,7 +10,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import nats
 import nats.js.errors
@@ -132,6 +132,58 @@ async def precreate_durable(
         await nc.close()
 
 
+class HeldAndOther(NamedTuple):
+    """A service holding one event while `down` is down, with another event for its other
+    consumer published after the hold began."""
+
+    bus: OperatorBus
+    down: Dependency
+    held: Event[TicketCreated]
+    other: Event[TicketUpdated]
+    replica: list[str]  # the ids the other consumer applied
+
+
+async def hold_one_and_publish_another(
+    make_bus: BusFactory,
+    service: str,
+    down: Dependency,
+    other: Event[TicketUpdated],
+    *,
+    held_needs: frozenset[str] | None = None,
+    other_needs: frozenset[str] | None = None,
+) -> HeldAndOther:
+    """`service` consumes ticket:created with `down` and ticket:updated into a replica; a
+    ticket:created is published and, once `down` has been tried twice (so it is held), `other`."""
+    bus = make_bus(service, max_deliver=2, max_hold_delay=0.1)
+    producer = make_bus("tickets")
+    replica: list[str] = []
+
+    async def on_update(event: Event[Any]) -> None:
+        replica.append(event.id)
+
+    bus.subscribe(Subject.TICKET_CREATED, down, needs=held_needs)
+    bus.subscribe(Subject.TICKET_UPDATED, on_update, needs=other_needs)
+    await started(bus)
+    await started(producer)
+    held = ticket()
+    await producer.publish(held)
+    await eventually(lambda: len(down.calls) >= 2)
+    await producer.publish(other)
+    return HeldAndOther(bus, down, held, other, replica)
+
+
+async def assert_the_other_waits_for_the_held(run: HeldAndOther) -> None:
+    """The other consumer pulls nothing while the event is held; both land once `down` is
+    back, with no dead letter."""
+    # Several more tries of the held event: the other consumer had all that time to pull.
+    tries = len(run.down.calls)
+    await eventually(lambda: len(run.down.calls) >= tries + 4, timeout=10)
+    assert run.replica == []
+    run.down.down = False
+    await eventually(lambda: run.down.applied == [run.held.id] and run.replica == [run.other.id])
+    assert await run.bus.dead_letters() == []
+
+
 # --- 1. infrastructure failures never use up deliveries -------------------------------------
 
 
@@ -168,30 +220,10 @@ async def test_an_unreachable_dependency_holds_the_event_without_using_its_deliv
 async def test_a_held_service_pulls_nothing_more_until_the_dependency_is_back(
     make_bus: BusFactory,
 ) -> None:
-    bus = make_bus("orders", max_deliver=2, max_hold_delay=0.1)
-    producer = make_bus("tickets")
     # A Mongo that cannot be reached, as pymongo reports it.
     db = Dependency(lambda: ServerSelectionTimeoutError("mongo: connection refused"))
-    updates: list[str] = []
-
-    async def on_update(event: Event[Any]) -> None:
-        updates.append(event.id)
-
-    bus.subscribe(Subject.TICKET_CREATED, db)
-    bus.subscribe(Subject.TICKET_UPDATED, on_update)
-    await started(bus)
-    await started(producer)
-    created, updated = ticket(), ticket_updated()
-    await producer.publish(created)
-    await eventually(lambda: len(db.calls) >= 2)
-    await producer.publish(updated)
-    # Several more tries of the held event: the other consumer had all that time to pull.
-    tries = len(db.calls)
-    await eventually(lambda: len(db.calls) >= tries + 4, timeout=10)
-    assert updates == []
-    db.down = False
-    await eventually(lambda: db.applied == [created.id] and updates == [updated.id])
-    assert await bus.dead_letters() == []
+    run = await hold_one_and_publish_another(make_bus, "orders", db, ticket_updated())
+    await assert_the_other_waits_for_the_held(run)
 
 
 async def test_an_event_deferred_more_often_than_max_deliver_still_lands(
@@ -359,28 +391,27 @@ MONGO_AND_STRIPE = frozenset({Needed.MONGO, Needed.STRIPE})
 MONGO_ONLY = frozenset({Needed.MONGO})
 
 
+async def payments_holding_one_event(make_bus: BusFactory, down: Dependency) -> HeldAndOther:
+    """Payments holding a ticket:created (its handler needs Mongo and Stripe, one of which
+    `down` stands for), with a ticket:updated for its Mongo-only consumer published since."""
+    return await hold_one_and_publish_another(
+        make_bus,
+        "payments",
+        down,
+        ticket_updated(2),
+        held_needs=MONGO_AND_STRIPE,
+        other_needs=MONGO_ONLY,
+    )
+
+
 async def test_a_stripe_hold_does_not_pause_a_consumer_that_does_not_need_stripe(
     make_bus: BusFactory,
 ) -> None:
     """Payments' capture held while Stripe answers 5xx; its order:created consumer (Mongo only)
     goes on, so a new order still reaches the replica. The held event lands once Stripe is
     back, using up none of its deliveries."""
-    bus = make_bus("payments", max_deliver=2, max_hold_delay=0.1)
-    producer = make_bus("tickets")
     stripe = Dependency(lambda: DependencyUnavailable("stripe: 500", dependency="stripe"))
-    replica: list[str] = []
-
-    async def on_update(event: Event[Any]) -> None:
-        replica.append(event.id)
-
-    bus.subscribe(Subject.TICKET_CREATED, stripe, needs=MONGO_AND_STRIPE)
-    bus.subscribe(Subject.TICKET_UPDATED, on_update, needs=MONGO_ONLY)
-    await started(bus)
-    await started(producer)
-    held, other = ticket(), ticket_updated(2)
-    await producer.publish(held)
-    await eventually(lambda: len(stripe.calls) >= 2)
-    await producer.publish(other)
+    bus, _, held, other, replica = await payments_holding_one_event(make_bus, stripe)
     await eventually(lambda: replica == [other.id])
     assert stripe.applied == []  # still held: Stripe is still down
     stripe.down = False
@@ -402,29 +433,8 @@ async def test_a_hold_on_what_every_consumer_needs_pauses_them_all(
 ) -> None:
     """Mongo (every handler of a service with a database needs it), NATS, or a failure that does
     not say what is down: the other consumer pulls nothing while the delivery is held."""
-    bus = make_bus("payments", max_deliver=2, max_hold_delay=0.1)
-    producer = make_bus("tickets")
-    down = Dependency(outage)
-    replica: list[str] = []
-
-    async def on_update(event: Event[Any]) -> None:
-        replica.append(event.id)
-
-    bus.subscribe(Subject.TICKET_CREATED, down, needs=MONGO_AND_STRIPE)
-    bus.subscribe(Subject.TICKET_UPDATED, on_update, needs=MONGO_ONLY)
-    await started(bus)
-    await started(producer)
-    held, other = ticket(), ticket_updated(2)
-    await producer.publish(held)
-    await eventually(lambda: len(down.calls) >= 2)
-    await producer.publish(other)
-    # Several more tries of the held event: the other consumer had all that time to pull.
-    tries = len(down.calls)
-    await eventually(lambda: len(down.calls) >= tries + 4, timeout=10)
-    assert replica == []
-    down.down = False
-    await eventually(lambda: down.applied == [held.id] and replica == [other.id])
-    assert await bus.dead_letters() == []
+    run = await payments_holding_one_event(make_bus, Dependency(outage))
+    await assert_the_other_waits_for_the_held(run)
 
 
 # --- 5. a wiped store numbers its messages from 1 again (issue 21, item 5) --------------------

@@ -17,6 +17,13 @@ from ticketing_testing.events import delivered, order_created
 # The signed-in user of `client`, and the buyer of the orders `place_order` places.
 BUYER = str(ObjectId())
 
+PlaceOrder = Callable[..., Awaitable[str]]
+Pay = Callable[..., Awaitable[httpx.Response]]
+
+
+async def _pay(client: httpx.AsyncClient, order_id: str, token: str) -> httpx.Response:
+    return await client.post("/api/payments", json={"token": token, "orderId": order_id})
+
 
 @pytest.fixture
 def settings(fake_stripe: FakeStripeServer) -> Settings:
@@ -46,7 +53,7 @@ def client(client: httpx.AsyncClient, settings: Settings) -> httpx.AsyncClient:
 
 
 @pytest.fixture
-def place_order(client: httpx.AsyncClient, bus: InMemoryBus) -> Callable[..., Awaitable[str]]:
+def place_order(client: httpx.AsyncClient, bus: InMemoryBus) -> PlaceOrder:
     """Publish an order:created (as the orders service would) and wait until it is replicated."""
 
     async def place(**fields: Any) -> str:
@@ -55,3 +62,29 @@ def place_order(client: httpx.AsyncClient, bus: InMemoryBus) -> Callable[..., Aw
         return event.data.id
 
     return place
+
+
+@pytest.fixture
+def paid_order(client: httpx.AsyncClient, place_order: PlaceOrder) -> PlaceOrder:
+    """`place_order`, and BUYER pays for it with a card Stripe authorizes: an order whose money
+    is held, for orders' decision to settle; its id."""
+
+    async def paid(**fields: Any) -> str:
+        order_id = await place_order(**fields)
+        res = await _pay(client, order_id, "tok_visa")
+        assert res.status_code == 201, res.text
+        return order_id
+
+    return paid
+
+
+@pytest.fixture
+def pay_losing_the_answer(client: httpx.AsyncClient, fake_stripe: FakeStripeServer) -> Pay:
+    """Pay as BUYER while Stripe authorizes the card but its answer, and those to the SDK's two
+    retries, never arrive: the buyer is told to try again (a 502), the money is held."""
+
+    async def pay(order_id: str, token: str = "tok_visa") -> httpx.Response:  # noqa: S107
+        fake_stripe.state.fail_next(3, after_commit=True, path="/confirm")
+        return await _pay(client, order_id, token)
+
+    return pay

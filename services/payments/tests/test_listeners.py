@@ -32,12 +32,24 @@ async def replica_of(db: Database, order_id: str) -> dict[str, Any] | None:
     return doc
 
 
+async def replicated(db: Database, order_id: str) -> dict[str, Any]:
+    """The order's replica, which must exist."""
+    doc = await replica_of(db, order_id)
+    assert doc is not None
+    return doc
+
+
+async def status_of(db: Database, order_id: str) -> tuple[str, int]:
+    """The replicated order's status and version: what each event moves on."""
+    doc = await replicated(db, order_id)
+    return doc["status"], doc["version"]
+
+
 async def test_order_created_replicates_the_order(db: Database) -> None:
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=15)
     event = order_created(price=19.99, user_id="buyer-1", expires_at=expires)
     await listeners.on_order_created(runtime_on(db), event)
-    doc = await replica_of(db, event.data.id)
-    assert doc is not None
+    doc = await replicated(db, event.data.id)
     assert doc["_id"] == event.data.id  # a string: a reference to another service's record
     assert (doc["userId"], doc["status"], doc["version"]) == ("buyer-1", "created", 0)
     assert doc["priceCents"] == 1999
@@ -54,9 +66,7 @@ async def test_a_duplicate_order_created_changes_nothing(
         runtime_on(db, charger), order_cancelled(event.data.id, version=1)
     )
     await listeners.on_order_created(runtime_on(db), event)  # redelivered after the cancel
-    doc = await replica_of(db, event.data.id)
-    assert doc is not None
-    assert (doc["status"], doc["version"]) == ("cancelled", 1)
+    assert await status_of(db, event.data.id) == ("cancelled", 1)
 
 
 async def test_order_cancelled_updates_the_status_and_version(
@@ -67,9 +77,7 @@ async def test_order_cancelled_updates_the_status_and_version(
     await listeners.on_order_cancelled(
         runtime_on(db, charger), order_cancelled(event.data.id, version=1)
     )
-    doc = await replica_of(db, event.data.id)
-    assert doc is not None
-    assert (doc["status"], doc["version"]) == ("cancelled", 1)
+    assert await status_of(db, event.data.id) == ("cancelled", 1)
 
 
 async def test_a_duplicate_order_cancelled_is_ignored(db: Database, charger: StripeCharger) -> None:
@@ -78,8 +86,7 @@ async def test_a_duplicate_order_cancelled_is_ignored(db: Database, charger: Str
     cancel = order_cancelled(event.data.id, version=1)
     await listeners.on_order_cancelled(runtime_on(db, charger), cancel)
     await listeners.on_order_cancelled(runtime_on(db, charger), cancel)  # returns normally: ack
-    doc = await replica_of(db, event.data.id)
-    assert doc is not None
+    doc = await replicated(db, event.data.id)
     assert doc["version"] == 1
 
 
@@ -101,9 +108,7 @@ async def test_order_cancelled_from_the_future_is_retried_later(
         await listeners.on_order_cancelled(
             runtime_on(db, charger), order_cancelled(event.data.id, version=2)
         )
-    doc = await replica_of(db, event.data.id)
-    assert doc is not None
-    assert (doc["status"], doc["version"]) == ("created", 0)
+    assert await status_of(db, event.data.id) == ("created", 0)
 
 
 async def test_order_completed_updates_the_status_and_version(
@@ -130,9 +135,7 @@ async def test_order_completed_updates_the_status_and_version(
     await listeners.on_order_cancelled(
         runtime_on(db, charger), order_cancelled(event.data.id, version=1)
     )
-    doc = await replica_of(db, event.data.id)
-    assert doc is not None
-    assert (doc["status"], doc["version"]) == ("complete", 1)
+    assert await status_of(db, event.data.id) == ("complete", 1)
 
 
 async def test_order_completed_before_order_created_is_retried_later(
@@ -153,9 +156,7 @@ async def test_order_completed_from_the_future_is_retried_later(
         await listeners.on_order_completed(
             runtime_on(db, charger), order_completed(event.data.id, version=2)
         )
-    doc = await replica_of(db, event.data.id)
-    assert doc is not None
-    assert (doc["status"], doc["version"]) == ("created", 0)
+    assert await status_of(db, event.data.id) == ("created", 0)
 
 
 async def test_a_price_that_is_not_whole_cents_is_refused(db: Database) -> None:
@@ -180,8 +181,7 @@ async def test_every_event_twice_and_out_of_order_through_the_bus(
             await bus.publish(event)
         await bus.drain()
         assert await bus.dead_letters() == []
-    doc = await replica_of(db, created.data.id)
-    assert doc is not None
+    doc = await replicated(db, created.data.id)
     assert (doc["status"], doc["version"], doc["priceCents"]) == ("cancelled", 1, 525)
 
 
@@ -203,6 +203,5 @@ async def test_the_service_subscribes_to_every_order_subject(
             Subject.ORDER_COMPLETED,
             Subject.EXPIRATION_COMPLETE,
         }
-    doc = await replica_of(db, event.data.id)
-    assert doc is not None
+    doc = await replicated(db, event.data.id)
     assert doc["status"] == "cancelled"

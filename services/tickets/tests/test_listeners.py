@@ -17,15 +17,18 @@ from ticketing_common.events import (
     TicketUpdated,
     encode,
 )
-from ticketing_common.service import Runtime
 from ticketing_testing.events import order_cancelled, order_created
 from ticketing_testing.waiting import eventually
 from ticketing_tickets import listeners, repository
+from ticketing_tickets.runtime import TicketsRuntime
 
 SignIn = Callable[..., str]
 CreateTicket = Callable[..., Awaitable[dict[str, Any]]]
 Settle = Callable[[], Awaitable[None]]
 RaceAfterFirstRead = Callable[[Callable[[str], Awaitable[Any]]], Any]
+Handle = Callable[[TicketsRuntime, str], Awaitable[None]]
+TicketState = tuple[str | None, int]  # the holding order's id, the version
+Reservation = tuple[int, str | None]  # a ticket:updated's version and order id
 
 
 async def deliver_twice(bus: InMemoryBus, event: Event[Any]) -> None:
@@ -38,9 +41,19 @@ def updates(bus: InMemoryBus) -> list[TicketUpdated]:
     return [e.data for e in bus.published_on(Subject.TICKET_UPDATED)]
 
 
-async def state(client: httpx.AsyncClient, ticket_id: str) -> tuple[str | None, int]:
+async def state(client: httpx.AsyncClient, ticket_id: str) -> TicketState:
     body = (await client.get(f"/api/tickets/{ticket_id}")).json()
     return body["orderId"], body["version"]
+
+
+async def reserve(runtime: TicketsRuntime, ticket_id: str, order_id: str = "order-1") -> None:
+    """order:created's handler called directly, not through the bus, so that a test can race it."""
+    await listeners.reserve(runtime, order_created(order_id, ticket_id=ticket_id).data)
+
+
+async def release(runtime: TicketsRuntime, ticket_id: str, order_id: str = "order-1") -> None:
+    """order:cancelled's handler called directly, as `reserve`."""
+    await listeners.release(runtime, order_cancelled(order_id, ticket_id=ticket_id).data)
 
 
 @pytest.fixture
@@ -73,27 +86,28 @@ async def test_a_reserved_ticket_leaves_the_listing(
     assert [t["id"] for t in (await client.get("/api/tickets")).json()] == [ticket["id"]]
 
 
-async def test_order_cancelled_releases_the_ticket(
-    client: httpx.AsyncClient, bus: InMemoryBus, settle: Settle, ticket: dict[str, Any]
+@pytest.mark.parametrize(
+    ("cancelled", "after", "events"),
+    [
+        pytest.param("order-1", (None, 2), [(1, "order-1"), (2, None)], id="its-own-order"),
+        pytest.param("order-2", ("order-1", 1), [(1, "order-1")], id="another-order"),
+    ],
+)
+async def test_order_cancelled_releases_the_ticket_of_its_own_order_only(
+    client: httpx.AsyncClient,
+    bus: InMemoryBus,
+    settle: Settle,
+    ticket: dict[str, Any],
+    cancelled: str,
+    after: TicketState,
+    events: list[Reservation],
 ) -> None:
     await bus.publish(order_created("order-1", ticket_id=ticket["id"]))
     await settle()
-    await bus.publish(order_cancelled("order-1", ticket_id=ticket["id"]))
+    await bus.publish(order_cancelled(cancelled, ticket_id=ticket["id"]))
     await settle()
-    assert await state(client, ticket["id"]) == (None, 2)
-    assert [(u.version, u.order_id) for u in updates(bus)] == [(1, "order-1"), (2, None)]
-    assert await bus.dead_letters() == []
-
-
-async def test_the_cancellation_of_another_order_changes_nothing(
-    client: httpx.AsyncClient, bus: InMemoryBus, settle: Settle, ticket: dict[str, Any]
-) -> None:
-    await bus.publish(order_created("order-1", ticket_id=ticket["id"]))
-    await settle()
-    await bus.publish(order_cancelled("order-2", ticket_id=ticket["id"]))
-    await settle()
-    assert await state(client, ticket["id"]) == ("order-1", 1)
-    assert len(updates(bus)) == 1
+    assert await state(client, ticket["id"]) == after
+    assert [(u.version, u.order_id) for u in updates(bus)] == events
     assert await bus.dead_letters() == []
 
 
@@ -189,7 +203,7 @@ async def test_an_event_for_an_unknown_ticket_is_dead_lettered(
 
 async def test_racing_reserve_and_release_agree_with_their_events(
     client: httpx.AsyncClient,
-    runtime: Runtime,
+    runtime: TicketsRuntime,
     create_ticket: CreateTicket,
     sign_in: SignIn,
     bus: InMemoryBus,
@@ -201,12 +215,8 @@ async def test_racing_reserve_and_release_agree_with_their_events(
     order = {t["id"]: str(ObjectId()) for t in tickets}
 
     async def pair(ticket_id: str, cancel_first: bool) -> None:
-        created = listeners.reserve(
-            runtime, order_created(order[ticket_id], ticket_id=ticket_id).data
-        )
-        cancelled = listeners.release(
-            runtime, order_cancelled(order[ticket_id], ticket_id=ticket_id).data
-        )
+        created = reserve(runtime, ticket_id, order[ticket_id])
+        cancelled = release(runtime, ticket_id, order[ticket_id])
         await asyncio.gather(*((cancelled, created) if cancel_first else (created, cancelled)))
 
     await asyncio.gather(*(pair(t["id"], i % 2 == 0) for i, t in enumerate(tickets)))
@@ -224,15 +234,14 @@ async def test_racing_reserve_and_release_agree_with_their_events(
 
 async def test_an_edit_racing_a_reservation_never_loses_either(
     client: httpx.AsyncClient,
-    runtime: Runtime,
+    runtime: TicketsRuntime,
     create_ticket: CreateTicket,
     bus: InMemoryBus,
     settle: Settle,
 ) -> None:
     ticket = await create_ticket(title="old")
     edit = client.put(f"/api/tickets/{ticket['id']}", json={"title": "new", "price": 5})
-    reserve = listeners.reserve(runtime, order_created("order-1", ticket_id=ticket["id"]).data)
-    res, _ = await asyncio.gather(edit, reserve)
+    res, _ = await asyncio.gather(edit, reserve(runtime, ticket["id"]))
     await settle()
     body = (await client.get(f"/api/tickets/{ticket['id']}")).json()
     assert body["orderId"] == "order-1"
@@ -246,37 +255,36 @@ async def test_an_edit_racing_a_reservation_never_loses_either(
     assert (events[-1].title, events[-1].order_id) == (body["title"], "order-1")
 
 
-async def test_a_cancellation_landing_between_read_and_reserve_wins(
+@pytest.mark.parametrize(
+    ("competing", "handling", "after", "events"),
+    [
+        pytest.param(
+            release, reserve, (None, 0), [], id="a-cancellation-between-read-and-reserve-wins"
+        ),
+        pytest.param(
+            reserve,
+            release,
+            (None, 2),
+            [(1, "order-1"), (2, None)],
+            id="a-reservation-between-read-and-cancel-is-released",
+        ),
+    ],
+)
+async def test_an_order_event_landing_between_read_and_write_leaves_the_ticket_free(
     client: httpx.AsyncClient,
-    runtime: Runtime,
+    runtime: TicketsRuntime,
     ticket: dict[str, Any],
     bus: InMemoryBus,
     settle: Settle,
     race_after_first_read: RaceAfterFirstRead,
+    competing: Handle,
+    handling: Handle,
+    after: TicketState,
+    events: list[Reservation],
 ) -> None:
-    raced = race_after_first_read(
-        lambda tid: listeners.release(runtime, order_cancelled("order-1", ticket_id=tid).data),
-    )
-    await listeners.reserve(runtime, order_created("order-1", ticket_id=ticket["id"]).data)
+    raced = race_after_first_read(lambda tid: competing(runtime, tid))
+    await handling(runtime, ticket["id"])
     await settle()
     assert raced
-    assert await state(client, ticket["id"]) == (None, 0)
-    assert updates(bus) == []
-
-
-async def test_a_reservation_landing_between_read_and_cancel_is_released(
-    client: httpx.AsyncClient,
-    runtime: Runtime,
-    ticket: dict[str, Any],
-    bus: InMemoryBus,
-    settle: Settle,
-    race_after_first_read: RaceAfterFirstRead,
-) -> None:
-    raced = race_after_first_read(
-        lambda tid: listeners.reserve(runtime, order_created("order-1", ticket_id=tid).data),
-    )
-    await listeners.release(runtime, order_cancelled("order-1", ticket_id=ticket["id"]).data)
-    await settle()
-    assert raced
-    assert await state(client, ticket["id"]) == (None, 2)
-    assert [(u.version, u.order_id) for u in updates(bus)] == [(1, "order-1"), (2, None)]
+    assert await state(client, ticket["id"]) == after
+    assert [(u.version, u.order_id) for u in updates(bus)] == events

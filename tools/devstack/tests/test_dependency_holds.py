@@ -23,6 +23,7 @@ from ticketing_common.bus import Dependency
 from ticketing_common.bus.memory import InMemoryBroker, InMemoryBus
 from ticketing_common.events import Subject
 from ticketing_common.service import Runtime
+from ticketing_common.settings import ServiceSettings
 from ticketing_fakestripe import FakeStripeServer
 from ticketing_orders.main import create_app as create_orders
 from ticketing_orders.settings import Settings as OrdersSettings
@@ -40,56 +41,59 @@ ALL_CAPTURES = 1_000_000
 
 
 @dataclass
-class Shop:
-    orders_bus: InMemoryBus
-    payments_bus: InMemoryBus
-    orders_app: FastAPI
-    payments_app: FastAPI
-    orders: httpx.AsyncClient
-    payments: httpx.AsyncClient
-    orders_settings: OrdersSettings
-    payments_settings: PaymentsSettings
-    stripe: FakeStripeServer
+class Service:
+    """One of the shop's two services, running."""
 
-    def db(self, app: FastAPI) -> Any:
-        runtime: Runtime[Any] = app.state.runtime
+    bus: InMemoryBus
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: ServiceSettings
+
+    @property
+    def db(self) -> Any:
+        runtime: Runtime[Any] = self.app.state.runtime
         return runtime.db
+
+    async def post(self, path: str, body: dict[str, str], user: str) -> httpx.Response:
+        """`body` posted to `path` as `user` signed in."""
+        return await self.client.post(path, json=body, headers=cookie_header(self.settings, user))
+
+
+@dataclass
+class Shop:
+    orders: Service
+    payments: Service
+    stripe: FakeStripeServer
 
     async def on_sale(self) -> str:
         """A ticket tickets announced, once orders knows of it."""
         ticket_id = str(ObjectId())
-        await self.orders_bus.publish(ticket_created(ticket_id, title="t", price=10.0))
+        await self.orders.bus.publish(ticket_created(ticket_id, title="t", price=10.0))
 
         async def known() -> bool:
-            found = await self.db(self.orders_app)["tickets"].find_one({"_id": ticket_id})
+            found = await self.orders.db["tickets"].find_one({"_id": ticket_id})
             return found is not None
 
         await eventually(known)
         return ticket_id
 
     async def order(self, buyer: str, ticket_id: str) -> str:
-        res = await self.orders.post(
-            "/api/orders",
-            json={"ticketId": ticket_id},
-            headers=cookie_header(self.orders_settings, buyer),
-        )
+        res = await self.orders.post("/api/orders", {"ticketId": ticket_id}, buyer)
         assert res.status_code == 201, res.text
         order_id: str = res.json()["id"]
         return order_id
 
     async def pay(self, buyer: str, order_id: str) -> httpx.Response:
         return await self.payments.post(
-            "/api/payments",
-            json={"token": "tok_visa", "orderId": order_id},
-            headers=cookie_header(self.payments_settings, buyer),
+            "/api/payments", {"token": "tok_visa", "orderId": order_id}, buyer
         )
 
     async def status(self, order_id: str) -> str:
-        order = await self.db(self.orders_app)["orders"].find_one({"_id": ObjectId(order_id)})
+        order = await self.orders.db["orders"].find_one({"_id": ObjectId(order_id)})
         return str(order["status"])
 
     async def payment_status(self, order_id: str) -> str | None:
-        payment = await self.db(self.payments_app)["payments"].find_one({"orderId": order_id})
+        payment = await self.payments.db["payments"].find_one({"orderId": order_id})
         return None if payment is None else str(payment["status"])
 
 
@@ -113,14 +117,8 @@ async def shop(fake_stripe: FakeStripeServer) -> AsyncIterator[Shop]:
     )
     async with running(orders_app) as orders, running(payments_app) as payments:
         yield Shop(
-            orders_bus,
-            payments_bus,
-            orders_app,
-            payments_app,
-            orders,
-            payments,
-            orders_settings,
-            payments_settings,
+            Service(orders_bus, orders_app, orders, orders_settings),
+            Service(payments_bus, payments_app, payments, payments_settings),
             fake_stripe,
         )
         assert await orders_bus.dead_letters() == []
@@ -141,7 +139,7 @@ async def test_stripe_failing_captures_does_not_keep_a_second_buyer_from_paying(
     paid = await shop.pay(first, first_order)
     assert paid.status_code == 201, paid.text
     # Orders completes the order; payments' capture meets Stripe's 500 and is held.
-    await eventually(lambda: shop.payments_bus.dispatcher.holding)
+    await eventually(lambda: shop.payments.bus.dispatcher.holding)
     assert await shop.payment_status(first_order) == "authorized"
 
     ticket_id = await shop.on_sale()
@@ -156,7 +154,7 @@ async def test_stripe_failing_captures_does_not_keep_a_second_buyer_from_paying(
 
     await eventually(second_buyer_pays, timeout=PAYS_WITHIN_SECONDS, interval=0.05)
     assert time.monotonic() - began < PAYS_WITHIN_SECONDS
-    assert shop.payments_bus.dispatcher.holding  # Stripe still failing all along
+    assert shop.payments.bus.dispatcher.holding  # Stripe still failing all along
 
     # Stripe back: both captures go through by themselves, nothing dead-lettered.
     shop.stripe.state.fail_next(0)
@@ -175,7 +173,7 @@ async def test_stripe_failing_captures_does_not_keep_a_second_buyer_from_paying(
 
 
 async def _replicated(shop: Shop, order_id: str) -> bool:
-    return await shop.db(shop.payments_app)["orders"].find_one({"_id": order_id}) is not None
+    return await shop.payments.db["orders"].find_one({"_id": order_id}) is not None
 
 
 def test_payments_declares_that_only_capture_and_void_need_stripe() -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from ticketing_devstack.e2e import (
     assert_consistent,
+    buy_all,
     buy_until_answered,
     dead_letters,
     eventually,
@@ -375,13 +376,7 @@ async def test_pending_expirations_survive_a_redis_restart(
     stack: Stack, user_factory: Callable[[], Any]
 ) -> None:
     seller, buyer = await user_factory(), await user_factory()
-    tickets = [await seller.sell(f"expiring {i}") for i in range(3)]
-    orders = []
-    for t in tickets:
-        res = await buy_until_answered(buyer, t["id"])
-        assert res.status_code == 201
-        orders.append(res.json())
-
+    orders = await buy_all(buyer, [await seller.sell(f"expiring {i}") for i in range(3)])
     await expiries_scheduled(stack, len(orders))
     stack.restart("redis")
 

@@ -140,6 +140,17 @@ async def buy_until_answered(buyer: User, ticket_id: str, timeout: float = 60) -
     return res
 
 
+async def buy_all(buyer: User, tickets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`buyer`'s orders of `tickets`, one after the other as `buy_until_answered` places them;
+    each must be answered 201."""
+    orders = []
+    for ticket in tickets:
+        res = await buy_until_answered(buyer, ticket["id"])
+        assert res.status_code == 201, res.text
+        orders.append(res.json())
+    return orders
+
+
 async def intents_of(stack: Stack, order_id: str) -> list[tuple[str, int]]:
     """(status, amount received) of each PaymentIntent Stripe (the fake) holds for the order."""
     async with httpx.AsyncClient() as http:
