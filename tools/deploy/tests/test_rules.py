@@ -36,6 +36,11 @@ PRODUCTION_REACHABLE_FROM: dict[str, set[str]] = {
     },
     "otel-collector": SERVICES_ON_NATS,
 }
+# And the Gateway API route's data plane (its Gateway's namespace) reaches the HTTP services.
+PRODUCTION_REACHABLE_FROM |= {
+    app: PRODUCTION_REACHABLE_FROM[app] | {"ns:gateway-system"}
+    for app in ("auth", "tickets", "orders", "payments", "client")
+}
 
 
 def every_check(docs: list[Doc], overlay: str) -> list[str]:
@@ -138,8 +143,13 @@ BREAKAGES: dict[str, tuple[str, Callable[[list[Doc]], Any], str]] = {
     "NATS open to every pod": ("dev", open_policy, "nats: reachable from"),
     "one replica in production": (
         "production",
+        lambda d: named(d, "Deployment", "expiration-worker")["spec"].update({"replicas": 1}),
+        "expiration-worker: fewer than 2 replicas",
+    ),
+    "replicas on a Deployment an HPA scales": (
+        "production",
         lambda d: named(d, "Deployment", "tickets")["spec"].update({"replicas": 1}),
-        "tickets: fewer than 2 replicas",
+        "tickets: sets replicas (1) and a HorizontalPodAutoscaler scales it",
     ),
     "a replica set the init Job does not form": (
         "production",

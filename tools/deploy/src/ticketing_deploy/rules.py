@@ -345,13 +345,28 @@ def _selects(selector: Doc, app: str) -> bool:
 
 def scale_problems(docs: list[Doc], http: Iterable[str]) -> list[str]:
     """Production: 2+ pods of every Deployment, each under a PodDisruptionBudget, and every HTTP
-    one under a HorizontalPodAutoscaler on CPU."""
+    one under a HorizontalPodAutoscaler on CPU from 2 replicas. A Deployment an HPA scales sets
+    no replicas (each apply would reset the HPA's count); one no HPA scales sets 2 or more."""
     found: list[str] = []
     pdbs = of_kind(docs, "PodDisruptionBudget")
     hpas = of_kind(docs, "HorizontalPodAutoscaler")
+    scaled = {
+        h["spec"]["scaleTargetRef"]["name"]
+        for h in hpas
+        if h["spec"]["scaleTargetRef"].get("kind") == "Deployment"
+    }
     for deployment in of_kind(docs, "Deployment"):
         name, app = deployment["metadata"]["name"], app_of(deployment)
-        if deployment["spec"].get("replicas", 1) < 2:
+        spec = deployment["spec"]
+        mine = [h["spec"] for h in hpas if h["spec"]["scaleTargetRef"]["name"] == name]
+        if name in scaled and "replicas" in spec:
+            found.append(
+                f"{name}: sets replicas ({spec['replicas']}) and a HorizontalPodAutoscaler "
+                "scales it: each apply resets the HPA's count"
+            )
+        if name in scaled and any(h.get("minReplicas", 1) < 2 for h in mine):
+            found.append(f"{name}: a HorizontalPodAutoscaler scales it from fewer than 2 pods")
+        elif name not in scaled and (spec.get("replicas") or 1) < 2:
             found.append(f"{name}: fewer than 2 replicas")
         if not any(_selects(p["spec"]["selector"], app) for p in pdbs):
             found.append(f"{name}: no PodDisruptionBudget")

@@ -18,7 +18,9 @@ from ticketing_payments.settings import Settings as PaymentsSettings
 from ticketing_tickets.settings import Settings as TicketsSettings
 
 # uvicorn's own options, read from UVICORN_* (it is the server of every HTTP container).
-UVICORN_ENV = frozenset({"UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN", "UVICORN_RELOAD"})
+UVICORN_ENV = frozenset(
+    {"UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN", "UVICORN_TIMEOUT_KEEP_ALIVE", "UVICORN_RELOAD"}
+)
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
