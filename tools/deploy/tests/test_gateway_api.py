@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ticketing_deploy import gateway_api
+from ticketing_deploy import gateway_api, manifests
 from ticketing_deploy.gateway_api import HTTPROUTE_SCHEMA, httproute_problems
-from ticketing_deploy.manifests import Doc, load, named, of_kind, tool
+from ticketing_deploy.manifests import Doc, load, named, of_kind
 from ticketing_devstack.routes import ROUTES
 
 ROUTE_NAME = "ticketing"
@@ -32,12 +32,7 @@ def rule_for(docs: list[Doc], prefix: str) -> Doc:
 
 
 def check_jsonschema(document: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [tool("check-jsonschema"), "--schemafile", str(HTTPROUTE_SCHEMA), str(document)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return manifests.check_jsonschema(HTTPROUTE_SCHEMA, document)
 
 
 def test_the_production_httproute_routes_as_the_table() -> None:

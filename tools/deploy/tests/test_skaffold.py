@@ -7,21 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from ticketing_deploy import rules
+from ticketing_deploy import manifests, rules
 from ticketing_deploy.images import skaffold_images
-from ticketing_deploy.manifests import OVERLAYS, ROOT, SKAFFOLD, load, load_yaml, tool
+from ticketing_deploy.manifests import OVERLAYS, ROOT, SKAFFOLD, load, load_yaml
 
 SCHEMA = ROOT.parent / "shared" / "schemas" / "skaffold-v4beta13.json"
 API_VERSION = "skaffold/v4beta13"
 
 
 def check_jsonschema(document: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [tool("check-jsonschema"), "--schemafile", str(SCHEMA), str(document)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return manifests.check_jsonschema(SCHEMA, document)
 
 
 @pytest.mark.skipif(not SCHEMA.exists(), reason=f"no {SCHEMA} (a checkout outside the workplace)")

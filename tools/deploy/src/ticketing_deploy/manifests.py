@@ -29,6 +29,16 @@ def tool(name: str) -> str:
     return find_binary(name)
 
 
+def check_jsonschema(schema: Path, document: Path) -> subprocess.CompletedProcess[str]:
+    """`document` checked against the JSON Schema `schema` (check-jsonschema, from the venv)."""
+    return subprocess.run(
+        [tool("check-jsonschema"), "--schemafile", str(schema), str(document)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 @functools.cache
 def rendered(overlay: str) -> str:
     """The overlay as `kubectl kustomize` renders it: what `kubectl apply -k` would send."""
