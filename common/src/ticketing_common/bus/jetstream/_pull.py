@@ -95,6 +95,7 @@ class StandingPull:
 
     async def _loop(self, threshold: int, reconnects: int) -> None:
         while True:
+            _raise_if_cancelled()
             self.wake.clear()
             if self.lost is not None:
                 raise PullLost(self.lost)
@@ -158,3 +159,12 @@ class StandingPull:
             with contextlib.suppress(Exception):
                 await self.sub.unsubscribe()
             self.sub = None
+
+
+def _raise_if_cancelled() -> None:
+    """Honour a cancellation that nats-py swallowed: its publish and subscribe catch a
+    CancelledError landing while they wait to kick its flusher (`Client._flush_pending`), so a
+    consumer cancelled then (the bus closing) would go on pulling, and the close wait forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
