@@ -115,6 +115,7 @@ class StandingPull:
             want = min(self.lanes.free - self.owed, FETCH_BATCH)
             if want > 0 and (not self.owed or want >= threshold) and self.nc.is_connected:
                 await self._ask(want)
+                _raise_if_cancelled()
             await self.wake.wait()
 
     async def _ask(self, batch: int) -> None:
